@@ -1,0 +1,156 @@
+"""Decision latency of the OTPR policy on this machine, next to its FLOP floor.
+
+One decision = L candidate chunks denoised over K steps for one state, then H for each
+candidate (critic, potentials, keypoint cost) and the compatibility resampling: exactly
+``OTPRAgent.act`` with trained potentials. Default shape: L=8, K=20, chunk 4x7, obs 23,
+hidden 512x3, 64 keypoints.
+
+The floor is stated two ways, both measured in the same run:
+- peak: the decision's matmul FLOPs at this machine's large-GEMM throughput (1024^3);
+- at shape: the time of the decision's own GEMMs alone, each timed at its real shape
+  (M = L rows). Small-M GEMMs stream their weights from memory and run far below peak,
+  so this is the floor any implementation using these kernels can reach.
+
+Usage: python benchmarks/decision_latency.py [--decisions 300] [--threads N] [--json out.json]
+"""
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+from otpr_ros.core.agent import OTPRAgent
+from otpr_ros.core.config import AgentConfig, OTPRConfig, TransportConfig
+
+
+def percentile_ms(times, q):
+    ordered = sorted(times)
+    return 1e3 * ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def time_calls(fn, count, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def linear_layers(module):
+    return [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def decision_gemms(agent):
+    """(rows, in, out, calls) of every matmul in one decision for one state."""
+    config, policy = agent.config, agent.policy.ema_net
+    L, steps = config.agent.num_candidates, len(agent.policy.sampling_steps(config.diffusion.sampler,
+                                                                           config.diffusion.ddim_steps))
+    first = policy.input_layer
+    gemms = [(1, config.obs_dim, first.out_features, 1),                     # observation term, once
+             (steps, policy.time_dim, first.out_features, 1),                 # time terms, once
+             (L, config.action_dim, first.out_features, steps)]               # action term, every step
+    gemms += [(L, lin.in_features, lin.out_features, steps) for lin in linear_layers(policy.blocks)]
+    gemms.append((L, policy.output_layer.in_features, policy.output_layer.out_features, steps))
+    for net in (agent.critic.q1_target, agent.critic.q2_target, agent.potentials.v_net):
+        gemms += [(L, lin.in_features, lin.out_features, 1) for lin in linear_layers(net)]
+    gemms += [(1, lin.in_features, lin.out_features, 1) for lin in linear_layers(agent.potentials.u_net)]
+    k = agent.relation_cost.obs.shape[0]
+    gemms += [(1, config.obs_dim, k, 1), (L, config.action_dim, k, 1)]      # keypoint distances
+    return gemms
+
+
+def peak_gflops(size=1024, reps=20):
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    seconds = min(time_calls(lambda: a @ b, reps, 3))
+    return 2 * size ** 3 / seconds / 1e9
+
+
+def gemm_floor_seconds(gemms, reps=400):
+    total = 0.0
+    with torch.inference_mode():
+        for rows, n_in, n_out, calls in gemms:
+            x, w = torch.randn(rows, n_in), torch.randn(n_out, n_in)
+            times = time_calls(lambda: torch.nn.functional.linear(x, w), reps, 20)
+            total += calls * sorted(times)[len(times) // 2]
+    return total
+
+
+def build_agent(args):
+    config = OTPRConfig(obs_dim=args.obs_dim, act_dim=args.act_dim, chunk=args.chunk, device="cpu",
+                        transport=TransportConfig(warmup_steps=0, num_keypoints=args.keypoints),
+                        agent=AgentConfig(num_candidates=args.candidates))
+    config.diffusion.num_steps = config.diffusion.ddim_steps = args.steps
+    agent = OTPRAgent(config)
+    agent.set_keypoints(torch.randn(args.keypoints, args.obs_dim),
+                        torch.rand(args.keypoints, config.action_dim) * 2 - 1)
+    return agent
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--decisions", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--candidates", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--obs-dim", type=int, default=23)
+    parser.add_argument("--act-dim", type=int, default=7)
+    parser.add_argument("--chunk", type=int, default=4)
+    parser.add_argument("--keypoints", type=int, default=64)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    if args.decisions < 200:
+        parser.error("--decisions: at least 200 for a p99")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    agent = build_agent(args)
+    obs = torch.rand(1, args.obs_dim) * 2 - 1
+    gemms = decision_gemms(agent)
+    flops = sum(2 * rows * n_in * n_out * calls for rows, n_in, n_out, calls in gemms)
+    peak = peak_gflops()
+    floor_peak = flops / (peak * 1e9)
+    floor_shape = gemm_floor_seconds(gemms)
+
+    # eager: full network every step, autograd on; optimised: inference mode, observation and
+    # time parts of the first layer once per decision, schedule folded into constants;
+    # compiled: the optimised sampler through torch.compile (diffusion.compile in the YAML).
+    paths = {"torch eager": (False, False), "torch optimised": (True, False), "torch compiled": (True, True)}
+    rows = []
+    for name, (fast, compiled) in paths.items():
+        agent.config.diffusion.compile = compiled
+        if compiled:
+            start = time.perf_counter()
+            agent.act(obs)
+            print(f"(torch.compile took {time.perf_counter() - start:.0f} s, once)")
+        times = time_calls(lambda: agent.act(obs, mode="sample", fast=fast), args.decisions, args.warmup)
+        p50, p99 = percentile_ms(times, 50), percentile_ms(times, 99)
+        rows.append({"path": name, "p50_ms": p50, "p99_ms": p99, "x_floor_peak": p50 / (1e3 * floor_peak),
+                     "x_floor_at_shape": p50 / (1e3 * floor_shape)})
+
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, " \
+              f"torch {torch.__version__}"
+    print(f"decision: L={args.candidates}, K={args.steps}, chunk {args.chunk}x{args.act_dim}, obs {args.obs_dim}, "
+          f"hidden 512x3, {args.keypoints} keypoints; {args.decisions} decisions after {args.warmup} warm-up")
+    print(f"machine: {machine}")
+    print(f"matmul FLOPs per decision: {flops / 1e6:.1f} M; large-GEMM throughput {peak:.0f} GFLOP/s")
+    print(f"floor at peak: {1e3 * floor_peak:.2f} ms   floor at shape (the decision's GEMMs alone): "
+          f"{1e3 * floor_shape:.2f} ms\n")
+    print(f"| {'path':<16} | p50 ms | p99 ms | x floor (peak) | x floor (at shape) |")
+    print(f"|{'-' * 18}|--------|--------|----------------|--------------------|")
+    for row in rows:
+        print(f"| {row['path']:<16} | {row['p50_ms']:6.2f} | {row['p99_ms']:6.2f} | {row['x_floor_peak']:14.1f} | "
+              f"{row['x_floor_at_shape']:18.2f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "flops": flops, "peak_gflops": peak, "floor_peak_ms": 1e3 * floor_peak,
+                       "floor_at_shape_ms": 1e3 * floor_shape, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The OTPR algorithm in plain PyTorch. Nothing in this package imports ROS."""

@@ -1,0 +1,231 @@
+"""The OTPR agent: acting by compatibility resampling, learning by the loop of Algorithm 1.
+
+Acting (ALGORITHM.md, "Acting"): draw L candidate chunks, weight them by H(s, a) and
+draw one from ``H / sum H``; all-zero H falls back to the arg-max of ``u + v - c``.
+Before the potentials are trained, the weights are IDQL's expectile weights of Q - V.
+
+Learning (ALGORITHM.md, "The loop"): every ``ot_every`` updates ``ot_steps`` ascent steps
+on J(u, v), then an IQL step, then the OT-guided weighted score-matching step.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from otpr_ros.core.checks import check_batch, check_count
+from otpr_ros.core.config import OTPRConfig
+from otpr_ros.core.critic import IQL, ChunkCritic
+from otpr_ros.core.device import resolve_device
+from otpr_ros.core.diffusion import DiffusionPolicy
+from otpr_ros.core.resampling import expectile_weights, resample
+from otpr_ros.core.transport import (KeypointRelationCost, NeuralPotentials, RunningScale, TransportCost,
+                                     compatibility, dual_objective, keypoint_mask, transport_score)
+
+GUIDANCES = ("compatibility", "q", "advantage")
+ACT_MODES = ("sample", "argmax", "single")
+
+
+@dataclass
+class Decision:
+    chunk: torch.Tensor        # (B, action_dim), normalised, in [-1, 1]
+    index: torch.Tensor        # (B,) chosen candidate
+    candidates: torch.Tensor   # (B, L, action_dim)
+    weights: torch.Tensor      # (B, L): H, or IDQL weights before the potentials are trained
+
+
+class OTPRAgent:
+    def __init__(self, config: OTPRConfig):
+        if config.agent.guidance not in GUIDANCES:
+            raise ValueError(f"guidance: expected one of {GUIDANCES}, got {config.agent.guidance!r}")
+        if config.agent.eval_mode not in ("single", "argmax"):
+            raise ValueError(f"eval_mode: expected 'single' or 'argmax', got {config.agent.eval_mode!r}")
+        if not config.transport.masked and config.transport.beta != 0.0:
+            raise ValueError("beta: the unmasked variant (masked: false) uses no keypoint cost; set beta: 0")
+        if config.transport.masked and config.transport.batch_actions > config.transport.batch_states:
+            raise ValueError("transport.batch_actions: masked OT needs batch_actions <= batch_states "
+                             "(a keypoint state's mass must fit in its paired action's)")
+        self.config, self.device = config, resolve_device(config.device)
+        d, c, t = config.diffusion, config.critic, config.transport
+        torch.manual_seed(config.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.policy = DiffusionPolicy(config.obs_dim, config.action_dim, d.num_steps, d.hidden, d.time_dim).to(self.device)
+        self.critic = ChunkCritic(config.obs_dim, config.action_dim, c.hidden).to(self.device)
+        self.potentials = NeuralPotentials(config.obs_dim, config.action_dim, t.hidden).to(self.device)
+        self.q_scale = RunningScale(t.q_scale_momentum)
+        self.iql = IQL(self.critic, c.lr, c.tau, c.gamma, c.polyak)
+        self.actor_optimizer = torch.optim.Adam(self.policy.net.parameters(), lr=d.finetune_lr,
+                                                weight_decay=d.weight_decay)
+        self.potential_optimizer = torch.optim.Adam(self.potentials.parameters(), lr=t.lr)
+        self.relation_cost = None
+        self.cost = TransportCost(self.critic, self.q_scale)
+        self.dual_steps = 0
+        self.updates = 0
+
+    # -- keypoints ---------------------------------------------------------------------------
+    def set_keypoints(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
+        """Expert pairs that define g (and, through the buffer's ids, the mask)."""
+        t = self.config.transport
+        self.relation_cost = KeypointRelationCost(obs.to(self.device), actions.to(self.device), t.rho, t.distance)
+        self.cost = TransportCost(self.critic, self.q_scale, t.beta if t.masked else 0.0, self.relation_cost)
+
+    @property
+    def potentials_ready(self) -> bool:
+        return self.dual_steps >= self.config.transport.warmup_steps
+
+    # -- acting ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def candidate_weights(self, obs: torch.Tensor, candidates: torch.Tensor):
+        """(weights, fallback score), each (B, L): H and ``u + v - c``, or IDQL weights and Q."""
+        obs_b = obs[:, None, :]
+        if self.potentials_ready:
+            cost = self.cost(obs_b, candidates)
+            u, v = self.potentials.u(obs)[:, None], self.potentials.v(candidates)
+            return compatibility(u, v, cost, self.config.transport.lam), transport_score(u, v, cost)
+        q = self.critic.target_q(obs_b, candidates)
+        advantage = q - self.critic.value(obs)[:, None]
+        return expectile_weights(advantage, self.config.critic.tau), q
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, mode: str = "sample", noise=None, fast: bool = True) -> Decision:
+        """One decision for each of B (normalised) states.
+
+        mode ``sample``: compatibility resampling (exploration, the paper's acting rule);
+        ``argmax``: the candidate with the largest weight; ``single``: L = 1, no weighting.
+        ``fast=False`` samples by the plain reference path (see ``DiffusionPolicy.sample``).
+        """
+        if mode not in ACT_MODES:
+            raise ValueError(f"mode: expected one of {ACT_MODES}, got {mode!r}")
+        check_batch("obs", obs, self.config.obs_dim)
+        d = self.config.diffusion
+        num_candidates = 1 if mode == "single" else check_count("num_candidates", self.config.agent.num_candidates)
+        candidates = self.policy.sample(obs, num_candidates, d.sampler, d.ddim_steps, d.eta, noise=noise,
+                                        generator=self.generator, fast=fast, compiled=fast and d.compile)
+        if mode == "single":
+            weights = torch.ones(candidates.shape[:2], device=self.device)
+            index = torch.zeros(obs.shape[0], dtype=torch.long, device=self.device)
+        else:
+            weights, score = self.candidate_weights(obs, candidates)
+            if mode == "sample":
+                index = resample(weights, score, self.generator)
+            else:
+                index = torch.where(weights.sum(1) > 0, weights.argmax(1), score.argmax(1))
+        chunk = candidates[torch.arange(obs.shape[0], device=self.device), index]
+        return Decision(chunk, index, candidates, weights)
+
+    # -- learning ----------------------------------------------------------------------------
+    def update(self, buffer) -> dict:
+        """One iteration of the loop: dual steps (every ot_every), IQL, OT-guided actor step."""
+        t = self.config.transport
+        metrics = {}
+        if self.updates % t.ot_every == 0:
+            for _ in range(t.ot_steps):
+                metrics.update(self.dual_step(buffer))
+        metrics.update(self.critic_step(buffer))
+        metrics.update(self.actor_step(buffer))
+        self.updates += 1
+        return metrics
+
+    def critic_step(self, buffer) -> dict:
+        batch = buffer.sample(self.config.critic.batch_size, self.generator)
+        metrics = self.iql.update(batch)
+        self.q_scale.update(metrics["critic/q_abs_mean"])
+        metrics["critic/q_scale"] = self.q_scale.scale
+        return metrics
+
+    def dual_step(self, buffer) -> dict:
+        t = self.config.transport
+        states, state_ids, actions, action_ids = buffer.sample_for_transport(t.batch_states, t.batch_actions,
+                                                                             self.generator)
+        cost = self.cost(states[:, None, :], actions[None, :, :])
+        mask = keypoint_mask(state_ids, action_ids) if t.masked else None
+        objective = dual_objective(self.potentials.u(states), self.potentials.v(actions), cost, t.lam, mask)
+        self.potential_optimizer.zero_grad(set_to_none=True)
+        (-objective).backward()
+        self.potential_optimizer.step()
+        self.dual_steps += 1
+        return {"transport/dual_objective": float(objective.detach())}
+
+    def actor_step(self, buffer) -> dict:
+        """OT-guided score matching over L policy candidates plus the stored action."""
+        a = self.config.agent
+        batch = buffer.sample(a.actor_batch, self.generator)
+        states, stored = batch.obs, batch.action
+        stored_ids = torch.full((states.shape[0],), -1, device=self.device)
+        if self.config.transport.masked and buffer.num_keypoints:
+            states = torch.cat([buffer.keypoint_obs, states])
+            stored = torch.cat([buffer.keypoint_actions, stored])
+            stored_ids = torch.cat([torch.arange(buffer.num_keypoints, device=self.device), stored_ids])
+        with torch.no_grad():
+            sampled = self.policy.sample(states, a.num_candidates, a.actor_sampler, a.actor_ddim_steps,
+                                         generator=self.generator, use_ema=False)
+            candidates = torch.cat([sampled, stored[:, None, :]], dim=1)
+            weights = self.guidance_weights(states, candidates, stored_ids)
+        n, count, width = candidates.shape
+        loss = self.policy.noise_matching_loss(states.repeat_interleave(count, 0), candidates.reshape(n * count, width),
+                                               weights.reshape(-1), self.generator)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_optimizer.step()
+        self.policy.update_ema(self.config.diffusion.ema_decay)
+        return {"actor/loss": float(loss.detach()), "actor/stored_weight": float(weights[:, -1].mean())}
+
+    def guidance_weights(self, states, candidates, stored_ids) -> torch.Tensor:
+        """Per-state weights over candidates (the last one is the stored action), rows summing to 1.
+
+        For keypoint states (``stored_ids >= 0``) under masked OT only the stored, paired
+        action is unmasked, so those rows reduce to imitation of the keypoint.
+        """
+        a, t = self.config.agent, self.config.transport
+        obs_b = states[:, None, :]
+        if a.guidance == "compatibility":
+            cost = self.cost(obs_b, candidates)
+            u, v = self.potentials.u(states)[:, None], self.potentials.v(candidates)
+            mask = None
+            if t.masked:
+                candidate_ids = torch.full(candidates.shape[:2], -1, device=self.device)
+                candidate_ids[:, -1] = stored_ids
+                mask = ((stored_ids[:, None] < 0) | (candidate_ids == stored_ids[:, None])).float()
+            raw, score = compatibility(u, v, cost, t.lam, mask), transport_score(u, v, cost)
+            if mask is not None:
+                score = score.masked_fill(mask == 0, float("-inf"))
+            fallback = F.one_hot(score.argmax(1), candidates.shape[1]).float()
+            raw = torch.where(raw.sum(1, keepdim=True) > 0, raw, fallback)
+        else:
+            q = self.critic.target_q(obs_b, candidates) / self.q_scale.scale
+            if a.guidance == "q":
+                raw = torch.softmax(q / a.q_temperature, dim=1)
+            else:
+                advantage = q - self.critic.value(states)[:, None] / self.q_scale.scale
+                raw = torch.exp(a.advantage_temperature * advantage).clamp(max=a.advantage_clip)
+        return raw / raw.sum(1, keepdim=True)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "policy": self.policy.state_dict(),
+            "critic": self.critic.state_dict(),
+            "potentials": self.potentials.state_dict(),
+            "q_scale": self.q_scale.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "potential_optimizer": self.potential_optimizer.state_dict(),
+            "v_optimizer": self.iql.v_optimizer.state_dict(),
+            "q_optimizer": self.iql.q_optimizer.state_dict(),
+            "keypoints": None if self.relation_cost is None else
+            {"obs": self.relation_cost.obs.cpu(), "actions": self.relation_cost.actions.cpu()},
+            "counters": {"dual_steps": self.dual_steps, "updates": self.updates},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
+        self.potentials.load_state_dict(state["potentials"])
+        self.q_scale.load_state_dict(state["q_scale"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.potential_optimizer.load_state_dict(state["potential_optimizer"])
+        self.iql.v_optimizer.load_state_dict(state["v_optimizer"])
+        self.iql.q_optimizer.load_state_dict(state["q_optimizer"])
+        if state["keypoints"] is not None:
+            self.set_keypoints(state["keypoints"]["obs"], state["keypoints"]["actions"])
+        self.dual_steps, self.updates = state["counters"]["dual_steps"], state["counters"]["updates"]

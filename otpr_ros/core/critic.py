@@ -1,0 +1,92 @@
+"""IQL critic on action chunks (ALGORITHM.md, "Critic: IQL on chunks").
+
+The MDP action is the whole chunk; a transition's reward is the discounted sum inside
+the executed chunk and its bootstrap discount is ``gamma ** steps_executed``.
+"""
+
+import copy
+
+import torch
+from torch import nn
+
+
+def mlp(in_dim: int, hidden, out_dim: int) -> nn.Sequential:
+    layers, width = [], in_dim
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.Mish()]
+        width = size
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
+    """``|tau - 1(diff < 0)| * diff^2``: its minimiser over a constant is the tau-expectile."""
+    weight = torch.where(diff < 0, 1.0 - tau, tau)
+    return weight * diff.pow(2)
+
+
+class ChunkCritic(nn.Module):
+    """Twin Q(s, a) with Polyak targets, and V(s)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden=(256, 256, 256)):
+        super().__init__()
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.q1 = mlp(obs_dim + action_dim, hidden, 1)
+        self.q2 = mlp(obs_dim + action_dim, hidden, 1)
+        self.v = mlp(obs_dim, hidden, 1)
+        self.q1_target = copy.deepcopy(self.q1).requires_grad_(False)
+        self.q2_target = copy.deepcopy(self.q2).requires_grad_(False)
+
+    def q(self, obs: torch.Tensor, actions: torch.Tensor):
+        x = torch.cat([obs, actions], dim=-1)
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+    def target_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``min(Q1_targ, Q2_targ)``; leading dimensions broadcast, e.g. (Bs, 1, .) x (1, Ba, .)."""
+        lead = torch.broadcast_shapes(obs.shape[:-1], actions.shape[:-1])
+        x = torch.cat([obs.expand(*lead, obs.shape[-1]), actions.expand(*lead, actions.shape[-1])], dim=-1)
+        return torch.minimum(self.q1_target(x), self.q2_target(x)).squeeze(-1)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.v(obs).squeeze(-1)
+
+    @torch.no_grad()
+    def update_targets(self, polyak: float) -> None:
+        for online, target in ((self.q1, self.q1_target), (self.q2, self.q2_target)):
+            for p, p_targ in zip(online.parameters(), target.parameters()):
+                p_targ.lerp_(p, polyak)
+
+
+class IQL:
+    """One IQL update: V by expectile regression on the target Q, then both Q by TD."""
+
+    def __init__(self, critic: ChunkCritic, lr: float = 3e-4, tau: float = 0.7, gamma: float = 0.999,
+                 polyak: float = 0.005):
+        if not 0.0 < tau < 1.0:
+            raise ValueError(f"tau: the expectile must lie in (0, 1), got {tau}")
+        self.critic, self.tau, self.gamma, self.polyak = critic, tau, gamma, polyak
+        self.v_optimizer = torch.optim.Adam(critic.v.parameters(), lr=lr)
+        self.q_optimizer = torch.optim.Adam([*critic.q1.parameters(), *critic.q2.parameters()], lr=lr)
+
+    def update(self, batch) -> dict:
+        critic = self.critic
+        with torch.no_grad():
+            q_target = critic.target_q(batch.obs, batch.action)
+        v = critic.value(batch.obs)
+        v_loss = expectile_loss(q_target - v, self.tau).mean()
+        self.v_optimizer.zero_grad(set_to_none=True)
+        v_loss.backward()
+        self.v_optimizer.step()
+
+        with torch.no_grad():
+            discount = self.gamma ** batch.steps * (1.0 - batch.terminal)
+            td_target = batch.reward + discount * critic.value(batch.next_obs)
+        q1, q2 = critic.q(batch.obs, batch.action)
+        q_loss = (q1 - td_target).pow(2).mean() + (q2 - td_target).pow(2).mean()
+        self.q_optimizer.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_optimizer.step()
+        critic.update_targets(self.polyak)
+        return {"critic/v_loss": float(v_loss.detach()), "critic/q_loss": float(q_loss.detach()),
+                "critic/q_mean": float(q_target.mean()),
+                "critic/q_abs_mean": float(q_target.abs().mean()), "critic/v_mean": float(v.detach().mean())}

@@ -1,0 +1,49 @@
+"""ament_python package: ``colcon build`` installs it like any ROS 2 Python package, and
+``pip install -e '.[ros,test]'`` installs it where there is no ROS (the ``ros`` extra brings
+rclpy and the message packages as wheels; leave it out where ROS provides them)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "otpr_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ] + [(f"share/{PACKAGE}/{d}", glob(f"{d}/*.*")) for d in sorted(glob("models/*/"))],
+    python_requires=">=3.10",
+    install_requires=[
+        "setuptools",
+        "torch==2.13.0",
+        "numpy>=2,<2.6",
+        "gymnasium>=1.0,<2",
+        "h5py>=3.10,<4",
+        "onnxruntime-gpu>=1.20,<2",
+        "pyyaml>=6,<7",
+        "tqdm>=4.60,<5",
+    ],
+    extras_require={
+        "ros": [
+            "ros-rclpy[fastrtps]>=9,<10",
+            "ros-std-msgs>=5,<6",
+            "ros-sensor-msgs>=5,<6",
+            "ros-geometry-msgs>=5,<6",
+            "ros-trajectory-msgs>=5,<6",
+            "ros-std-srvs>=5,<6",
+        ],
+        "test": ["pytest>=8", "scipy>=1.11", "hypothesis>=6", "pot>=0.9.4"],
+    },
+    zip_safe=True,
+    maintainer="otpr_ros maintainers",
+    description="OTPR online fine-tuning of diffusion robot policies on ROS 2",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={"console_scripts": []},
+)

@@ -1,0 +1,224 @@
+import pytest
+import torch
+
+from otpr_ros.core.agent import OTPRAgent
+from otpr_ros.core.config import AgentConfig, CriticConfig, DiffusionConfig, OTPRConfig, TransportConfig
+from otpr_ros.core.replay_buffer import ReplayBuffer
+
+
+def small_agent(device="cpu", **transport) -> OTPRAgent:
+    config = OTPRConfig(
+        obs_dim=1, act_dim=2, chunk=1, device=device, seed=0,
+        diffusion=DiffusionConfig(num_steps=10, hidden=(64, 64, 64), time_dim=16, finetune_lr=1e-3, ema_decay=0.9),
+        critic=CriticConfig(hidden=(64, 64), lr=1e-3, gamma=0.9, batch_size=128, polyak=0.05),
+        transport=TransportConfig(**({"hidden": (64, 64), "lr": 1e-3, "num_keypoints": 16, "batch_states": 64,
+                                      "batch_actions": 64, "warmup_steps": 20, "lam": 0.1} | transport)),
+        agent=AgentConfig(num_candidates=8, actor_batch=128),
+    )
+    return OTPRAgent(config)
+
+
+# -- a contextual bandit whose best actions are known ---------------------------------------
+CORNERS = torch.tensor([[0.5, 0.5], [-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5]])
+
+
+def best_action(states):
+    """(0.5, 0.5) for s > 0, (-0.5, -0.5) otherwise."""
+    return torch.where(states > 0, CORNERS[0], CORNERS[1])
+
+
+def reward(states, actions):
+    return torch.exp(-(actions - best_action(states)).pow(2).sum(-1) / 0.05)
+
+
+def hit_rate(states, actions):
+    return float(((actions - best_action(states)).norm(dim=-1) < 0.25).float().mean())
+
+
+def filled_buffer(agent, generator=None, behaviour=512, expert=64):
+    """Behaviour data: the four corners regardless of the state; expert data: the best corner."""
+    generator = generator or torch.Generator().manual_seed(0)
+    device = agent.device
+    buffer = ReplayBuffer(1, 2, capacity=20_000, expert_capacity=expert, device=device)
+    s = torch.rand(behaviour, 1, generator=generator) * 2 - 1
+    a = CORNERS[torch.randint(0, 4, (behaviour,), generator=generator)] + 0.05 * torch.randn(behaviour, 2,
+                                                                                              generator=generator)
+    buffer.add(s, a, reward(s, a), s, torch.ones(behaviour), torch.ones(behaviour))
+    s = torch.rand(expert, 1, generator=generator) * 2 - 1
+    a = best_action(s) + 0.05 * torch.randn(expert, 2, generator=generator)
+    buffer.add_expert(s, a, reward(s, a), s, torch.ones(expert), torch.ones(expert))
+    buffer.select_keypoints(agent.config.transport.num_keypoints, torch.Generator(device=device).manual_seed(0))
+    agent.set_keypoints(buffer.keypoint_obs, buffer.keypoint_actions)
+    return buffer
+
+
+def pretrain(agent, buffer, steps=1500):
+    """Imitation of the behaviour data: the policy starts at ~25 % best actions."""
+    optimizer = torch.optim.Adam(agent.policy.net.parameters(), lr=2e-3)
+    for _ in range(steps):
+        batch = buffer.sample(256, agent.generator)
+        loss = agent.policy.noise_matching_loss(batch.obs, batch.action, generator=agent.generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    agent.policy.ema_net.load_state_dict(agent.policy.net.state_dict())
+
+
+def fine_tune(agent, buffer, rounds=15, updates_per_round=20, episodes_per_round=64):
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(rounds):
+        s = torch.rand(episodes_per_round, 1, generator=generator) * 2 - 1
+        a = agent.act(s, mode="sample").chunk
+        n = s.shape[0]
+        buffer.add(s, a, reward(s, a), s, torch.ones(n), torch.ones(n))
+        for _ in range(updates_per_round):
+            agent.update(buffer)
+
+
+def policy_hit_rate(agent, n=2000):
+    s = torch.linspace(-1, 1, n)[:, None]
+    return hit_rate(s, agent.act(s, mode="single").chunk)
+
+
+class UniformGuidance(OTPRAgent):
+    """The same update with every candidate weighted equally."""
+
+    def guidance_weights(self, states, candidates, stored_ids):
+        return torch.full(candidates.shape[:2], 1.0 / candidates.shape[1], device=self.device)
+
+
+@pytest.fixture(scope="module")
+def bandit_results():
+    results = {}
+    for name, cls in (("compatibility", OTPRAgent), ("uniform", UniformGuidance)):
+        torch.manual_seed(0)
+        agent = small_agent()
+        agent.__class__ = cls
+        buffer = filled_buffer(agent)
+        pretrain(agent, buffer)
+        before = policy_hit_rate(agent)
+        fine_tune(agent, buffer)
+        results[name] = (before, policy_hit_rate(agent))
+    return results
+
+
+def test_ot_guided_update_concentrates_on_best_actions(bandit_results):
+    before, after = bandit_results["compatibility"]
+    assert 0.1 < before < 0.45     # imitation of the behaviour data: about a quarter
+    assert after > 0.6
+
+
+def test_ot_guidance_beats_uniform_weights(bandit_results):
+    assert bandit_results["compatibility"][1] > bandit_results["uniform"][1] + 0.15
+
+
+# -- acting --------------------------------------------------------------------------------
+def test_act_returns_one_in_bounds_chunk_per_state():
+    agent = small_agent()
+    buffer = filled_buffer(agent)
+    obs = torch.rand(5, 1) * 2 - 1
+    for mode in ("sample", "argmax", "single"):
+        decision = agent.act(obs, mode=mode)
+        assert decision.chunk.shape == (5, 2) and decision.chunk.abs().max() <= 1
+        assert torch.equal(decision.chunk, decision.candidates[torch.arange(5), decision.index])
+    assert agent.act(obs, mode="single").candidates.shape == (5, 1, 2)
+    assert agent.act(obs, mode="sample").candidates.shape == (5, 8, 2)
+    del buffer
+
+
+def test_weights_switch_from_idql_to_compatibility_after_warmup():
+    agent = small_agent(warmup_steps=3)
+    buffer = filled_buffer(agent)
+    obs = torch.zeros(4, 1)
+    decision = agent.act(obs, mode="argmax")
+    tau = agent.config.critic.tau
+    assert torch.isclose(decision.weights[..., None], torch.tensor([tau, 1 - tau])).any(-1).all()
+    for _ in range(3):
+        agent.dual_step(buffer)
+    assert agent.potentials_ready
+    weights, score = agent.candidate_weights(obs, agent.act(obs).candidates)
+    lam = agent.config.transport.lam
+    assert torch.allclose(weights, torch.relu(score) / (2 * lam))
+
+
+def test_argmax_mode_picks_the_most_compatible_candidate():
+    agent = small_agent(warmup_steps=0)
+    filled_buffer(agent)
+    decision = agent.act(torch.rand(16, 1) * 2 - 1, mode="argmax")
+    best = torch.where(decision.weights.sum(1) > 0, decision.weights.argmax(1), decision.index)
+    assert torch.equal(decision.index, best)
+
+
+# -- learning --------------------------------------------------------------------------------
+@pytest.mark.parametrize("guidance", ["compatibility", "q", "advantage"])
+def test_guidance_weights_are_distributions(guidance):
+    agent = small_agent()
+    agent.config.agent.guidance = guidance
+    buffer = filled_buffer(agent)
+    metrics = agent.update(buffer)
+    assert {"critic/q_loss", "actor/loss", "transport/dual_objective"} <= set(metrics)
+    states = torch.rand(6, 1)
+    candidates = torch.rand(6, 9, 2) * 2 - 1
+    weights = agent.guidance_weights(states, candidates, torch.full((6,), -1))
+    assert torch.allclose(weights.sum(1), torch.ones(6)) and (weights >= 0).all()
+
+
+def test_keypoint_rows_under_masked_ot_imitate_the_paired_action():
+    agent = small_agent(warmup_steps=0)
+    buffer = filled_buffer(agent)
+    states = buffer.keypoint_obs[:4]
+    candidates = torch.cat([torch.rand(4, 8, 2) * 2 - 1, buffer.keypoint_actions[:4, None, :]], dim=1)
+    weights = agent.guidance_weights(states, candidates, torch.arange(4))
+    assert torch.equal(weights, torch.nn.functional.one_hot(torch.full((4,), 8), 9).float())
+
+
+def test_unmasked_variant_runs_without_keypoint_cost():
+    agent = small_agent(masked=False, beta=0.0)
+    buffer = filled_buffer(agent)
+    assert agent.cost.beta == 0.0
+    assert "transport/dual_objective" in agent.update(buffer)
+    with pytest.raises(ValueError, match="beta"):
+        small_agent(masked=False, beta=1.0)
+
+
+def test_masked_config_with_more_actions_than_states_is_refused():
+    with pytest.raises(ValueError, match="batch_actions <= batch_states"):
+        small_agent(batch_states=32, batch_actions=64)
+
+
+def test_state_dict_round_trip_gives_the_same_decisions():
+    agent = small_agent(warmup_steps=1)
+    buffer = filled_buffer(agent)
+    for _ in range(3):
+        agent.update(buffer)
+    copy = small_agent(warmup_steps=1)
+    copy.load_state_dict(agent.state_dict())
+    obs = torch.rand(3, 1)
+    noise = torch.randn(agent.policy.noise_shape(3, 8))
+    a, b = agent.act(obs, mode="argmax", noise=noise), copy.act(obs, mode="argmax", noise=noise)
+    assert torch.equal(a.chunk, b.chunk) and torch.allclose(a.weights, b.weights)
+
+
+@pytest.mark.parametrize("obs, mode, message", [
+    (torch.rand(2, 3), "sample", "obs: expected shape"),
+    (torch.zeros(0, 1), "sample", "obs: empty batch"),
+    (torch.tensor([[float("inf")]]), "sample", "obs: 1 entries are NaN or Inf"),
+    (torch.rand(2, 1), "greedy", "mode"),
+])
+def test_bad_act_input_is_refused(obs, mode, message):
+    with pytest.raises(ValueError, match=message):
+        small_agent().act(obs, mode=mode)
+
+
+def test_zero_candidates_is_refused():
+    agent = small_agent()
+    agent.config.agent.num_candidates = 0
+    with pytest.raises(ValueError, match="num_candidates"):
+        agent.act(torch.rand(2, 1))
+
+
+def test_bad_agent_config_is_refused():
+    with pytest.raises(ValueError, match="guidance"):
+        OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(guidance="reward")))
+    with pytest.raises(ValueError, match="eval_mode"):
+        OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(eval_mode="sample")))

@@ -1,0 +1,29 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from otpr_ros.core.config import OTPRConfig
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+@pytest.mark.parametrize("task, obs_dim", [("lift", 19), ("can", 23), ("square", 23)])
+def test_task_yaml_loads(task, obs_dim):
+    config = OTPRConfig.from_yaml(CONFIG_DIR / f"{task}.yaml")
+    assert config.obs_dim == obs_dim and config.action_dim == 28
+    assert config.diffusion.hidden == (512, 512, 512) and config.critic.gamma == 0.999
+
+
+def test_unknown_keys_are_errors(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"otpr": {"obs_dim": 3, "transport": {"lamda": 0.1}}}))
+    with pytest.raises(ValueError, match=r"otpr.transport: unknown keys \['lamda'\]"):
+        OTPRConfig.from_yaml(path)
+    with pytest.raises(ValueError, match="no 'learner' section"):
+        OTPRConfig.from_yaml(CONFIG_DIR / "lift.yaml", section="learner")
+
+
+def test_round_trip_through_dict():
+    config = OTPRConfig(obs_dim=5, chunk=2)
+    assert OTPRConfig.from_dict(config.to_dict()) == config

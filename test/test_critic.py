@@ -1,0 +1,81 @@
+import pytest
+import torch
+from scipy.optimize import brentq
+
+from otpr_ros.core.critic import IQL, ChunkCritic, expectile_loss
+from otpr_ros.core.replay_buffer import TransitionBatch
+
+REWARDS = torch.tensor([0.0, 0.2, 0.5, 0.9, 1.0])
+PROBS = torch.tensor([0.3, 0.3, 0.2, 0.1, 0.1])
+ACTIONS = torch.eye(5)  # five distinct "chunks"
+
+
+def exact_expectile(values, probs, tau):
+    def balance(e):
+        weight = torch.where(values < e, 1 - tau, tau)
+        return float((probs * weight * (values - e)).sum())
+    return brentq(balance, float(values.min()), float(values.max()))
+
+
+def batch_from(obs, action, reward, next_obs, terminal, steps):
+    return TransitionBatch(obs, action, reward, next_obs, terminal, steps)
+
+
+def test_expectile_loss_minimiser_is_the_expectile():
+    values = torch.tensor([0.0, 1.0, 3.0])
+    grid = torch.linspace(0, 3, 30001)
+    losses = expectile_loss(values[None, :] - grid[:, None], 0.8).mean(1)
+    assert abs(float(grid[losses.argmin()]) - exact_expectile(values, torch.full((3,), 1 / 3), 0.8)) < 1e-3
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.7, 0.9])
+def test_v_converges_to_the_tau_expectile_of_q(tau):
+    """One state, five chunks with terminal rewards: Q(s, a_j) = r_j exactly, so V must reach
+    the tau-expectile of r under the data's action distribution."""
+    critic = ChunkCritic(obs_dim=2, action_dim=5, hidden=(64, 64))
+    iql = IQL(critic, lr=1e-3, tau=tau, gamma=0.99, polyak=0.05)
+    generator = torch.Generator().manual_seed(0)
+    obs = torch.tensor([[0.5, -0.5]])
+    for _ in range(1500):
+        which = torch.multinomial(PROBS, 256, replacement=True, generator=generator)
+        n = which.numel()
+        iql.update(batch_from(obs.expand(n, 2), ACTIONS[which], REWARDS[which], obs.expand(n, 2),
+                              torch.ones(n), torch.ones(n)))
+    with torch.no_grad():
+        q = critic.target_q(obs.expand(5, 2), ACTIONS)
+        v = float(critic.value(obs))
+    assert torch.allclose(q, REWARDS, atol=0.02), q
+    assert abs(v - exact_expectile(REWARDS, PROBS, tau)) < 0.02, (v, exact_expectile(REWARDS, PROBS, tau))
+
+
+def test_chunk_discount_is_gamma_to_the_steps_executed():
+    """s0 -(chunk, 3 steps, r=0)-> s1 -(chunk, terminal, r=1)-> end: Q(s0) = gamma ** 3."""
+    gamma = 0.9
+    critic = ChunkCritic(obs_dim=1, action_dim=1, hidden=(32, 32))
+    iql = IQL(critic, lr=2e-3, tau=0.7, gamma=gamma, polyak=0.05)
+    s0, s1, a = torch.tensor([[-1.0]]), torch.tensor([[1.0]]), torch.tensor([[0.0]])
+    obs, next_obs = torch.cat([s0, s1]), torch.cat([s1, s1])
+    batch = batch_from(obs, torch.cat([a, a]), torch.tensor([0.0, 1.0]), next_obs, torch.tensor([0.0, 1.0]),
+                       torch.tensor([3.0, 4.0]))
+    for _ in range(1500):
+        iql.update(batch)
+    with torch.no_grad():
+        q0, q1 = critic.target_q(obs, torch.cat([a, a]))
+    assert abs(float(q1) - 1.0) < 0.02
+    assert abs(float(q0) - gamma ** 3) < 0.02, float(q0)
+
+
+def test_target_networks_follow_by_polyak_averaging():
+    critic = ChunkCritic(obs_dim=2, action_dim=2, hidden=(8,))
+    with torch.no_grad():
+        for p in critic.q1.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in critic.q1_target.parameters()]
+    critic.update_targets(0.25)
+    for b, t, o in zip(before, critic.q1_target.parameters(), critic.q1.parameters()):
+        assert torch.allclose(t, 0.75 * b + 0.25 * o)
+
+
+def test_tau_outside_unit_interval_is_refused():
+    with pytest.raises(ValueError, match="tau"):
+        IQL(ChunkCritic(2, 2, (8,)), tau=1.0)
