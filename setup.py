@@ -38,6 +38,11 @@ setup(
             "ros-trajectory-msgs>=5,<6",
             "ros-std-srvs>=5,<6",
         ],
+        # robosuite 1.5.2 itself is installed with --no-deps (see Makefile): it pins
+        # mink==0.0.5, which needs numpy<2 and serves only GR1's whole-body IK. These are
+        # the dependencies it does import, with a MuJoCo it works with (not 4.x).
+        "sim": ["mujoco==3.3.7", "numba>=0.60", "scipy>=1.11", "Pillow>=10", "opencv-python-headless>=4.9",
+                "termcolor>=2"],
         "test": ["pytest>=8", "scipy>=1.11", "hypothesis>=6", "pot>=0.9.4"],
     },
     zip_safe=True,
@@ -45,5 +50,7 @@ setup(
     description="OTPR online fine-tuning of diffusion robot policies on ROS 2",
     license="Apache-2.0",
     tests_require=["pytest"],
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": [
+        "collect-demos = otpr_ros.tools.collect_demos:main",
+    ]},
 )

@@ -1,0 +1,44 @@
+"""Scripted-expert success and env throughput, for the README.
+
+For each task: 50 episodes of fixed seeds (0..49) with action noise 0.1, success rate and
+mean episode length; then aggregate env steps/s with 1 and 2 worker processes on Lift.
+
+Usage: python benchmarks/expert_success.py [--episodes 50] [--tasks lift can square] [--json out.json]
+"""
+
+import argparse
+import json
+import platform
+
+from otpr_ros.sim.demonstrations import EpisodeJob, measure
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--noise", type=float, default=0.1)
+    parser.add_argument("--tasks", nargs="+", default=["lift", "can", "square"])
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    results = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores", "tasks": {}}
+    print(f"| task | success | mean length (steps) | episodes |")
+    print(f"|------|---------|---------------------|----------|")
+    for task in args.tasks:
+        jobs = [EpisodeJob(seed, args.noise, 1.0) for seed in range(args.episodes)]
+        stats = measure(task, jobs, processes=2)
+        results["tasks"][task] = {"success": stats.successes / stats.episodes, "mean_length": stats.steps / stats.episodes}
+        print(f"| {task} | {stats.successes}/{stats.episodes} | {stats.steps / stats.episodes:.1f} | {stats.episodes} |")
+    print("\n| processes | env steps/s (Lift, expert episodes) |")
+    print("|-----------|-------------------------------------|")
+    for processes in (1, 2):
+        jobs = [EpisodeJob(1000 + seed, args.noise, 1.0) for seed in range(12)]
+        stats = measure("lift", jobs, processes)
+        results[f"steps_per_second_{processes}"] = stats.steps_per_second
+        print(f"| {processes} | {stats.steps_per_second:.0f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

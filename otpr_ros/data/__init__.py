@@ -1,0 +1,1 @@
+"""Datasets: the robomimic HDF5 format, both ways."""

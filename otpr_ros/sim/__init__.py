@@ -1,0 +1,1 @@
+"""Simulated tasks (robosuite/MuJoCo Robomimic tasks, CALVIN), scripted experts, parallel runners."""

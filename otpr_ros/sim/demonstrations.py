@@ -1,0 +1,121 @@
+"""Demonstrations from the scripted experts, in parallel processes.
+
+Each worker process owns one environment (MuJoCo holds the GIL, so threads would not run
+in parallel) and runs whole expert episodes; only finished episodes cross processes.
+"""
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+# robomimic low-dim keys stored in the files (the policy reads the ones its config names)
+STORED_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "robot0_joint_pos",
+               "robot0_joint_vel", "robot0_gripper_qvel", "object")
+
+# "mixed quality" imitates robomimic's multi-human data: operators of several skills
+QUALITY_MIXES = {
+    "expert": [(1.0, 0.1, 1.0)],                                       # (share, noise, speed)
+    "mixed": [(0.4, 0.1, 1.0), (0.35, 0.3, 0.6), (0.25, 0.5, 0.4)],
+}
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    seed: int
+    noise: float
+    speed: float
+
+
+_worker = {}
+
+
+def _init_worker(task: str, horizon):
+    from otpr_ros.sim.robomimic_env import RobomimicEnv
+    _worker["env"] = RobomimicEnv(task, horizon=horizon)
+
+
+def run_expert_episode(job: EpisodeJob) -> dict:
+    """One episode of the scripted expert; the record holds robomimic's per-step fields."""
+    from otpr_ros.sim.experts import make_expert
+    from otpr_ros.sim.robomimic_env import ROBOSUITE_KEY
+
+    env = _worker["env"]
+    env.reset(seed=job.seed)
+    expert = make_expert(env, job.noise, job.speed, np.random.default_rng(job.seed))
+
+    def snapshot():
+        return {k: np.asarray(env.raw_obs[ROBOSUITE_KEY.get(k, k)], dtype=np.float64).copy() for k in STORED_KEYS}
+
+    obs, actions, rewards, dones, states = [], [], [], [], []
+    success = False
+    for _ in range(env.horizon):
+        obs.append(snapshot())
+        states.append(env.sim_state())
+        action = expert.act()
+        _, reward, terminated, truncated, info = env.step(action)
+        actions.append(action)
+        rewards.append(reward)
+        dones.append(float(terminated))
+        success = info["success"]
+        if terminated or truncated:
+            break
+    next_obs = obs[1:] + [snapshot()]
+    return {
+        "obs": {k: np.stack([o[k] for o in obs]) for k in STORED_KEYS},
+        "next_obs": {k: np.stack([o[k] for o in next_obs]) for k in STORED_KEYS},
+        "actions": np.asarray(actions), "rewards": np.asarray(rewards), "dones": np.asarray(dones),
+        "states": np.asarray(states), "success": success, "regrasps": expert.regrasps,
+        "attrs": {"seed": job.seed, "noise": job.noise, "speed": job.speed},
+    }
+
+
+def quality_jobs(episodes: int, quality: str, seed: int, noise: float | None = None):
+    """Episode jobs for a quality mix; ``noise`` overrides the mix's noise (for 'expert')."""
+    if quality not in QUALITY_MIXES:
+        raise ValueError(f"quality: expected one of {sorted(QUALITY_MIXES)}, got {quality!r}")
+    jobs, shares = [], QUALITY_MIXES[quality]
+    counts = np.floor(np.array([s for s, _, _ in shares]) * episodes).astype(int)
+    counts[0] += episodes - counts.sum()
+    for count, (_, mix_noise, speed) in zip(counts, shares):
+        jobs += [EpisodeJob(seed + len(jobs) + i, mix_noise if noise is None else noise, speed)
+                 for i in range(count)]
+    return jobs
+
+
+@dataclass
+class RunStats:
+    episodes: int
+    successes: int
+    steps: int
+    seconds: float
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.seconds
+
+
+def run_episodes(task: str, jobs, processes: int = 2, horizon=None, progress=None):
+    """Yield episode records in job order; ``progress`` is called once per episode."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker,
+                             initargs=(task, horizon)) as pool:
+        for record in pool.map(run_expert_episode, jobs):
+            if progress is not None:
+                progress(record)
+            yield record
+
+
+def measure(task: str, jobs, processes: int, horizon=None) -> RunStats:
+    """Success and aggregate env steps/s (after the workers have started)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker,
+                             initargs=(task, horizon)) as pool:
+        list(pool.map(run_expert_episode, jobs[:processes]))      # start-up, not counted
+        start = time.perf_counter()
+        records = list(pool.map(run_expert_episode, jobs))
+        seconds = time.perf_counter() - start
+    return RunStats(len(records), sum(r["success"] for r in records),
+                    sum(len(r["actions"]) for r in records), seconds)

@@ -1,0 +1,120 @@
+"""Robomimic low-dim tasks on robosuite 1.5 (real MuJoCo physics) as gymnasium environments.
+
+Panda with robosuite's default controller (OSC on delta pose + gripper, 7-dim actions in
+[-1, 1]), 20 Hz, no rendering. The observation is robomimic's low-dim keys concatenated
+in this order: ``robot0_eef_pos`` (3), ``robot0_eef_quat`` (4), ``robot0_gripper_qpos`` (2),
+``object`` (robosuite's ``object-state``: 10 for Lift, 14 for Can and Square).
+
+Reward is sparse: 1 at the step the task succeeds, which terminates the episode; the
+horizon truncates. ``reset(seed=s)`` reseeds robosuite's placement sampler, so the same
+seed gives the same initial scene; ``model_seed`` fixes what robosuite randomises once when
+it builds the model (Lift's cube size), so separate processes build the same model.
+"""
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+OBS_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
+ROBOSUITE_KEY = {"object": "object-state"}  # robomimic's name -> robosuite's
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    env_name: str
+    horizon: int
+    object_dim: int
+
+    @property
+    def obs_dim(self) -> int:
+        return 3 + 4 + 2 + self.object_dim
+
+
+TASKS = {
+    "lift": TaskSpec("Lift", 300, 10),
+    "can": TaskSpec("PickPlaceCan", 300, 14),
+    "square": TaskSpec("NutAssemblySquare", 400, 14),
+}
+ACTION_DIM = 7
+CONTROL_HZ = 20
+
+
+def task_spec(task: str) -> TaskSpec:
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {sorted(TASKS)}, got {task!r}")
+    return TASKS[task]
+
+
+def flatten_obs(raw: dict, keys=OBS_KEYS) -> np.ndarray:
+    """Concatenate robomimic keys (from a robosuite observation dict) in order, as float32."""
+    parts = []
+    for key in keys:
+        name = ROBOSUITE_KEY.get(key, key)
+        if name not in raw:
+            raise ValueError(f"observation: key {key!r} ({name!r} in robosuite) missing")
+        parts.append(np.asarray(raw[name], dtype=np.float32).ravel())
+    return np.concatenate(parts)
+
+
+class RobomimicEnv(gym.Env):
+    metadata = {"render_modes": []}
+
+    def __init__(self, task: str = "lift", horizon: int | None = None, model_seed: int = 0,
+                 hard_reset: bool = False):
+        import robosuite  # imported here: the core and its tests do not need MuJoCo
+
+        self.task, self.spec_ = task, task_spec(task)
+        self.horizon = horizon or self.spec_.horizon
+        if self.horizon < 1:
+            raise ValueError(f"horizon: expected >= 1, got {self.horizon}")
+        global_state = np.random.get_state()  # robosuite builds models from numpy's global RNG
+        np.random.seed(model_seed)
+        try:
+            self.sim_env = robosuite.make(
+                self.spec_.env_name, robots="Panda", has_renderer=False, has_offscreen_renderer=False,
+                use_camera_obs=False, control_freq=CONTROL_HZ, ignore_done=True, hard_reset=hard_reset,
+                reward_shaping=False, seed=model_seed)
+        finally:
+            np.random.set_state(global_state)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.spec_.obs_dim,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self.raw_obs: dict = {}
+        self.elapsed = 0
+
+    def reset(self, *, seed: int | None = None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._reseed(seed)
+        self.raw_obs = self.sim_env.reset()
+        self.elapsed = 0
+        return flatten_obs(self.raw_obs), {"success": False}
+
+    def step(self, action):
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (ACTION_DIM,):
+            raise ValueError(f"action: expected shape ({ACTION_DIM},), got {action.shape}")
+        if not np.isfinite(action).all():
+            raise ValueError("action: NaN or Inf")
+        if self.elapsed >= self.horizon:
+            raise RuntimeError("step after the episode ended: call reset()")
+        self.raw_obs, _, _, _ = self.sim_env.step(np.clip(action, -1.0, 1.0))
+        self.elapsed += 1
+        success = bool(self.sim_env._check_success())
+        truncated = not success and self.elapsed >= self.horizon
+        return flatten_obs(self.raw_obs), float(success), success, truncated, {"success": success}
+
+    def sim_state(self) -> np.ndarray:
+        """The flattened MuJoCo state (robomimic's ``states``)."""
+        return np.asarray(self.sim_env.sim.get_state().flatten())
+
+    def _reseed(self, seed: int) -> None:
+        # robosuite draws placements from env.rng, which its samplers hold by reference
+        rng = np.random.default_rng(seed)
+        self.sim_env.rng = rng
+        initializer = self.sim_env.placement_initializer
+        for sampler in [initializer, *getattr(initializer, "samplers", {}).values()]:
+            sampler.rng = rng
+
+    def close(self):
+        self.sim_env.close()

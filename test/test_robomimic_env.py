@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+pytest.importorskip("robosuite", reason="the simulation extra is not installed")
+
+from otpr_ros.sim.experts import make_expert  # noqa: E402
+from otpr_ros.sim.robomimic_env import RobomimicEnv, task_spec  # noqa: E402
+
+# (task, obs_dim, a seed whose noisy expert episode succeeds)
+TASKS = [("lift", 19, 0), ("can", 23, 0), ("square", 23, 0)]
+
+
+@pytest.fixture(scope="module", params=TASKS, ids=[t[0] for t in TASKS])
+def env_case(request):
+    task, obs_dim, seed = request.param
+    env = RobomimicEnv(task)
+    yield env, obs_dim, seed
+    env.close()
+
+
+def test_reset_step_and_seeds(env_case):
+    env, obs_dim, _ = env_case
+    obs, info = env.reset(seed=11)
+    assert obs.shape == (obs_dim,) and obs.dtype == np.float32 and info == {"success": False}
+    again, _ = env.reset(seed=11)
+    other, _ = env.reset(seed=12)
+    assert np.array_equal(obs, again) and not np.array_equal(obs, other)
+    moved, reward, terminated, truncated, info = env.step(np.array([1.0, 0, 0, 0, 0, 0, -1]))
+    assert moved.shape == (obs_dim,) and reward == 0.0 and not terminated and not truncated
+    assert moved[0] > other[0]  # the end effector moved along +x
+
+
+def test_expert_episode_reports_success(env_case):
+    env, _, seed = env_case
+    env.reset(seed=seed)
+    expert = make_expert(env, noise=0.1, rng=np.random.default_rng(seed))
+    for step in range(env.horizon):
+        _, reward, terminated, truncated, info = env.step(expert.act())
+        if terminated or truncated:
+            break
+    assert terminated and not truncated and reward == 1.0 and info["success"]
+    assert step + 1 < env.horizon
+
+
+def test_horizon_truncates_and_bad_actions_are_refused():
+    env = RobomimicEnv("lift", horizon=3)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action: expected shape"):
+        env.step(np.zeros(6))
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(np.array([0, 0, np.nan, 0, 0, 0, 0]))
+    flags = [env.step(np.zeros(7))[3] for _ in range(3)]
+    assert flags == [False, False, True]
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(7))
+
+
+def test_unknown_task_is_refused():
+    with pytest.raises(ValueError, match="task: expected one of"):
+        task_spec("stack")
