@@ -97,11 +97,15 @@ class RunStats:
         return self.steps / self.seconds
 
 
+def worker_pool(task: str, processes: int, horizon=None) -> ProcessPoolExecutor:
+    """Processes that each own one environment of ``task``."""
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(task, horizon))
+
+
 def run_episodes(task: str, jobs, processes: int = 2, horizon=None, progress=None):
     """Yield episode records in job order; ``progress`` is called once per episode."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker,
-                             initargs=(task, horizon)) as pool:
+    with worker_pool(task, processes, horizon) as pool:
         for record in pool.map(run_expert_episode, jobs):
             if progress is not None:
                 progress(record)
@@ -110,9 +114,7 @@ def run_episodes(task: str, jobs, processes: int = 2, horizon=None, progress=Non
 
 def measure(task: str, jobs, processes: int, horizon=None) -> RunStats:
     """Success and aggregate env steps/s (after the workers have started)."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker,
-                             initargs=(task, horizon)) as pool:
+    with worker_pool(task, processes, horizon) as pool:
         list(pool.map(run_expert_episode, jobs[:processes]))      # start-up, not counted
         start = time.perf_counter()
         records = list(pool.map(run_expert_episode, jobs))
