@@ -10,6 +10,7 @@ Usage: python benchmarks/expert_success.py [--episodes 50] [--tasks lift can squ
 
 import argparse
 import json
+import os
 import platform
 
 from otpr_ros.sim.demonstrations import EpisodeJob, measure
@@ -23,10 +24,11 @@ def main():
     parser.add_argument("--throughput-only", action="store_true")
     parser.add_argument("--json")
     args = parser.parse_args()
-    results = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores", "tasks": {}}
-    for task in [] if args.throughput_only else args.tasks:
-        if not results["tasks"]:
-            print("| task | success | mean length (steps) | episodes |\n|------|---------|---------------------|----------|")
+    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "tasks": {}}
+    tasks = [] if args.throughput_only else args.tasks
+    if tasks:
+        print("| task | success | mean length (steps) | episodes |\n|------|---------|---------------------|----------|")
+    for task in tasks:
         jobs = [EpisodeJob(seed, args.noise, 1.0) for seed in range(args.episodes)]
         stats = measure(task, jobs, processes=2)
         results["tasks"][task] = {"success": stats.successes / stats.episodes, "mean_length": stats.steps / stats.episodes}

@@ -13,8 +13,7 @@ proportional gains: together they make demonstrations of mixed quality.
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-POS_SCALE = 0.05   # robosuite OSC: action 1 = 5 cm per step
-ROT_SCALE = 0.5    # and 0.5 rad
+ROT_SCALE = 0.5    # robosuite OSC: a rotation action of 1 turns 0.5 rad
 OPEN, CLOSE = -1.0, 1.0
 
 
@@ -54,6 +53,11 @@ class ScriptedExpert:
     def eef_rotation(self) -> Rotation:
         return Rotation.from_quat(self.env.raw_obs["robot0_eef_quat_site"])
 
+    @property
+    def wrist_yaw(self) -> float:
+        """The grip site's yaw relative to the home pose."""
+        return yaw_of(self.eef_rotation * self.down.inv())
+
     def goto(self, phase: str) -> None:
         self.phase, self.phase_steps = phase, 0
 
@@ -71,8 +75,7 @@ class ScriptedExpert:
         return float(np.linalg.norm(np.asarray(target) - self.eef)) < tolerance
 
     def yaw_error(self, target_yaw) -> float:
-        current = yaw_of(self.eef_rotation * self.down.inv())
-        return abs(nearest_equivalent(current, target_yaw, 2 * np.pi) - target_yaw)
+        return abs(nearest_equivalent(self.wrist_yaw, target_yaw, 2 * np.pi) - target_yaw)
 
     def act(self) -> np.ndarray:
         self.phase_steps += 1
@@ -85,7 +88,6 @@ class ScriptedExpert:
 class PickExpert(ScriptedExpert):
     """Approach, descend, grasp, lift; subclasses add what happens after the lift."""
 
-    grasp_offset = np.zeros(3)
     yaw_period = np.pi / 2
     lift_height = 0.15
 
@@ -96,12 +98,13 @@ class PickExpert(ScriptedExpert):
         raise NotImplementedError
 
     def grasp_point(self) -> np.ndarray:
-        return self.object_pos() + self.grasp_offset
+        return self.object_pos()
 
     def grasp_yaw(self) -> float:
         return nearest_equivalent(self.object_yaw(), 0.0, self.yaw_period)
 
     def holding(self) -> bool:
+        """Consulted while the object should be in hand (lift, carry, lower)."""
         return self.near(self.grasp_point(), 0.03) and self.gripper_closed_on_object()
 
     def gripper_closed_on_object(self) -> bool:
@@ -182,18 +185,12 @@ class CanExpert(PickExpert):
             return self.command(lowered, 0.0, CLOSE)
         return self.command(lowered + [0.0, 0.0, 0.1 * (self.phase_steps > 5)], 0.0, OPEN)
 
-    def holding(self):
-        return self.phase == "release" or super().holding()
-
 
 class SquareExpert(PickExpert):
     """Grasp the square nut by its handle, align it over the square peg, lower it on."""
 
     yaw_period = np.pi           # the handle is symmetric about its axis
     carry_height = 0.25          # the peg's top is 13 cm above the table; the nut hangs at the fingers
-
-    def nut_body(self):
-        return self.sim_env.sim.model.body_name2id(self.sim_env.nuts[0].root_body)
 
     def object_pos(self):
         return np.asarray(self.env.raw_obs["SquareNut_pos"])
@@ -217,7 +214,7 @@ class SquareExpert(PickExpert):
         nut_yaw = self.object_yaw()
         # turn the held nut to the nearest quarter turn so the square hole meets the peg
         aligned = nearest_equivalent(nut_yaw, 0.0, np.pi / 2)
-        gripper_yaw = yaw_of(self.eef_rotation * self.down.inv()) + (aligned - nut_yaw)
+        gripper_yaw = self.wrist_yaw + (aligned - nut_yaw)
         if self.phase == "lift":
             if self.eef[2] > table + self.carry_height - 0.02:
                 self.goto("carry")
@@ -232,15 +229,12 @@ class SquareExpert(PickExpert):
         lowered = np.append(above_peg[:2], table + 0.02 + offset[2])
         if self.phase == "lower":
             if self.object_pos()[2] < table + 0.035 or self.phase_steps > 50:
-                self.release_pose = (self.eef.copy(), yaw_of(self.eef_rotation * self.down.inv()))
+                self.release_pose = (self.eef.copy(), self.wrist_yaw)
                 self.goto("release")
             return self.command(lowered, gripper_yaw, CLOSE, gain=6.0)
         # open in place, then rise a little: the nut drops down the peg, the hand stays near it
         position, yaw = self.release_pose
         return self.command(position + [0.0, 0.0, 0.06 * (self.phase_steps > 6)], yaw, OPEN)
-
-    def holding(self):
-        return self.phase == "release" or super().holding()
 
 
 EXPERTS = {"lift": LiftExpert, "can": CanExpert, "square": SquareExpert}
