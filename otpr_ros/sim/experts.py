@@ -14,6 +14,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 ROT_SCALE = 0.5    # robosuite OSC: a rotation action of 1 turns 0.5 rad
+JOINT7_LIMIT = 2.8973  # the Panda's last joint turns +-2.9 rad
 OPEN, CLOSE = -1.0, 1.0
 
 
@@ -62,8 +63,8 @@ class ScriptedExpert:
         self.phase, self.phase_steps = phase, 0
 
     # -- control ------------------------------------------------------------------------------
-    def command(self, target_pos, target_yaw, gripper, gain=10.0):
-        position = np.clip(gain * self.speed * (np.asarray(target_pos) - self.eef), -1.0, 1.0)
+    def command(self, target_pos, target_yaw, gripper, gain=10.0, max_speed=1.0):
+        position = np.clip(gain * self.speed * (np.asarray(target_pos) - self.eef), -max_speed, max_speed)
         goal = Rotation.from_euler("z", target_yaw) * self.down
         rotation = np.clip(self.speed * (goal * self.eef_rotation.inv()).as_rotvec() / ROT_SCALE, -1.0, 1.0)
         action = np.concatenate([position, rotation, [gripper]])
@@ -152,7 +153,7 @@ class CanExpert(PickExpert):
     """Pick the can from bin 1 and place it in its quadrant of bin 2."""
 
     yaw_period = 2 * np.pi       # a cylinder: keep the home yaw
-    carry_height = 0.16          # above bin 2's floor: clears its walls, stays within reach
+    carry_height = 0.19          # above bin 2's floor: clears its walls, stays within reach
     inset = np.array([-0.03, -0.08])  # the quadrant centre is beyond reach at carry height
 
     def object_pos(self):
@@ -190,7 +191,7 @@ class SquareExpert(PickExpert):
     """Grasp the square nut by its handle, align it over the square peg, lower it on."""
 
     yaw_period = np.pi           # the handle is symmetric about its axis
-    carry_height = 0.25          # the peg's top is 13 cm above the table; the nut hangs at the fingers
+    carry_height = 0.19          # the peg's top is 13 cm above the table; higher is beyond reach over the far side of the peg
 
     def object_pos(self):
         return np.asarray(self.env.raw_obs["SquareNut_pos"])
@@ -209,23 +210,64 @@ class SquareExpert(PickExpert):
     def peg_xy(self):
         return np.array(self.sim_env.sim.data.body_xpos[self.sim_env.peg1_body_id][:2])
 
+    def reset(self) -> None:
+        super().reset()
+        self.turn_goal = None     # the wrist yaw (unwrapped) that ends a half turn, if one is due
+
+    def joint7(self) -> float:
+        return float(self.sim_env.robots[0]._joint_positions[6])
+
+    def plan_turn(self) -> None:
+        """A handle on the far side of the nut puts the hand beyond reach over the peg: turn
+        the held nut a quarter or half turn (the square hole still meets the peg) to bring the
+        handle near, choosing the turn that joint 7 has room for."""
+        self.unwrapped_yaw = self.wrist_yaw
+        handle = (self.grasp_point() - self.object_pos())[:2]
+        if handle[0] < 0.02:
+            return
+        best = None
+        for turn in (np.pi, -np.pi, np.pi / 2, -np.pi / 2):
+            # the wrist yaw grows as joint 7 falls, one for one near the home pose
+            joint7_after = self.joint7() - turn
+            if abs(joint7_after) > JOINT7_LIMIT - 0.35:
+                continue
+            handle_x = np.cos(turn) * handle[0] - np.sin(turn) * handle[1]
+            if best is None or handle_x < best[0]:
+                best = (handle_x, turn)
+        if best is not None:
+            self.turn_goal = self.wrist_yaw + best[1]
+
+    def turning_yaw(self):
+        """The next wrist yaw on the way through a half turn (steps < pi, so the direction holds)."""
+        self.unwrapped_yaw = nearest_equivalent(self.wrist_yaw, self.unwrapped_yaw, 2 * np.pi)
+        remaining = self.turn_goal - self.unwrapped_yaw
+        if abs(remaining) < 0.15:
+            self.turn_goal = None
+        return self.unwrapped_yaw + np.clip(remaining, -0.3, 0.3)
+
     def after_grasp(self):
         table = self.sim_env.table_offset[2]
-        nut_yaw = self.object_yaw()
-        # turn the held nut to the nearest quarter turn so the square hole meets the peg
-        aligned = nearest_equivalent(nut_yaw, 0.0, np.pi / 2)
-        gripper_yaw = self.wrist_yaw + (aligned - nut_yaw)
+        # turn the held nut by at most an eighth of a turn to the nearest quarter turn, so
+        # the square hole meets the square peg
+        misalignment = nearest_equivalent(self.object_yaw(), 0.0, np.pi / 2)
+        gripper_yaw = self.wrist_yaw - misalignment
         if self.phase == "lift":
-            if self.eef[2] > table + self.carry_height - 0.02:
+            if self.phase_steps == 1:
+                self.plan_turn()
+            if self.turn_goal is not None and self.eef[2] > table + 0.1:   # clear of the table first
+                gripper_yaw = self.turning_yaw()
+            elif self.eef[2] > table + self.carry_height - 0.02 and self.turn_goal is None:
                 self.goto("carry")
-            return self.command(np.append(self.eef[:2], table + self.carry_height), gripper_yaw, CLOSE)
+            # hold the grasp's xy: chasing the current xy lets the arm drift into its joint limits
+            return self.command(np.append(self.lift_target[:2], table + self.carry_height), gripper_yaw, CLOSE)
         offset = self.eef - self.object_pos()
         above_peg = np.append(self.peg_xy() + offset[:2], table + self.carry_height)
         if self.phase == "carry":
             nut_xy_error = np.linalg.norm(self.object_pos()[:2] - self.peg_xy())
-            if nut_xy_error < 0.008 and abs(aligned - nut_yaw) < 0.06:
+            if nut_xy_error < 0.008 and abs(misalignment) < 0.06:
                 self.goto("lower")
-            return self.command(above_peg, gripper_yaw, CLOSE)
+            # half speed: a fast carry swings the nut out of the fingers
+            return self.command(above_peg, gripper_yaw, CLOSE, max_speed=0.5)
         lowered = np.append(above_peg[:2], table + 0.02 + offset[2])
         if self.phase == "lower":
             if self.object_pos()[2] < table + 0.035 or self.phase_steps > 50:
