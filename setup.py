@@ -28,6 +28,8 @@ setup(
         "onnxruntime-gpu>=1.20,<2",
         "pyyaml>=6,<7",
         "tqdm>=4.60,<5",
+        "onnx>=1.16,<2",
+        "tensorboard>=2.15,<3",
     ],
     extras_require={
         "ros": [
@@ -52,5 +54,8 @@ setup(
     tests_require=["pytest"],
     entry_points={"console_scripts": [
         "collect-demos = otpr_ros.tools.collect_demos:main",
+        "pretrain = otpr_ros.tools.pretrain:main",
+        "evaluate = otpr_ros.tools.evaluate:main",
+        "export-onnx = otpr_ros.tools.export_onnx:main",
     ]},
 )

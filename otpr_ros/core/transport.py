@@ -38,7 +38,8 @@ def relation_logits(x: torch.Tensor, keypoints: torch.Tensor, rho: float, distan
 
 def js_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """Jensen-Shannon divergence over the last axis, from log-probabilities; in [0, log 2]."""
-    log_m = torch.logaddexp(log_p, log_q) - LOG2
+    # logaddexp written out: the same value, and ONNX has no logaddexp operator
+    log_m = torch.maximum(log_p, log_q) + torch.log1p(torch.exp(-(log_p - log_q).abs())) - LOG2
     js = 0.5 * (log_p.exp() * (log_p - log_m)).sum(-1) + 0.5 * (log_q.exp() * (log_q - log_m)).sum(-1)
     return js.clamp_min(0.0)
 

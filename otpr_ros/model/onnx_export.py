@@ -1,0 +1,69 @@
+"""ONNX graphs of a model: the whole decision, and Q, V, u, v on their own.
+
+    <model>/onnx/decision.onnx   obs (B, obs_dim), noise (S, B, L, D) -> candidates, weights, score
+    <model>/onnx/q.onnx          obs (B, obs_dim), actions (B, D) -> target Q (min of the twins)
+    <model>/onnx/value.onnx      obs -> V
+    <model>/onnx/potential_u.onnx, potential_v.onnx
+    <model>/onnx/manifest.json   which weights (sha256) and which sampler the graphs were made from
+
+Inputs are normalised; batch, candidates are dynamic axes. The legacy TorchScript-based
+exporter is used (``dynamo=False``): the dynamo exporter needs onnxscript, and the traced
+graph of the unrolled denoising loop is what we want.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from otpr_ros.model.decision import DecisionGraph
+from otpr_ros.model.directory import load_model
+
+OPSET = 17
+
+
+class _Method(nn.Module):
+    """One method of a module as the forward of a graph (the owner is registered, so its
+    weights are the graph's parameters)."""
+
+    def __init__(self, owner: nn.Module, method: str):
+        super().__init__()
+        self.owner, self.method = owner, method
+
+    def forward(self, *args):
+        return getattr(self.owner, self.method)(*args)
+
+
+def export_onnx(model_dir, out_dir=None, num_candidates: int | None = None) -> Path:
+    """Write the graphs of the model in ``model_dir`` (loaded on the CPU) under ``out_dir``."""
+    model = load_model(model_dir, device="cpu")
+    agent, config = model.agent, model.config
+    out = Path(out_dir) if out_dir is not None else model.path / "onnx"
+    out.mkdir(parents=True, exist_ok=True)
+    candidates = num_candidates or config.agent.num_candidates
+    d = config.diffusion
+    obs = torch.zeros(2, config.obs_dim)
+    noise = torch.zeros(agent.policy.noise_shape(2, candidates, d.sampler, d.ddim_steps))
+    actions = torch.zeros(2, config.action_dim)
+    graphs = {
+        "decision.onnx": (DecisionGraph(agent), (obs, noise), ["obs", "noise"], ["candidates", "weights", "score"],
+                          {"obs": {0: "batch"}, "noise": {1: "batch", 2: "candidates"},
+                           "candidates": {0: "batch", 1: "candidates"}, "weights": {0: "batch", 1: "candidates"},
+                           "score": {0: "batch", 1: "candidates"}}),
+        "q.onnx": (_Method(agent.critic, "target_q"), (obs, actions), ["obs", "actions"], ["q"],
+                   {"obs": {0: "batch"}, "actions": {0: "batch"}, "q": {0: "batch"}}),
+        "value.onnx": (_Method(agent.critic, "value"), (obs,), ["obs"], ["value"], {"obs": {0: "batch"}, "value": {0: "batch"}}),
+        "potential_u.onnx": (_Method(agent.potentials, "u"), (obs,), ["obs"], ["u"], {"obs": {0: "batch"}, "u": {0: "batch"}}),
+        "potential_v.onnx": (_Method(agent.potentials, "v"), (actions,), ["actions"], ["v"],
+                             {"actions": {0: "batch"}, "v": {0: "batch"}}),
+    }
+    for name, (module, inputs, input_names, output_names, axes) in graphs.items():
+        with torch.no_grad():
+            torch.onnx.export(module.eval(), inputs, str(out / name), input_names=input_names,
+                              output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    manifest = {"weights_sha256": model.weights_sha256, "sampler": d.sampler, "ddim_steps": d.ddim_steps,
+                "eta": d.eta, "sampling_steps": int(noise.shape[0]), "num_candidates": candidates,
+                "potentials_ready": agent.potentials_ready, "opset": OPSET, "graphs": sorted(graphs)}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return out

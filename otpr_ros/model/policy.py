@@ -1,0 +1,69 @@
+"""The acting policy: a robot observation in, an action chunk in robot units out.
+
+Normalises the observation with the model's stats, draws the denoising noise from its own
+generator, runs one decision on a backend (torch or ONNX Runtime: same graph, same noise),
+picks a candidate (a draw from H, or its arg-max), and returns the chunk de-normalised and
+clipped to the model's action bounds. Anything that is not finite is refused, never acted on.
+"""
+
+import numpy as np
+
+from otpr_ros.model.backends import OnnxBackend, TorchBackend
+from otpr_ros.model.decision import select
+from otpr_ros.model.directory import Model, load_model
+
+BACKENDS = ("torch", "onnx")
+
+
+class UnsafeOutput(RuntimeError):
+    """The decision produced something that must not reach a robot."""
+
+
+class ChunkPolicy:
+    def __init__(self, model, backend: str = "torch", num_candidates: int | None = None,
+                 selection: str = "argmax", seed: int = 0, compiled: bool = False):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+        self.model = model if isinstance(model, Model) else load_model(model)
+        self.num_candidates = num_candidates or self.model.config.agent.num_candidates
+        if self.num_candidates < 1:
+            raise ValueError(f"num_candidates: expected >= 1, got {self.num_candidates}")
+        self.selection = selection
+        select(np.ones((1, 1)), np.ones((1, 1)), selection, np.zeros(1))   # validates the name
+        self.backend = TorchBackend(self.model, compiled) if backend == "torch" else OnnxBackend(self.model)
+        info = self.model.info
+        self.low, self.high = np.asarray(info.action_low, np.float64), np.asarray(info.action_high, np.float64)
+        self.rng = np.random.default_rng(seed)
+        d = self.model.config.diffusion
+        self._noise_steps = self.model.agent.policy.noise_shape(1, 1, d.sampler, d.ddim_steps)[0]
+
+    @property
+    def obs_dim(self) -> int:
+        return self.model.info.obs_dim
+
+    def draw_noise(self, batch: int) -> np.ndarray:
+        shape = (self._noise_steps, batch, self.num_candidates, self.model.config.action_dim)
+        return self.rng.standard_normal(shape, dtype=np.float32)
+
+    def decide_batch(self, obs: np.ndarray, noise: np.ndarray | None = None, uniform=None):
+        """(B, obs_dim) raw observations -> (B, chunk, act_dim) actions in robot units, the
+        chosen indices, and the candidates' weights."""
+        obs = np.asarray(obs, dtype=np.float64)
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
+            raise ValueError(f"observation: expected shape (B, {self.obs_dim}), got {obs.shape}")
+        if not np.isfinite(obs).all():
+            raise ValueError("observation: NaN or Inf")
+        normalised = np.clip(self.model.obs_normalizer.normalize(obs), -5.0, 5.0).astype(np.float32)
+        noise = self.draw_noise(len(obs)) if noise is None else np.asarray(noise, dtype=np.float32)
+        uniform = self.rng.random(len(obs)) if uniform is None else np.asarray(uniform)
+        candidates, weights, score = self.backend(normalised, noise)
+        index = select(weights, score, self.selection, uniform)
+        chunk = candidates[np.arange(len(obs)), index].reshape(len(obs), self.model.info.chunk, -1)
+        actions = self.model.action_normalizer.unnormalize(chunk.astype(np.float64))
+        if not np.isfinite(actions).all():
+            raise UnsafeOutput("decision: non-finite action; nothing is published")
+        return np.clip(actions, self.low, self.high), index, weights
+
+    def decide(self, obs: np.ndarray) -> np.ndarray:
+        """One raw observation (obs_dim,) -> (chunk, act_dim) actions in robot units."""
+        return self.decide_batch(np.asarray(obs)[None])[0][0]

@@ -1,0 +1,93 @@
+"""Policy evaluation on the robomimic tasks, episodes in parallel worker processes.
+
+Each worker owns one environment and one policy (torch limited to one thread, so two
+workers share two cores without oversubscription) and runs whole episodes: observation
+-> chunk -> chunk runner, until success or the horizon.
+"""
+
+import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+_worker = {}
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    task: str
+    model_dir: str
+    backend: str = "torch"
+    num_candidates: int | None = None
+    selection: str = "argmax"
+    horizon: int | None = None
+
+
+def _init_worker(settings: EvalSettings):
+    import torch
+
+    from otpr_ros.model.policy import ChunkPolicy
+    from otpr_ros.sim.robomimic_env import RobomimicEnv
+    torch.set_num_threads(1)
+    _worker["env"] = RobomimicEnv(settings.task, horizon=settings.horizon)
+    _worker["policy"] = ChunkPolicy(settings.model_dir, settings.backend, settings.num_candidates, settings.selection)
+    _worker["settings"] = settings
+
+
+def run_policy_episode(seed: int) -> dict:
+    from otpr_ros.sim.chunk_runner import run_chunk
+
+    env, policy = _worker["env"], _worker["policy"]
+    policy.rng = np.random.default_rng(seed)     # the episode is a function of its seed
+    obs, _ = env.reset(seed=seed)
+    length, success = 0, False
+    while True:
+        result = run_chunk(env, policy.decide(obs), gamma=1.0)
+        obs, length, success = result.obs, length + result.steps, result.success
+        if result.terminated or result.truncated:
+            break
+    return {"seed": seed, "success": bool(success), "length": length, "provider": policy.backend.provider}
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96):
+    """95 % Wilson score interval of a success rate."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class EvalSummary:
+    episodes: int
+    successes: int
+    success_rate: float
+    ci95: tuple
+    mean_length: float
+    seeds: list
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarise(records) -> EvalSummary:
+    successes = sum(r["success"] for r in records)
+    n = len(records)
+    return EvalSummary(n, successes, successes / n if n else 0.0, wilson_interval(successes, n),
+                       float(np.mean([r["length"] for r in records])) if n else 0.0, [r["seed"] for r in records])
+
+
+def evaluate(settings: EvalSettings, seeds, processes: int = 2, progress=None) -> tuple[EvalSummary, list]:
+    seeds = list(seeds)
+    records = []
+    with ProcessPoolExecutor(min(processes, len(seeds)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(settings,)) as pool:
+        for record in pool.map(run_policy_episode, seeds):
+            records.append(record)
+            if progress:
+                progress(record)
+    return summarise(records), records

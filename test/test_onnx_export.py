@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+import pytest
+
+from model_fixtures import make_tiny_model
+from otpr_ros.model.directory import load_model
+from otpr_ros.model.onnx_export import export_onnx
+from otpr_ros.model.policy import ChunkPolicy
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model_dir = make_tiny_model(tmp_path_factory.mktemp("onnx"))
+    export_onnx(model_dir)
+    return model_dir
+
+
+def test_onnx_decision_equals_torch_for_the_same_inputs(exported):
+    model = load_model(exported, "cpu")
+    torch_policy, onnx_policy = ChunkPolicy(model, "torch"), ChunkPolicy(model, "onnx")
+    assert onnx_policy.backend.provider in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+    rng = np.random.default_rng(1)
+    for batch, candidates in ((1, 4), (5, 4), (3, 9)):          # batch and L are dynamic in the graph
+        torch_policy.num_candidates = onnx_policy.num_candidates = candidates
+        obs = rng.normal(size=(batch, 19)).astype(np.float32)
+        noise = torch_policy.draw_noise(batch)
+        expected, got = torch_policy.backend(obs, noise), onnx_policy.backend(obs, noise)
+        for name, a, b in zip(("candidates", "weights", "score"), expected, got):
+            assert a.shape == b.shape, name
+            np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4, err_msg=name)
+
+
+def test_q_v_u_v_graphs_match_torch(exported):
+    import onnxruntime as ort
+    import torch
+
+    agent = load_model(exported, "cpu").agent
+    obs, actions = torch.randn(6, 19), torch.randn(6, 28).clamp(-1, 1)
+    checks = {"q.onnx": ({"obs": obs, "actions": actions}, agent.critic.target_q(obs, actions)),
+              "value.onnx": ({"obs": obs}, agent.critic.value(obs)),
+              "potential_u.onnx": ({"obs": obs}, agent.potentials.u(obs)),
+              "potential_v.onnx": ({"actions": actions}, agent.potentials.v(actions))}
+    for name, (inputs, expected) in checks.items():
+        session = ort.InferenceSession(str(exported / "onnx" / name), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {k: v.numpy() for k, v in inputs.items()})
+        np.testing.assert_allclose(got, expected.detach().numpy(), atol=1e-4, err_msg=name)
+
+
+def test_stale_export_is_refused(exported, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    manifest = json.loads((copy / "onnx" / "manifest.json").read_text())
+    manifest["weights_sha256"] = "0" * 64
+    (copy / "onnx" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="exported from other weights"):
+        ChunkPolicy(load_model(copy, "cpu"), "onnx")
