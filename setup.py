@@ -2,11 +2,18 @@
 ``pip install -e '.[ros,test]'`` installs it where there is no ROS (the ``ros`` extra brings
 rclpy and the message packages as wheels; leave it out where ROS provides them)."""
 
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
 
 PACKAGE = "otpr_ros"
+
+def installed_tree(root):
+    """Every file under root, installed at the same relative path under share/otpr_ros."""
+    return [(f"share/{PACKAGE}/{directory}", sorted(os.path.join(directory, name) for name in files))
+            for directory, _, files in sorted(os.walk(root)) if files]
+
 
 setup(
     name=PACKAGE,
@@ -17,7 +24,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
-    ] + [(f"share/{PACKAGE}/{d}", glob(f"{d}/*.*")) for d in sorted(glob("models/*/"))],
+    ] + installed_tree("models"),
     python_requires=">=3.10",
     install_requires=[
         "setuptools",
@@ -57,5 +64,6 @@ setup(
         "pretrain = otpr_ros.tools.pretrain:main",
         "evaluate = otpr_ros.tools.evaluate:main",
         "export-onnx = otpr_ros.tools.export_onnx:main",
+        "policy_server = otpr_ros.nodes.policy_server:main",
     ]},
 )

@@ -95,10 +95,15 @@ class OTPRConfig:
 
     @classmethod
     def from_yaml(cls, path, section: str = "otpr") -> "OTPRConfig":
+        """``section`` at the top level, or under ``/**: ros__parameters:`` (the ROS 2
+        parameter-file form used by config/<task>.yaml, which every node of a launch reads)."""
         data = yaml.safe_load(Path(path).read_text()) or {}
-        if section not in data:
-            raise ValueError(f"{path}: no '{section}' section")
-        return _build(cls, data[section], f"{path}:{section}")
+        shared = (data.get("/**") or {}).get("ros__parameters") or {}
+        if section in data:
+            return _build(cls, data[section], f"{path}:{section}")
+        if section in shared:
+            return _build(cls, shared[section], f"{path}:/**.ros__parameters.{section}")
+        raise ValueError(f"{path}: no '{section}' section (top level or under /**: ros__parameters:)")
 
 
 def _build(cls, data, where):

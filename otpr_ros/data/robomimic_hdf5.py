@@ -78,7 +78,8 @@ class RobomimicDataset:
         self.obs_keys, self.act_dim = tuple(obs_keys), act_dim
         self.key_dims: dict = {}
         self.demos: list[Demo] = []
-        self.env_args = None
+        self.env_args = None            # of the last file
+        self.env_args_by_file: dict = {}
         for path in paths:
             self._read(Path(path), split)
 
@@ -103,6 +104,7 @@ class RobomimicDataset:
                 names = [n for n in names if n in wanted]
             if "env_args" in f["data"].attrs:
                 self.env_args = json.loads(f["data"].attrs["env_args"])
+                self.env_args_by_file[str(path)] = self.env_args
             for name in names:
                 self.demos.append(self._read_demo(f["data"][name], name, fail))
 

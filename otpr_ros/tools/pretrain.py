@@ -70,6 +70,7 @@ def main(argv=None) -> int:
                      chunk=config.chunk, action_low=[-1.0] * config.act_dim, action_high=[1.0] * config.act_dim,
                      control_hz=CONTROL_HZ,
                      extra={"datasets": [str(p) for p in args.dataset], "demos": len(dataset.demos),
+                            "dataset_commands": dataset_commands(dataset),
                             "seed": args.seed, "torch": torch.__version__, **result.stats})
     card = model_card(args, command, info, None)
     output = save_model(args.output, result.agent, info, result.obs_normalizer, result.action_normalizer, card)
@@ -88,6 +89,17 @@ def main(argv=None) -> int:
     print(json.dumps({"output": str(output), **result.stats,
                       "evaluation": summary.to_dict() if summary else None}, default=float))
     return 0
+
+
+def dataset_commands(dataset) -> list:
+    """The collect-demos command behind each dataset file that the project made."""
+    commands = []
+    for path, env_args in dataset.env_args_by_file.items():
+        made = (env_args or {}).get("otpr")
+        if made:
+            commands.append(f"collect-demos --task {made['task']} --episodes {made['episodes_run']} --quality "
+                            f"{made['quality']} --seed {made['seed']} --output {shlex.quote(path)}")
+    return commands
 
 
 def model_card(args, command, info, summary) -> str:
@@ -111,7 +123,7 @@ def model_card(args, command, info, summary) -> str:
                      f"(95 % CI {low:.0%}-{high:.0%}), mean episode length {summary.mean_length:.1f} steps, "
                      f"on seeds {args.eval_seed}-{args.eval_seed + args.eval_episodes - 1} (not used for the "
                      "demonstrations), arg-max of H over the configured candidates, torch backend.")
-    lines += ["", "## Reproduce", "", "```", command, "```", ""]
+    lines += ["", "## Reproduce", "", "```", *extra.get("dataset_commands", []), command, "```", ""]
     return "\n".join(lines)
 
 

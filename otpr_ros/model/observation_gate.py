@@ -1,0 +1,47 @@
+"""What the acting side accepts before it decides: the controller's guard.
+
+An observation is refused, counted by reason and never acted on when it is the wrong
+size, not finite, older than ``max_obs_age``, stamped in the future, not newer than the
+last one acted on (out of order or repeated), or arrives while the server is disabled.
+"""
+
+from collections import Counter
+
+import numpy as np
+
+REASONS = ("disabled", "incomplete", "malformed", "wrong_size", "non_finite", "stale", "future_stamp",
+           "out_of_order", "unsafe_output")
+FUTURE_TOLERANCE = 0.05   # s: clocks of two machines disagree a little
+
+
+class ObservationGate:
+    def __init__(self, obs_dim: int, max_obs_age: float):
+        if max_obs_age <= 0:
+            raise ValueError(f"max_obs_age: expected > 0 s, got {max_obs_age}")
+        self.obs_dim, self.max_obs_age = obs_dim, max_obs_age
+        self.refused = Counter({reason: 0 for reason in REASONS})
+        self.accepted = 0
+        self.last_stamp = -np.inf
+
+    def refuse(self, reason: str) -> str:
+        self.refused[reason] += 1
+        return reason
+
+    def check(self, obs, stamps, now: float) -> str | None:
+        """None if ``obs`` may be acted on at ``now``; else the reason. ``stamps`` (seconds) are
+        those of every message the observation was built from: the oldest must be fresh, none
+        may be from the future, and the newest must be newer than the last one acted on."""
+        obs, stamps = np.asarray(obs), np.atleast_1d(np.asarray(stamps, dtype=np.float64))
+        if obs.shape != (self.obs_dim,):
+            return self.refuse("wrong_size")
+        if not np.isfinite(obs).all() or not np.isfinite(stamps).all() or stamps.size == 0:
+            return self.refuse("non_finite")
+        if stamps.max() > now + FUTURE_TOLERANCE:
+            return self.refuse("future_stamp")
+        if now - stamps.min() > self.max_obs_age:
+            return self.refuse("stale")
+        if stamps.max() <= self.last_stamp:
+            return self.refuse("out_of_order")
+        self.last_stamp = float(stamps.max())
+        self.accepted += 1
+        return None

@@ -1,0 +1,230 @@
+"""policy_server: robot state in, action chunk out (see ../shared/docs/ROS_INTERFACES.md).
+
+Builds the model's observation from the configured sources, refuses what must not be acted
+on (otpr_ros/model/observation_gate.py), decides with the model (torch or ONNX Runtime),
+and publishes the chunk as a JointTrajectory in robot units, every action finite and inside
+the model's bounds. A decision is made per received end-effector pose (the robot state's
+clock; gripper and object messages only update the latest values). Services ``~/enable``
+(SetBool) and ``~/reload`` (Trigger); counters and state on ``~/status`` (std_msgs/String,
+JSON, once a second).
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import PoseArray, PoseStamped
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float32MultiArray, String
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from otpr_ros.model.directory import ModelError, load_model
+from otpr_ros.model.observation import robomimic_observation
+from otpr_ros.model.observation_gate import ObservationGate
+from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput
+from otpr_ros.package_files import shipped_model
+
+SOURCES = ("robot_state", "observation")
+
+
+def stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def position(p):
+    return [p.x, p.y, p.z]
+
+
+def quaternion(q):
+    return [q.x, q.y, q.z, q.w]
+
+
+class PolicyServer(Node):
+    def __init__(self):
+        super().__init__("policy_server")
+        self.declare_parameter("task", "lift", ParameterDescriptor(description="robomimic task of the model",
+                                                                   read_only=True))
+        self.declare_parameter("model_dir", "", ParameterDescriptor(
+            description="model directory; empty: the shipped model of the task"))
+        self.declare_parameter("backend", "torch", ParameterDescriptor(description="torch | onnx", read_only=True))
+        self.declare_parameter("num_candidates", 0, ParameterDescriptor(
+            description="L candidates per decision; 0: the model's configuration",
+            integer_range=[IntegerRange(from_value=0, to_value=256, step=1)]))
+        self.declare_parameter("selection", "argmax", ParameterDescriptor(description="argmax | sample"))
+        self.declare_parameter("observation_source", "robot_state", ParameterDescriptor(
+            description="robot_state (eef_pose, gripper_state, object_poses) | observation (flat)", read_only=True))
+        self.declare_parameter("object_index", 0, ParameterDescriptor(
+            description="index of the task's object in object_poses",
+            integer_range=[IntegerRange(from_value=0, to_value=63, step=1)]))
+        self.declare_parameter("max_obs_age", 0.5, ParameterDescriptor(
+            description="s; older observations are refused",
+            floating_point_range=[FloatingPointRange(from_value=0.01, to_value=10.0, step=0.0)]))
+        self.declare_parameter("max_decision_rate", 10.0, ParameterDescriptor(
+            description="Hz; at most this many chunks per second",
+            floating_point_range=[FloatingPointRange(from_value=0.1, to_value=1000.0, step=0.0)]))
+        self.declare_parameter("start_enabled", True, ParameterDescriptor(
+            description="publish from the start; false on hardware (enable with ~/enable)", read_only=True))
+        self.declare_parameter("joint_names", ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"],
+                               ParameterDescriptor(description="names of the action dimensions in action_chunk"))
+
+        value = lambda name: self.get_parameter(name).value  # noqa: E731
+        self.task, self.source = value("task"), value("observation_source")
+        if self.source not in SOURCES:
+            raise ValueError(f"observation_source: expected one of {SOURCES}, got {self.source!r}")
+        self.policy = self._load_policy()
+        self.joint_names = list(value("joint_names"))
+        if len(self.joint_names) != self.policy.model.info.act_dim:
+            raise ValueError(f"joint_names: {len(self.joint_names)} names for {self.policy.model.info.act_dim} "
+                             "action dimensions")
+        self.gate = ObservationGate(self.policy.obs_dim, value("max_obs_age"))
+        self.enabled = bool(value("start_enabled"))
+        self.min_period = 1.0 / value("max_decision_rate")
+        self.last_decision_time = -np.inf
+        self.published = 0
+        self.decision_ms = []
+        self.latest = {}
+
+        self.chunk_pub = self.create_publisher(JointTrajectory, "action_chunk",
+                                               QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self.status_pub = self.create_publisher(String, "~/status", 10)
+        if self.source == "robot_state":
+            for topic, kind in (("eef_pose", PoseStamped), ("gripper_state", JointState), ("object_poses", PoseArray)):
+                self.create_subscription(kind, topic, lambda msg, t=topic: self._on_source(t, msg),
+                                         qos_profile_sensor_data)
+        else:
+            self.create_subscription(Float32MultiArray, "observation",
+                                     lambda msg: self._on_source("observation", msg), qos_profile_sensor_data)
+        self.create_service(SetBool, "~/enable", self._on_enable)
+        self.create_service(Trigger, "~/reload", self._on_reload)
+        self.create_timer(1.0, self._publish_status)
+        self.get_logger().info(f"serving {self.policy.model.path} on {self.policy.backend.provider}, "
+                               f"{'enabled' if self.enabled else 'disabled'}")
+
+    def _load_policy(self) -> ChunkPolicy:
+        model_dir = self.get_parameter("model_dir").value or str(shipped_model(self.task))
+        model = load_model(model_dir)
+        if model.info.task != self.task:
+            raise ModelError(f"{model_dir}: trained for {model.info.task!r}, the server is for {self.task!r}")
+        return ChunkPolicy(model, self.get_parameter("backend").value,
+                           self.get_parameter("num_candidates").value or None, self.get_parameter("selection").value)
+
+    # -- observations -------------------------------------------------------------------------
+    def _on_source(self, topic: str, msg) -> None:
+        receive_time = self.get_clock().now().nanoseconds * 1e-9
+        self.latest[topic] = (msg, receive_time)
+        # the end-effector pose is the robot state's clock: one decision per pose at most
+        if topic not in ("eef_pose", "observation"):
+            return
+        if receive_time - self.last_decision_time < self.min_period:
+            return
+        if not self.enabled:
+            self.gate.refuse("disabled")
+            return
+        assembled = self._assemble()
+        if isinstance(assembled, str):
+            self.gate.refuse(assembled)
+            return
+        obs, stamps = assembled
+        if self.gate.check(obs, stamps, receive_time) is None:
+            self._decide(obs, receive_time)
+
+    def _assemble(self):
+        """(observation, the stamps of its messages in s) from the latest messages, or the
+        refusal reason."""
+        if self.source == "observation":
+            msg, received = self.latest["observation"]
+            return np.asarray(msg.data, dtype=np.float64), [received]    # a flat array carries no stamp
+        if any(t not in self.latest for t in ("eef_pose", "gripper_state", "object_poses")):
+            return "incomplete"
+        pose, gripper, objects = (self.latest[t][0] for t in ("eef_pose", "gripper_state", "object_poses"))
+        index = self.get_parameter("object_index").value
+        if len(objects.poses) <= index or len(gripper.position) != 2:
+            return "malformed"
+        try:
+            obs = robomimic_observation(self.task, position(pose.pose.position), quaternion(pose.pose.orientation),
+                                        list(gripper.position), position(objects.poses[index].position),
+                                        quaternion(objects.poses[index].orientation))
+        except ValueError:
+            return "non_finite" if not all(np.isfinite(position(pose.pose.position))) else "malformed"
+        return obs, [stamp_seconds(m.header.stamp) for m in (pose, gripper, objects)]
+
+    # -- deciding -----------------------------------------------------------------------------
+    def _decide(self, obs: np.ndarray, now: float) -> None:
+        start = time.perf_counter()
+        try:
+            actions = self.policy.decide(obs)
+        except UnsafeOutput as error:
+            self.gate.refuse("unsafe_output")
+            self.get_logger().error(str(error), throttle_duration_sec=5.0)
+            return
+        self.decision_ms.append(1e3 * (time.perf_counter() - start))
+        self.last_decision_time = now
+        period = 1.0 / self.policy.model.info.control_hz
+        msg = JointTrajectory()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.joint_names = self.joint_names
+        for i, action in enumerate(actions):
+            t = (i + 1) * period
+            msg.points.append(JointTrajectoryPoint(positions=[float(a) for a in action],
+                                                   time_from_start=Duration(sec=int(t), nanosec=int(t % 1 * 1e9))))
+        if self.enabled:       # checked again: disable may have arrived while deciding
+            self.chunk_pub.publish(msg)
+            self.published += 1
+
+    # -- services, status -----------------------------------------------------------------------
+    def _on_enable(self, request, response):
+        self.enabled = bool(request.data)
+        response.success, response.message = True, "enabled" if self.enabled else "disabled"
+        self.get_logger().info(f"policy server {response.message}")
+        return response
+
+    def _on_reload(self, request, response):
+        try:
+            policy = self._load_policy()
+        except (ModelError, ValueError, OSError) as error:
+            response.success, response.message = False, f"kept the current model: {error}"
+            self.get_logger().error(response.message)
+            return response
+        self.policy = policy             # swapped whole, between two decisions (one executor thread)
+        response.success, response.message = True, f"loaded {policy.model.path}"
+        return response
+
+    def status(self) -> dict:
+        return {"enabled": self.enabled, "published": self.published, "accepted": self.gate.accepted,
+                "last_accepted_stamp": self.gate.last_stamp if self.gate.accepted else None,
+                "refused": dict(self.gate.refused), "model": str(self.policy.model.path),
+                "weights_sha256": self.policy.model.weights_sha256, "backend": self.policy.backend.name,
+                "provider": self.policy.backend.provider,
+                "decision_ms_p50": float(np.percentile(self.decision_ms, 50)) if self.decision_ms else None}
+
+    def _publish_status(self) -> None:
+        self.status_pub.publish(String(data=json.dumps(self.status())))
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = PolicyServer()
+    except (ModelError, ValueError) as error:
+        print(f"policy_server: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from otpr_ros.sim.evaluation import summarise, wilson_interval
+
+pytest.importorskip("robosuite", reason="the simulation extra is not installed")
+
+from otpr_ros.package_files import shipped_model  # noqa: E402
+from otpr_ros.tools.evaluate import main as evaluate_main  # noqa: E402
+
+
+def test_wilson_interval():
+    low, high = wilson_interval(25, 50)
+    assert low == pytest.approx(0.3664, abs=1e-3) and high == pytest.approx(0.6336, abs=1e-3)
+    assert wilson_interval(50, 50)[1] == 1.0 and wilson_interval(0, 50)[0] == 0.0
+    summary = summarise([{"seed": 1, "success": True, "length": 10}, {"seed": 2, "success": False, "length": 30}])
+    assert summary.success_rate == 0.5 and summary.mean_length == 20.0 and summary.seeds == [1, 2]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_evaluate_runs_the_shipped_lift_model(tmp_path, backend):
+    output = tmp_path / "eval.json"
+    code = evaluate_main(["--task", "lift", "--episodes", "2", "--horizon", "24", "--seed", "7",
+                          "--backend", backend, "--output", str(output)])
+    assert code == 0
+    result = json.loads(output.read_text())
+    assert result["episodes"] == 2 and result["seeds"] == [7, 8] and result["backend"] == backend
+    assert 0 < result["mean_length"] <= 24 and 0.0 <= result["ci95"][0] <= result["ci95"][1] <= 1.0
+    assert [r["seed"] for r in result["episodes_detail"]] == [7, 8]
+    expected = ("cpu", "cuda") if backend == "torch" else ("CPUExecutionProvider", "CUDAExecutionProvider",
+                                                           "TensorrtExecutionProvider")
+    assert len(result["providers"]) == 1 and result["providers"][0].split(":")[0] in expected
+
+
+def test_evaluate_refuses_a_model_of_another_task(capsys):
+    assert evaluate_main(["--model", str(shipped_model("lift")), "--task", "can", "--episodes", "1"]) == 2
+    assert "trained for 'lift', not 'can'" in capsys.readouterr().err

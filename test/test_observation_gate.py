@@ -1,0 +1,21 @@
+import numpy as np
+import pytest
+
+from otpr_ros.model.observation_gate import ObservationGate
+
+
+def test_each_reason():
+    gate = ObservationGate(3, max_obs_age=0.5)
+    good = np.zeros(3)
+    assert gate.check(good, [10.0, 9.9], now=10.1) is None
+    assert gate.check(np.zeros(4), [10.2], now=10.3) == "wrong_size"
+    assert gate.check(np.array([0.0, np.nan, 0.0]), [10.2], now=10.3) == "non_finite"
+    assert gate.check(good, [10.2, 9.0], now=10.3) == "stale"              # the oldest message counts
+    assert gate.check(good, [13.0, 10.2], now=10.3) == "future_stamp"      # so does the newest
+    assert gate.check(good, [10.0], now=10.3) == "out_of_order"            # not newer than the last acted on
+    assert gate.check(good, [10.25], now=10.3) is None
+    assert gate.accepted == 2
+    assert {k: v for k, v in gate.refused.items() if v} == {"wrong_size": 1, "non_finite": 1, "stale": 1,
+                                                             "future_stamp": 1, "out_of_order": 1}
+    with pytest.raises(ValueError, match="max_obs_age"):
+        ObservationGate(3, max_obs_age=0.0)

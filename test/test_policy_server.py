@@ -1,0 +1,164 @@
+"""The policy server as its own process on real DDS, driven the way a robot drives it."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (the ros extra)")
+
+from geometry_msgs.msg import Pose, PoseArray, PoseStamped  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+from std_srvs.srv import SetBool  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from model_fixtures import make_tiny_model  # noqa: E402
+
+DOMAIN = 61
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    model_dir = make_tiny_model(tmp_path_factory.mktemp("server"))
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otpr_ros.nodes.policy_server", "--ros-args", "--params-file", "config/lift.yaml",
+         "-p", f"model_dir:={model_dir}", "-p", "max_decision_rate:=1000.0", "-r", "__ns:=/arm"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
+    rclpy.init()
+    node = rclpy.create_node("fake_robot", namespace="/arm")
+    robot = Robot(node)
+    yield robot, process
+    node.destroy_node()
+    rclpy.shutdown()
+    process.terminate()
+    output = process.communicate(timeout=20)[0]
+    assert process.returncode in (0, -15), output
+
+
+class Robot:
+    """Publishes eef_pose, gripper_state and object_poses as a robot's drivers would."""
+
+    def __init__(self, node):
+        self.node = node
+        self.pose = node.create_publisher(PoseStamped, "eef_pose", qos_profile_sensor_data)
+        self.gripper = node.create_publisher(JointState, "gripper_state", qos_profile_sensor_data)
+        self.objects = node.create_publisher(PoseArray, "object_poses", qos_profile_sensor_data)
+        self.chunks, self.status, self.sent = [], {}, []
+        node.create_subscription(JointTrajectory, "action_chunk", self.chunks.append,
+                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        node.create_subscription(String, "policy_server/status",
+                                 lambda m: self.status.update(json.loads(m.data)), 10)
+        self.enable = node.create_client(SetBool, "policy_server/enable")
+
+    def spin(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            rclpy.spin_once(self.node, timeout_sec=0.02)
+
+    def publish_state(self, eef=(0.0, 0.0, 1.0), age=0.0, quat=(0.0, 0.0, 0.0, 1.0)):
+        now = self.node.get_clock().now().nanoseconds
+        stamp = rclpy.time.Time(nanoseconds=now - int(age * 1e9)).to_msg()
+        pose = PoseStamped()
+        pose.header.stamp = stamp
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = eef
+        pose.pose.orientation.x, pose.pose.orientation.y, pose.pose.orientation.z, pose.pose.orientation.w = quat
+        gripper = JointState(position=[0.02, -0.02])
+        gripper.header.stamp = stamp
+        objects = PoseArray()
+        objects.header.stamp = stamp
+        cube = Pose()
+        cube.position.x, cube.position.z, cube.orientation.w = 0.05, 0.83, 1.0
+        objects.poses = [cube]
+        self.gripper.publish(gripper)
+        self.objects.publish(objects)
+        self.pose.publish(pose)
+        self.sent.append((eef, age, quat, stamp.sec + stamp.nanosec * 1e-9))     # for failure messages
+
+    def wait_for(self, condition, timeout=30.0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not condition():
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+        return condition()
+
+    def set_enabled(self, value):
+        assert self.enable.wait_for_service(timeout_sec=30.0)
+        future = self.enable.call_async(SetBool.Request(data=value))
+        assert self.wait_for(future.done) and future.result().success
+
+
+def test_state_in_chunk_out(server):
+    robot, _ = server
+    assert robot.wait_for(lambda: robot.status, timeout=60), "no status from the server"
+
+    def published():
+        robot.publish_state()
+        robot.spin(0.1)
+        return len(robot.chunks) >= 3
+    assert robot.wait_for(published, timeout=30)
+    chunk = robot.chunks[-1]
+    assert chunk.joint_names == ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
+    assert len(chunk.points) == 4
+    times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in chunk.points]
+    np.testing.assert_allclose(times, [0.05, 0.10, 0.15, 0.20], atol=1e-6)
+    actions = np.array([p.positions for p in chunk.points])
+    assert np.isfinite(actions).all() and (np.abs(actions) <= 1.0).all()
+
+
+def settled_status(robot):
+    """The server's counters once everything sent so far has been handled (status is 1 Hz)."""
+    robot.spin(2.5)
+    return dict(robot.status)
+
+
+def test_bad_observations_are_refused_and_serving_goes_on(server):
+    robot, process = server
+    robot.wait_for(lambda: robot.status, timeout=60)
+    before = settled_status(robot)
+    bad = [dict(eef=(np.nan, 0.0, 1.0)), dict(eef=(np.inf, 0.0, 1.0)), dict(age=5.0), dict(quat=(0, 0, 0, 0)),
+           dict(age=-3.0)]
+    for kwargs in bad:
+        robot.publish_state(**kwargs)
+        robot.spin(0.2)
+    after = settled_status(robot)
+    assert after["accepted"] == before["accepted"] and after["published"] == before["published"], \
+        f"a refused observation was acted on: {before} {after} {robot.sent}"
+    refused = {k: after["refused"][k] - before["refused"][k] for k in after["refused"]}
+    assert refused["non_finite"] == 2 and refused["stale"] == 1 and refused["malformed"] == 1
+    assert refused["future_stamp"] == 1
+    assert process.poll() is None
+
+    count = len(robot.chunks)
+
+    def published():
+        robot.publish_state()
+        robot.spin(0.1)
+        return len(robot.chunks) > count
+    assert robot.wait_for(published, timeout=20), "the server stopped serving after bad input"
+
+
+def test_nothing_is_published_while_disabled(server):
+    robot, _ = server
+    robot.set_enabled(False)
+    before = settled_status(robot)
+    count = len(robot.chunks)
+    for _ in range(10):
+        robot.publish_state()
+        robot.spin(0.1)
+    after = settled_status(robot)
+    assert len(robot.chunks) == count and after["published"] == before["published"] and not after["enabled"]
+    assert after["refused"]["disabled"] >= before["refused"]["disabled"] + 10
+    robot.set_enabled(True)
+
+    def published():
+        robot.publish_state()
+        robot.spin(0.1)
+        return len(robot.chunks) > count
+    assert robot.wait_for(published, timeout=20)
