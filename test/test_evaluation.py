@@ -26,6 +26,7 @@ def test_evaluate_runs_the_shipped_lift_model(tmp_path, backend):
     assert code == 0
     result = json.loads(output.read_text())
     assert result["episodes"] == 2 and result["seeds"] == [7, 8] and result["backend"] == backend
+    assert result["num_candidates"] == 1          # the shipped config evaluates as the paper: L = 1
     assert 0 < result["mean_length"] <= 24 and 0.0 <= result["ci95"][0] <= result["ci95"][1] <= 1.0
     assert [r["seed"] for r in result["episodes_detail"]] == [7, 8]
     expected = ("cpu", "cuda") if backend == "torch" else ("CPUExecutionProvider", "CUDAExecutionProvider",

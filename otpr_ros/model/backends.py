@@ -53,7 +53,11 @@ class OnnxBackend:
         if threads:
             options.intra_op_num_threads = threads
         available = set(ort.get_available_providers())
-        wanted = [p for p in providers if p in available]
+        # GPU providers are only asked for where a GPU is visible: onnxruntime-gpu lists them
+        # everywhere, and a failed load costs a second and a screen of errors
+        gpu = torch.cuda.is_available()
+        wanted = [p for p in providers if p in available and (gpu or p == "CPUExecutionProvider")]
+        ort.set_default_logger_severity(3)
         self.session = ort.InferenceSession(str(onnx_dir / "decision.onnx"), options, providers=wanted)
         self.provider = self.session.get_providers()[0]
 

@@ -25,6 +25,16 @@ class EvalSettings:
     horizon: int | None = None
 
 
+def evaluation_candidates(model_dir) -> int:
+    """L for evaluation from the model's config: 1 for ``eval_mode: single`` (the paper's
+    evaluation, the plain diffusion policy), else ``agent.num_candidates`` (arg-max of H)."""
+    from pathlib import Path
+
+    from otpr_ros.core.config import OTPRConfig
+    config = OTPRConfig.from_yaml(Path(model_dir) / "config.yaml")
+    return 1 if config.agent.eval_mode == "single" else config.agent.num_candidates
+
+
 def _init_worker(settings: EvalSettings):
     import torch
 
@@ -32,7 +42,8 @@ def _init_worker(settings: EvalSettings):
     from otpr_ros.sim.robomimic_env import RobomimicEnv
     torch.set_num_threads(1)
     _worker["env"] = RobomimicEnv(settings.task, horizon=settings.horizon)
-    _worker["policy"] = ChunkPolicy(settings.model_dir, settings.backend, settings.num_candidates, settings.selection)
+    candidates = settings.num_candidates or evaluation_candidates(settings.model_dir)
+    _worker["policy"] = ChunkPolicy(settings.model_dir, settings.backend, candidates, settings.selection)
     _worker["settings"] = settings
 
 

@@ -17,7 +17,7 @@ from otpr_ros.model.decision import SELECTIONS
 from otpr_ros.model.directory import ModelError, read_info
 from otpr_ros.model.policy import BACKENDS
 from otpr_ros.package_files import shipped_model
-from otpr_ros.sim.evaluation import EvalSettings, evaluate
+from otpr_ros.sim.evaluation import EvalSettings, evaluate, evaluation_candidates
 from otpr_ros.sim.robomimic_env import TASKS
 
 
@@ -29,7 +29,8 @@ def parse_args(argv=None):
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=100_000)
     parser.add_argument("--backend", default="torch", choices=BACKENDS)
-    parser.add_argument("--num-candidates", type=int, help="L (default: the model's config)")
+    parser.add_argument("--num-candidates", type=int,
+                        help="L (default from the model's config: 1 for eval_mode single, else agent.num_candidates)")
     parser.add_argument("--selection", default="argmax", choices=SELECTIONS)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--horizon", type=int)
@@ -54,7 +55,8 @@ def main(argv=None) -> int:
     if task != info.task:
         print(f"evaluate: {model_dir} was trained for {info.task!r}, not {task!r}", file=sys.stderr)
         return 2
-    settings = EvalSettings(task, str(model_dir), args.backend, args.num_candidates, args.selection, args.horizon)
+    candidates = args.num_candidates or evaluation_candidates(model_dir)
+    settings = EvalSettings(task, str(model_dir), args.backend, candidates, args.selection, args.horizon)
     with tqdm(total=args.episodes, desc=f"evaluate {task} ({args.backend})", unit="ep") as bar:
         successes = []
 
@@ -67,7 +69,7 @@ def main(argv=None) -> int:
     print(f"evaluate: backend {args.backend} ran on {', '.join(providers)}")
     result = {"model": str(model_dir), "task": task, "backend": args.backend, "providers": providers,
               "selection": args.selection,
-              "num_candidates": args.num_candidates, **summary.to_dict(), "episodes_detail": records}
+              "num_candidates": candidates, **summary.to_dict(), "episodes_detail": records}
     low, high = summary.ci95
     print(f"{task}: success {summary.successes}/{summary.episodes} = {summary.success_rate:.1%} "
           f"(95 % CI {low:.1%}-{high:.1%}), mean length {summary.mean_length:.1f} steps")

@@ -102,6 +102,13 @@ def dataset_commands(dataset) -> list:
     return commands
 
 
+def summary_mode(args) -> str:
+    config = OTPRConfig.from_yaml(Path(args.config) if args.config else task_config(args.task))
+    if config.agent.eval_mode == "single":
+        return "eval_mode single (L = 1: the diffusion policy alone)"
+    return f"eval_mode argmax (arg-max of H over L = {config.agent.num_candidates})"
+
+
 def model_card(args, command, info, summary) -> str:
     extra = info.extra
     lines = [f"# otpr_ros model: {args.task}", "",
@@ -122,7 +129,7 @@ def model_card(args, command, info, summary) -> str:
         lines.append(f"Success {summary.successes}/{summary.episodes} = {summary.success_rate:.0%} "
                      f"(95 % CI {low:.0%}-{high:.0%}), mean episode length {summary.mean_length:.1f} steps, "
                      f"on seeds {args.eval_seed}-{args.eval_seed + args.eval_episodes - 1} (not used for the "
-                     "demonstrations), arg-max of H over the configured candidates, torch backend.")
+                     f"demonstrations), {summary_mode(args)}, torch backend.")
     lines += ["", "## Reproduce", "", "```", *extra.get("dataset_commands", []), command, "```", ""]
     return "\n".join(lines)
 
