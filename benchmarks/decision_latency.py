@@ -3,8 +3,8 @@
 One decision = L candidate chunks denoised over K steps for one state, then H for each
 candidate (critic, potentials, keypoint cost) and the compatibility resampling: exactly
 ``OTPRAgent.act`` with trained potentials, through torch (eager, optimised, compiled) and
-through ONNX Runtime (the exported decision graph of the same agent). Default shape: L=8, K=20, chunk 4x7, obs 23,
-hidden 512x3, 64 keypoints.
+through ONNX Runtime (the exported decision graph of the same agent). Default shape: L=8,
+K=20, chunk 4x7, obs 23, hidden 512x3, 64 keypoints.
 
 The floor is stated two ways, both measured in the same run:
 - peak: the decision's matmul FLOPs at this machine's large-GEMM throughput (1024^3);

@@ -9,7 +9,7 @@ clipped to the model's action bounds. Anything that is not finite is refused, ne
 import numpy as np
 
 from otpr_ros.model.backends import OnnxBackend, TorchBackend
-from otpr_ros.model.decision import select
+from otpr_ros.model.decision import SELECTIONS, select
 from otpr_ros.model.directory import Model, load_model
 
 BACKENDS = ("torch", "onnx")
@@ -28,8 +28,9 @@ class ChunkPolicy:
         self.num_candidates = num_candidates or self.model.config.agent.num_candidates
         if self.num_candidates < 1:
             raise ValueError(f"num_candidates: expected >= 1, got {self.num_candidates}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection: expected one of {SELECTIONS}, got {selection!r}")
         self.selection = selection
-        select(np.ones((1, 1)), np.ones((1, 1)), selection, np.zeros(1))   # validates the name
         self.backend = TorchBackend(self.model, compiled) if backend == "torch" else OnnxBackend(self.model)
         info = self.model.info
         self.low, self.high = np.asarray(info.action_low, np.float64), np.asarray(info.action_high, np.float64)
