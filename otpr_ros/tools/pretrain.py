@@ -72,7 +72,7 @@ def main(argv=None) -> int:
                      extra={"datasets": [str(p) for p in args.dataset], "demos": len(dataset.demos),
                             "dataset_commands": dataset_commands(dataset),
                             "seed": args.seed, "torch": torch.__version__, **result.stats})
-    card = model_card(args, command, info, None)
+    card = model_card(args, command, info, config, None)
     output = save_model(args.output, result.agent, info, result.obs_normalizer, result.action_normalizer, card)
     summary = None
     if args.eval_episodes:
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
                                   range(args.eval_seed, args.eval_seed + args.eval_episodes),
                                   progress=lambda r: bar.update(1))
         output = save_model(args.output, result.agent, info, result.obs_normalizer, result.action_normalizer,
-                            model_card(args, command, info, summary))
+                            model_card(args, command, info, config, summary))
     if not args.no_onnx:
         from otpr_ros.model.onnx_export import export_onnx
         export_onnx(output)
@@ -102,14 +102,13 @@ def dataset_commands(dataset) -> list:
     return commands
 
 
-def summary_mode(args) -> str:
-    config = OTPRConfig.from_yaml(Path(args.config) if args.config else task_config(args.task))
+def summary_mode(config) -> str:
     if config.agent.eval_mode == "single":
         return "eval_mode single (L = 1: the diffusion policy alone)"
     return f"eval_mode argmax (arg-max of H over L = {config.agent.num_candidates})"
 
 
-def model_card(args, command, info, summary) -> str:
+def model_card(args, command, info, config, summary) -> str:
     extra = info.extra
     lines = [f"# otpr_ros model: {args.task}", "",
              f"Diffusion policy (DDPM, chunks of {info.chunk} x {info.act_dim}), IQL critic and OT potentials,",
@@ -129,7 +128,7 @@ def model_card(args, command, info, summary) -> str:
         lines.append(f"Success {summary.successes}/{summary.episodes} = {summary.success_rate:.0%} "
                      f"(95 % CI {low:.0%}-{high:.0%}), mean episode length {summary.mean_length:.1f} steps, "
                      f"on seeds {args.eval_seed}-{args.eval_seed + args.eval_episodes - 1} (not used for the "
-                     f"demonstrations), {summary_mode(args)}, torch backend.")
+                     f"demonstrations), {summary_mode(config)}, torch backend.")
     lines += ["", "## Reproduce", "", "```", *extra.get("dataset_commands", []), command, "```", ""]
     return "\n".join(lines)
 
