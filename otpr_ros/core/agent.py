@@ -201,31 +201,41 @@ class OTPRAgent:
         return raw / raw.sum(1, keepdim=True)
 
     # -- persistence ---------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def weights_state_dict(self) -> dict:
+        """What acting and resuming fine-tuning need: networks, Q scale, keypoints, counters
+        (a model directory holds this; a learner checkpoint adds the optimiser states)."""
         return {
-            "config": self.config.to_dict(),
             "policy": self.policy.state_dict(),
             "critic": self.critic.state_dict(),
             "potentials": self.potentials.state_dict(),
             "q_scale": self.q_scale.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "potential_optimizer": self.potential_optimizer.state_dict(),
-            "v_optimizer": self.iql.v_optimizer.state_dict(),
-            "q_optimizer": self.iql.q_optimizer.state_dict(),
             "keypoints": None if self.relation_cost is None else
             {"obs": self.relation_cost.obs.cpu(), "actions": self.relation_cost.actions.cpu()},
             "counters": {"dual_steps": self.dual_steps, "updates": self.updates},
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_weights(self, state: dict) -> None:
         self.policy.load_state_dict(state["policy"])
         self.critic.load_state_dict(state["critic"])
         self.potentials.load_state_dict(state["potentials"])
         self.q_scale.load_state_dict(state["q_scale"])
+        if state["keypoints"] is not None:
+            self.set_keypoints(state["keypoints"]["obs"], state["keypoints"]["actions"])
+        self.dual_steps, self.updates = state["counters"]["dual_steps"], state["counters"]["updates"]
+
+    def state_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            **self.weights_state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "potential_optimizer": self.potential_optimizer.state_dict(),
+            "v_optimizer": self.iql.v_optimizer.state_dict(),
+            "q_optimizer": self.iql.q_optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.load_weights(state)
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
         self.potential_optimizer.load_state_dict(state["potential_optimizer"])
         self.iql.v_optimizer.load_state_dict(state["v_optimizer"])
         self.iql.q_optimizer.load_state_dict(state["q_optimizer"])
-        if state["keypoints"] is not None:
-            self.set_keypoints(state["keypoints"]["obs"], state["keypoints"]["actions"])
-        self.dual_steps, self.updates = state["counters"]["dual_steps"], state["counters"]["updates"]

@@ -64,12 +64,6 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def agent_weights(agent: OTPRAgent) -> dict:
-    """What a model needs to act and to start fine-tuning (optimiser states stay in checkpoints)."""
-    state = agent.state_dict()
-    return {k: state[k] for k in ("policy", "critic", "potentials", "q_scale", "keypoints", "counters")}
-
-
 def save_model(path, agent: OTPRAgent, info: ModelInfo, obs_normalizer: MinMaxNormalizer,
                action_normalizer: MinMaxNormalizer, card: str) -> Path:
     path = Path(path)
@@ -81,7 +75,7 @@ def save_model(path, agent: OTPRAgent, info: ModelInfo, obs_normalizer: MinMaxNo
     staging.mkdir(parents=True)
     (staging / "config.yaml").write_text(yaml.safe_dump({"otpr": _plain(agent.config.to_dict())}, sort_keys=False))
     buffer = io.BytesIO()
-    torch.save(_to_cpu(agent_weights(agent)), buffer)
+    torch.save(_to_cpu(agent.weights_state_dict()), buffer)
     (staging / "weights.pt").write_bytes(buffer.getvalue())
     (staging / "normalizer.json").write_text(json.dumps(
         {"obs": obs_normalizer.to_dict(), "action": action_normalizer.to_dict()}, indent=1))
@@ -141,20 +135,10 @@ def load_model(path, device: str = "auto") -> Model:
     agent = OTPRAgent(config)
     weights = torch.load(path / "weights.pt", map_location=agent.device, weights_only=True)
     try:
-        load_weights(agent, weights)
+        agent.load_weights(weights)
     except (KeyError, RuntimeError) as error:
         raise ModelError(f"{path}/weights.pt: does not fit config.yaml ({str(error).splitlines()[0]})") from None
     return Model(path, info, config, agent, obs_normalizer, action_normalizer, manifest["files"]["weights.pt"])
-
-
-def load_weights(agent: OTPRAgent, weights: dict) -> None:
-    agent.policy.load_state_dict(weights["policy"])
-    agent.critic.load_state_dict(weights["critic"])
-    agent.potentials.load_state_dict(weights["potentials"])
-    agent.q_scale.load_state_dict(weights["q_scale"])
-    if weights["keypoints"] is not None:
-        agent.set_keypoints(weights["keypoints"]["obs"], weights["keypoints"]["actions"])
-    agent.dual_steps, agent.updates = weights["counters"]["dual_steps"], weights["counters"]["updates"]
 
 
 def _to_cpu(tree):
