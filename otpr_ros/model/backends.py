@@ -49,7 +49,7 @@ class OnnxBackend:
         if (manifest["sampler"], manifest["ddim_steps"], manifest["eta"]) != (d.sampler, d.ddim_steps, d.eta):
             raise ValueError(f"{onnx_dir}: exported for sampler {manifest['sampler']}, the config says {d.sampler}")
         options = ort.SessionOptions()
-        options.log_severity_level = 3          # a GPU provider that cannot load is reported below, once
+        options.log_severity_level = 3          # errors only; the provider it got is reported by the caller
         if threads:
             options.intra_op_num_threads = threads
         available = set(ort.get_available_providers())

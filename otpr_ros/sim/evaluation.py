@@ -8,7 +8,7 @@ workers share two cores without oversubscription) and runs whole episodes: obser
 import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -42,9 +42,8 @@ def _init_worker(settings: EvalSettings):
     from otpr_ros.sim.robomimic_env import RobomimicEnv
     torch.set_num_threads(1)
     _worker["env"] = RobomimicEnv(settings.task, horizon=settings.horizon)
-    candidates = settings.num_candidates or evaluation_candidates(settings.model_dir)
-    _worker["policy"] = ChunkPolicy(settings.model_dir, settings.backend, candidates, settings.selection)
-    _worker["settings"] = settings
+    _worker["policy"] = ChunkPolicy(settings.model_dir, settings.backend, settings.num_candidates,
+                                    settings.selection)
 
 
 def run_policy_episode(seed: int) -> dict:
@@ -93,7 +92,10 @@ def summarise(records) -> EvalSummary:
 
 
 def evaluate(settings: EvalSettings, seeds, processes: int = 2, progress=None) -> tuple[EvalSummary, list]:
+    """``settings.num_candidates`` None: from the model's config (``evaluation_candidates``)."""
     seeds = list(seeds)
+    if settings.num_candidates is None:
+        settings = replace(settings, num_candidates=evaluation_candidates(settings.model_dir))
     records = []
     with ProcessPoolExecutor(min(processes, len(seeds)), mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(settings,)) as pool:

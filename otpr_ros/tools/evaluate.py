@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     if task != info.task:
         print(f"evaluate: {model_dir} was trained for {info.task!r}, not {task!r}", file=sys.stderr)
         return 2
-    candidates = args.num_candidates or evaluation_candidates(model_dir)
+    candidates = args.num_candidates or evaluation_candidates(model_dir)     # recorded in the JSON
     settings = EvalSettings(task, str(model_dir), args.backend, candidates, args.selection, args.horizon)
     with tqdm(total=args.episodes, desc=f"evaluate {task} ({args.backend})", unit="ep") as bar:
         successes = []
