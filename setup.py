@@ -65,5 +65,6 @@ setup(
         "evaluate = otpr_ros.tools.evaluate:main",
         "export-onnx = otpr_ros.tools.export_onnx:main",
         "policy_server = otpr_ros.nodes.policy_server:main",
+        "sim_bridge = otpr_ros.nodes.sim_bridge:main",
     ]},
 )

@@ -162,3 +162,43 @@ def test_nothing_is_published_while_disabled(server):
         robot.spin(0.1)
         return len(robot.chunks) > count
     assert robot.wait_for(published, timeout=20)
+
+
+def test_policy_updates_are_swapped_in_or_refused(server, tmp_path):
+    import shutil
+
+    from rclpy.qos import DurabilityPolicy
+
+    from otpr_ros.model.directory import load_model
+    from otpr_ros.nodes.bus_messages import policy_update_message
+    from otpr_ros.package_files import shipped_model
+
+    robot, process = server
+    robot.wait_for(lambda: robot.status, timeout=60)
+    served = robot.status["model"]
+    publisher = robot.node.create_publisher(String, "policy_update", QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    good = shutil.copytree(served, tmp_path / "v1")
+    corrupt = shutil.copytree(served, tmp_path / "v2")
+    weights = (corrupt / "weights.pt").read_bytes()
+    (corrupt / "weights.pt").write_bytes(weights[:100] + bytes(64) + weights[164:])
+    sha = load_model(good, "cpu").weights_sha256
+    can = shipped_model("can")
+    updates = [(1, good, sha, "applied"), (2, corrupt, sha, "refused"),
+               (3, can, load_model(can, "cpu").weights_sha256, "refused"), (1, good, sha, "refused"),
+               (4, good, "0" * 64, "refused")]
+    for version, path, weights_sha, outcome in updates:
+        before = settled_status(robot)["updates"]
+        publisher.publish(policy_update_message(version, str(path), weights_sha))
+        after = settled_status(robot)
+        assert after["updates"][outcome] == before[outcome] + 1, (version, path, after)
+        assert after["model_version"] == 1, after
+    assert settled_status(robot)["model"] == str(good)
+    count = len(robot.chunks)
+
+    def published():
+        robot.publish_state()
+        robot.spin(0.1)
+        return len(robot.chunks) > count
+    assert robot.wait_for(published, timeout=20), "the server stopped serving after refused updates"
+    assert process.poll() is None

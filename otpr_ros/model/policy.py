@@ -15,6 +15,13 @@ from otpr_ros.model.directory import Model, load_model
 BACKENDS = ("torch", "onnx")
 
 
+def evaluation_candidates(config) -> int:
+    """L to act with for evaluation, from an OTPR configuration: 1 for ``eval_mode: single``
+    (the paper's evaluation, the plain diffusion policy), else ``agent.num_candidates``
+    (arg-max of H)."""
+    return 1 if config.agent.eval_mode == "single" else config.agent.num_candidates
+
+
 class UnsafeOutput(RuntimeError):
     """The decision produced something that must not reach a robot."""
 

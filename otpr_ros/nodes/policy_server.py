@@ -3,15 +3,18 @@
 Builds the model's observation from the configured sources, refuses what must not be acted
 on (otpr_ros/model/observation_gate.py), decides with the model (torch or ONNX Runtime),
 and publishes the chunk as a JointTrajectory in robot units, every action finite and inside
-the model's bounds. A decision is made per received end-effector pose (the robot state's
-clock; gripper and object messages only update the latest values). Services ``~/enable``
-(SetBool) and ``~/reload`` (Trigger); counters and state on ``~/status`` (std_msgs/String,
-JSON, once a second).
+the model's bounds, stamped with the stamp of the state it answers. A decision is made per
+robot state: with ``state_sync: exact`` when eef_pose, gripper_state and object_poses carry
+the same stamp (in whatever order they arrive), with ``latest`` per end-effector pose.
+Services ``~/enable`` (SetBool) and ``~/reload`` (Trigger); learner snapshots on
+``policy_update`` (newer version only, checksummed, same dimensions and bounds, else
+refused); counters and state on ``~/status`` (std_msgs/String, JSON, once a second).
 """
 
 import json
 import sys
 import time
+from collections import deque
 
 import numpy as np
 import rclpy
@@ -19,7 +22,7 @@ from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import SetBool, Trigger
@@ -28,10 +31,14 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from otpr_ros.model.directory import ModelError, load_model
 from otpr_ros.model.observation import robomimic_observation
 from otpr_ros.model.observation_gate import ObservationGate
-from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput
+from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput, evaluation_candidates
+from otpr_ros.nodes.bus_messages import policy_update_fields
+from otpr_ros.nodes.node_main import percentiles, run_node
 from otpr_ros.package_files import shipped_model
 
 SOURCES = ("robot_state", "observation")
+ROBOT_STATE = ("eef_pose", "gripper_state", "object_poses")
+SYNCS = ("exact", "latest")
 
 
 def stamp_seconds(stamp) -> float:
@@ -55,11 +62,17 @@ class PolicyServer(Node):
             description="model directory; empty: the shipped model of the task"))
         self.declare_parameter("backend", "torch", ParameterDescriptor(description="torch | onnx", read_only=True))
         self.declare_parameter("num_candidates", 0, ParameterDescriptor(
-            description="L candidates per decision; 0: the model's configuration",
+            description="L candidates per decision; 0: as evaluate acts (1 for the model's eval_mode single)",
             integer_range=[IntegerRange(from_value=0, to_value=256, step=1)]))
+        self.declare_parameter("seed", 0, ParameterDescriptor(
+            description="seed of the denoising noise; a (re)loaded model starts from it, so decisions repeat",
+            integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)]))
         self.declare_parameter("selection", "argmax", ParameterDescriptor(description="argmax | sample"))
         self.declare_parameter("observation_source", "robot_state", ParameterDescriptor(
             description="robot_state (eef_pose, gripper_state, object_poses) | observation (flat)", read_only=True))
+        self.declare_parameter("state_sync", "exact", ParameterDescriptor(
+            description="exact: decide when eef_pose, gripper_state and object_poses carry one stamp | "
+                        "latest: on every eef_pose, with the latest of the others", read_only=True))
         self.declare_parameter("object_index", 0, ParameterDescriptor(
             description="index of the task's object in object_poses",
             integer_range=[IntegerRange(from_value=0, to_value=63, step=1)]))
@@ -75,9 +88,11 @@ class PolicyServer(Node):
                                ParameterDescriptor(description="names of the action dimensions in action_chunk"))
 
         value = lambda name: self.get_parameter(name).value  # noqa: E731
-        self.task, self.source = value("task"), value("observation_source")
+        self.task, self.source, self.sync = value("task"), value("observation_source"), value("state_sync")
         if self.source not in SOURCES:
             raise ValueError(f"observation_source: expected one of {SOURCES}, got {self.source!r}")
+        if self.sync not in SYNCS:
+            raise ValueError(f"state_sync: expected one of {SYNCS}, got {self.sync!r}")
         self.policy = self._load_policy()
         self.joint_names = list(value("joint_names"))
         if len(self.joint_names) != self.policy.model.info.act_dim:
@@ -87,8 +102,9 @@ class PolicyServer(Node):
         self.enabled = bool(value("start_enabled"))
         self.min_period = 1.0 / value("max_decision_rate")
         self.last_decision_time = -np.inf
+        self.deferred = None          # a timer: a state arrived within the decision period
         self.published = 0
-        self.decision_ms = []
+        self.decision_ms = deque(maxlen=100000)
         self.latest = {}
 
         self.chunk_pub = self.create_publisher(JointTrajectory, "action_chunk",
@@ -101,29 +117,43 @@ class PolicyServer(Node):
         else:
             self.create_subscription(Float32MultiArray, "observation",
                                      lambda msg: self._on_source("observation", msg), qos_profile_sensor_data)
+        self.model_version, self.updates = 0, {"applied": 0, "refused": 0}
+        self.create_subscription(String, "policy_update", self._on_policy_update, QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_service(Trigger, "~/reload", self._on_reload)
         self.create_timer(1.0, self._publish_status)
         self.get_logger().info(f"serving {self.policy.model.path} on {self.policy.backend.provider}, "
                                f"{'enabled' if self.enabled else 'disabled'}")
 
-    def _load_policy(self) -> ChunkPolicy:
-        model_dir = self.get_parameter("model_dir").value or str(shipped_model(self.task))
+    def _load_policy(self, model_dir: str | None = None) -> ChunkPolicy:
+        model_dir = model_dir or self.get_parameter("model_dir").value or str(shipped_model(self.task))
         model = load_model(model_dir)
         if model.info.task != self.task:
             raise ModelError(f"{model_dir}: trained for {model.info.task!r}, the server is for {self.task!r}")
-        return ChunkPolicy(model, self.get_parameter("backend").value,
-                           self.get_parameter("num_candidates").value or None, self.get_parameter("selection").value)
+        candidates = self.get_parameter("num_candidates").value or evaluation_candidates(model.config)
+        return ChunkPolicy(model, self.get_parameter("backend").value, candidates,
+                           self.get_parameter("selection").value, seed=self.get_parameter("seed").value)
 
     # -- observations -------------------------------------------------------------------------
     def _on_source(self, topic: str, msg) -> None:
         receive_time = self.get_clock().now().nanoseconds * 1e-9
         self.latest[topic] = (msg, receive_time)
-        # the end-effector pose is the robot state's clock: one decision per pose at most
-        if topic not in ("eef_pose", "observation"):
+        if not self._state_complete(topic):
             return
-        if receive_time - self.last_decision_time < self.min_period:
+        wait = self.last_decision_time + self.min_period - receive_time
+        if wait > 0:            # too soon: decide on the latest state once the period is over
+            if self.deferred is None:
+                self.deferred = self.create_timer(wait, self._on_deferred)
             return
+        self._decide_latest(receive_time)
+
+    def _on_deferred(self) -> None:
+        self.destroy_timer(self.deferred)
+        self.deferred = None
+        self._decide_latest(self.get_clock().now().nanoseconds * 1e-9)
+
+    def _decide_latest(self, receive_time: float) -> None:
         if not self.enabled:
             self.gate.refuse("disabled")
             return
@@ -131,19 +161,33 @@ class PolicyServer(Node):
         if isinstance(assembled, str):
             self.gate.refuse(assembled)
             return
-        obs, stamps = assembled
+        obs, stamps, state_stamp = assembled
         if self.gate.check(obs, stamps, receive_time) is None:
-            self._decide(obs, receive_time)
+            self._decide(obs, receive_time, state_stamp)
+
+    def _state_complete(self, topic: str) -> bool:
+        """Whether this message completes a robot state to decide on. ``exact``: the three
+        sources carry the same stamp (one driver, or the bridge, stamps one instant), whatever
+        order they arrive in; ``latest``: every end-effector pose, with the latest others."""
+        if self.source == "observation":
+            return True
+        if self.sync == "latest":
+            return topic == "eef_pose"
+        if any(t not in self.latest for t in ROBOT_STATE):
+            return False
+        stamps = {stamp_seconds(self.latest[t][0].header.stamp) for t in ROBOT_STATE}
+        return len(stamps) == 1
 
     def _assemble(self):
-        """(observation, the stamps of its messages in s) from the latest messages, or the
-        refusal reason."""
+        """(observation, the stamps of its messages in s, the state's stamp) from the latest
+        messages, or the refusal reason."""
         if self.source == "observation":
             msg, received = self.latest["observation"]
-            return np.asarray(msg.data, dtype=np.float64), [received]    # a flat array carries no stamp
-        if any(t not in self.latest for t in ("eef_pose", "gripper_state", "object_poses")):
+            stamp = rclpy.time.Time(nanoseconds=int(received * 1e9)).to_msg()
+            return np.asarray(msg.data, dtype=np.float64), [received], stamp   # a flat array carries no stamp
+        if any(t not in self.latest for t in ROBOT_STATE):
             return "incomplete"
-        pose, gripper, objects = (self.latest[t][0] for t in ("eef_pose", "gripper_state", "object_poses"))
+        pose, gripper, objects = (self.latest[t][0] for t in ROBOT_STATE)
         index = self.get_parameter("object_index").value
         if len(objects.poses) <= index or len(gripper.position) != 2:
             return "malformed"
@@ -153,10 +197,10 @@ class PolicyServer(Node):
                                         quaternion(objects.poses[index].orientation))
         except ValueError:
             return "non_finite" if not all(np.isfinite(position(pose.pose.position))) else "malformed"
-        return obs, [stamp_seconds(m.header.stamp) for m in (pose, gripper, objects)]
+        return obs, [stamp_seconds(m.header.stamp) for m in (pose, gripper, objects)], pose.header.stamp
 
     # -- deciding -----------------------------------------------------------------------------
-    def _decide(self, obs: np.ndarray, now: float) -> None:
+    def _decide(self, obs: np.ndarray, now: float, state_stamp) -> None:
         start = time.perf_counter()
         try:
             actions = self.policy.decide(obs)
@@ -168,7 +212,7 @@ class PolicyServer(Node):
         self.last_decision_time = now
         period = 1.0 / self.policy.model.info.control_hz
         msg = JointTrajectory()
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp = state_stamp        # the points are timed from the state they answer
         msg.joint_names = self.joint_names
         for i, action in enumerate(actions):
             t = (i + 1) * period
@@ -196,34 +240,44 @@ class PolicyServer(Node):
         response.success, response.message = True, f"loaded {policy.model.path}"
         return response
 
+    def _on_policy_update(self, msg: String) -> None:
+        """A learner's snapshot: swapped in whole between two decisions (one executor thread),
+        or refused with the reason while the current model keeps serving."""
+        try:
+            update = policy_update_fields(msg)
+            if update["version"] <= self.model_version:
+                raise ValueError(f"version {update['version']} is not newer than the served {self.model_version}")
+            policy = self._load_policy(update["path"])
+            if policy.model.weights_sha256 != update["weights_sha256"]:
+                raise ModelError(f"{update['path']}: weights differ from the announced sha256")
+            current, new = self.policy.model.info, policy.model.info
+            for name in ("obs_dim", "act_dim", "chunk", "action_low", "action_high"):
+                if getattr(new, name) != getattr(current, name):
+                    raise ModelError(f"{update['path']}: {name} {getattr(new, name)} differs from the served "
+                                     f"model's {getattr(current, name)}")
+        except (ModelError, ValueError, OSError) as error:
+            self.updates["refused"] += 1
+            self.get_logger().error(f"policy_update refused, the current model keeps serving: {error}")
+            return
+        self.policy, self.model_version = policy, update["version"]
+        self.updates["applied"] += 1
+        self.get_logger().info(f"policy_update: serving version {self.model_version} from {update['path']}")
+
     def status(self) -> dict:
         return {"enabled": self.enabled, "published": self.published, "accepted": self.gate.accepted,
                 "last_accepted_stamp": self.gate.last_stamp if self.gate.accepted else None,
                 "refused": dict(self.gate.refused), "model": str(self.policy.model.path),
                 "weights_sha256": self.policy.model.weights_sha256, "backend": self.policy.backend.name,
-                "provider": self.policy.backend.provider,
-                "decision_ms_p50": float(np.percentile(self.decision_ms, 50)) if self.decision_ms else None}
+                "provider": self.policy.backend.provider, "model_version": self.model_version,
+                "updates": dict(self.updates),
+                **percentiles("decision_ms", self.decision_ms)}
 
     def _publish_status(self) -> None:
         self.status_pub.publish(String(data=json.dumps(self.status())))
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = PolicyServer()
-    except (ModelError, ValueError) as error:
-        print(f"policy_server: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("policy_server", PolicyServer, args, (ModelError, ValueError))
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ class TaskChain:
 
 class CalvinEnv(gym.Env):
     metadata = {"render_modes": []}
+    control_hz = 30            # CALVIN's recorded rate
 
     def __init__(self, tasks=("open_drawer",), horizon: int = 360, scene: str = "calvin_scene_D"):
         try:

@@ -26,13 +26,12 @@ class EvalSettings:
 
 
 def evaluation_candidates(model_dir) -> int:
-    """L for evaluation from the model's config: 1 for ``eval_mode: single`` (the paper's
-    evaluation, the plain diffusion policy), else ``agent.num_candidates`` (arg-max of H)."""
+    """L for evaluation from the model directory's config (``policy.evaluation_candidates``)."""
     from pathlib import Path
 
     from otpr_ros.core.config import OTPRConfig
-    config = OTPRConfig.from_yaml(Path(model_dir) / "config.yaml")
-    return 1 if config.agent.eval_mode == "single" else config.agent.num_candidates
+    from otpr_ros.model.policy import evaluation_candidates as from_config
+    return from_config(OTPRConfig.from_yaml(Path(model_dir) / "config.yaml"))
 
 
 def _init_worker(settings: EvalSettings):

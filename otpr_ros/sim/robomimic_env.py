@@ -25,6 +25,7 @@ class TaskSpec:
     env_name: str
     horizon: int
     object_dim: int
+    object_name: str       # robosuite's name of the task's object (its ``<name>_pos``, ``<name>_quat``)
 
     @property
     def obs_dim(self) -> int:
@@ -32,12 +33,28 @@ class TaskSpec:
 
 
 TASKS = {
-    "lift": TaskSpec("Lift", 300, 10),
-    "can": TaskSpec("PickPlaceCan", 300, 14),
-    "square": TaskSpec("NutAssemblySquare", 400, 14),
+    "lift": TaskSpec("Lift", 300, 10, "cube"),
+    "can": TaskSpec("PickPlaceCan", 300, 14, "Can"),
+    "square": TaskSpec("NutAssemblySquare", 400, 14, "SquareNut"),
 }
 ACTION_DIM = 7
 CONTROL_HZ = 20
+
+
+@dataclass(frozen=True)
+class RobotState:
+    """One instant of the robot and its object, in robosuite's world frame (quaternions x, y, z, w)."""
+    joint_pos: np.ndarray       # the 7 arm joints, rad
+    joint_vel: np.ndarray
+    eef_pos: np.ndarray         # robomimic's robot0_eef_pos / robot0_eef_quat: the frame the policy knows
+    eef_quat: np.ndarray
+    gripper_qpos: np.ndarray    # the 2 finger joints, m
+    object_pos: np.ndarray
+    object_quat: np.ndarray
+
+
+JOINT_NAMES = tuple(f"panda_joint{i}" for i in range(1, 8))
+FINGER_NAMES = ("panda_finger_joint1", "panda_finger_joint2")
 
 
 def task_spec(task: str) -> TaskSpec:
@@ -59,6 +76,7 @@ def flatten_obs(raw: dict, keys=OBS_KEYS) -> np.ndarray:
 
 class RobomimicEnv(gym.Env):
     metadata = {"render_modes": []}
+    control_hz = CONTROL_HZ
 
     def __init__(self, task: str = "lift", horizon: int | None = None, model_seed: int = 0,
                  hard_reset: bool = False):
@@ -103,6 +121,13 @@ class RobomimicEnv(gym.Env):
         success = bool(self.sim_env._check_success())
         truncated = not success and self.elapsed >= self.horizon
         return flatten_obs(self.raw_obs), float(success), success, truncated, {"success": success}
+
+    def robot_state(self) -> RobotState:
+        """What a robot and its perception would publish about the current state."""
+        raw, name = self.raw_obs, self.spec_.object_name
+        return RobotState(*(np.asarray(raw[key], np.float64).copy() for key in (
+            "robot0_joint_pos", "robot0_joint_vel", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos",
+            f"{name}_pos", f"{name}_quat")))
 
     def sim_state(self) -> np.ndarray:
         """The flattened MuJoCo state (robomimic's ``states``)."""

@@ -1,0 +1,88 @@
+"""The package's data on standard messages (a custom interface package cannot be built where
+only pip is available; ../shared/docs/ROS_INTERFACES.md).
+
+- ``transition``: std_msgs/Float32MultiArray; each layout dimension is one named field
+  (label, size, stride = offset), in the order of ``TRANSITION_FIELDS``. ``sequence`` counts
+  transitions per bridge (``source``), so a learner drops duplicates and counts gaps;
+  float32 holds integers exactly up to 2**24 (16.7 M transitions per bridge).
+- ``episode``: std_msgs/String, JSON (return, success, length, ...).
+- ``policy_update``: std_msgs/String, JSON ``{"version", "path", "weights_sha256"}``: a
+  model directory the learner wrote atomically on a filesystem the server reads.
+"""
+
+import json
+
+import numpy as np
+from std_msgs.msg import Float32MultiArray, MultiArrayDimension, String
+
+from otpr_ros.sim.bridge_session import Transition
+
+TRANSITION_FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "truncated", "steps", "sequence",
+                     "episode", "source")
+SCALARS = {"reward", "terminal", "truncated", "steps", "sequence", "episode", "source"}
+
+
+def transition_message(t: Transition, source: int) -> Float32MultiArray:
+    values = {"obs": t.obs, "action": np.asarray(t.action).ravel(), "reward": t.reward, "next_obs": t.next_obs,
+              "terminal": float(t.terminal), "truncated": float(t.truncated), "steps": t.steps,
+              "sequence": t.sequence, "episode": t.episode, "source": source}
+    msg = Float32MultiArray()
+    data, offset = [], 0
+    for name in TRANSITION_FIELDS:
+        part = np.atleast_1d(np.asarray(values[name], dtype=np.float32))
+        msg.layout.dim.append(MultiArrayDimension(label=name, size=part.size, stride=offset))
+        data.append(part)
+        offset += part.size
+    msg.data = np.concatenate(data).tolist()
+    return msg
+
+
+def transition_fields(msg: Float32MultiArray, obs_dim: int | None = None, action_size: int | None = None) -> dict:
+    """The named fields of a transition message (numpy arrays, scalars as floats); a message
+    that is not a well-formed transition raises ValueError naming the problem."""
+    labels = [d.label for d in msg.layout.dim]
+    if labels != list(TRANSITION_FIELDS):
+        raise ValueError(f"transition: expected fields {list(TRANSITION_FIELDS)}, got {labels}")
+    data = np.asarray(msg.data, dtype=np.float32)
+    fields, offset = {}, 0
+    for dim in msg.layout.dim:
+        if dim.stride != offset or offset + dim.size > data.size:
+            raise ValueError(f"transition: field {dim.label!r} at {dim.stride}+{dim.size} does not fit "
+                             f"{data.size} values")
+        part = data[offset:offset + dim.size]
+        offset += dim.size
+        if dim.label in SCALARS:
+            if dim.size != 1:
+                raise ValueError(f"transition: field {dim.label!r} must hold 1 value, holds {dim.size}")
+            fields[dim.label] = float(part[0])
+        else:
+            fields[dim.label] = part.copy()
+    if offset != data.size:
+        raise ValueError(f"transition: {data.size - offset} values beyond the last field")
+    expected = {"obs": obs_dim, "next_obs": obs_dim, "action": action_size}
+    for name, size in expected.items():
+        if size is not None and fields[name].size != size:
+            raise ValueError(f"transition: {name} holds {fields[name].size} values, expected {size}")
+    if not all(np.isfinite(fields[n]).all() for n in ("obs", "action", "next_obs")) or \
+            not np.isfinite(fields["reward"]):
+        raise ValueError("transition: NaN or Inf")
+    return fields
+
+
+def episode_message(summary: dict) -> String:
+    return String(data=json.dumps(summary))
+
+
+def policy_update_message(version: int, path: str, weights_sha256: str) -> String:
+    return String(data=json.dumps({"version": int(version), "path": str(path), "weights_sha256": weights_sha256}))
+
+
+def policy_update_fields(msg: String) -> dict:
+    try:
+        fields = json.loads(msg.data)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"policy_update: not JSON ({error})") from None
+    if not isinstance(fields, dict) or not isinstance(fields.get("version"), int) or \
+            not isinstance(fields.get("path"), str) or not isinstance(fields.get("weights_sha256"), str):
+        raise ValueError(f"policy_update: expected {{version: int, path: str, weights_sha256: str}}, got {msg.data!r}")
+    return fields

@@ -1,0 +1,43 @@
+"""The common life of an otpr_ros executable: build the node, spin, shut down cleanly.
+
+Exit codes: 0 after Ctrl-C / SIGTERM or when the node says it is finished, 2 when the node
+cannot start (bad parameters or model: the message names the problem).
+"""
+
+import sys
+
+import numpy as np
+import rclpy
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.executors import ExternalShutdownException
+
+
+def run_node(name: str, make_node, args=None, startup_errors=(ValueError,)) -> int:
+    rclpy.init(args=args)
+    try:
+        node = make_node()
+    except startup_errors as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        finished = getattr(node, "finished", None)        # a Future set when the node's work is done
+        if finished is None:
+            rclpy.spin(node)
+        else:
+            rclpy.spin_until_future_complete(node, finished)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RCLError:
+        if rclpy.ok():                  # not a shutdown racing the executor: a real failure
+            raise
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def percentiles(name: str, values) -> dict:
+    """``{name_p50, name_p99}`` of the values (None while there are none), for status topics."""
+    values = list(values)
+    return {f"{name}_p{q}": float(np.percentile(values, q)) if values else None for q in (50, 99)}

@@ -1,0 +1,252 @@
+"""sim_bridge: a robomimic task (robosuite, MuJoCo) that behaves on the bus like a robot.
+
+Publishes what a robot and its perception publish (``joint_states``, ``eef_pose``,
+``gripper_state``, ``object_poses``, all of one instant with one stamp from the node's
+clock) and the flat ``observation``; executes each received ``action_chunk`` whole, one
+point per control step; publishes ``reward`` per step, one ``transition`` per executed
+chunk and an ``episode`` summary per episode (otpr_ros/sim/bridge_session.py has the
+bookkeeping). ``~/reset`` (Trigger) closes the episode as truncated and starts the next.
+
+A chunk is taken when the bridge is waiting for one and its ``header.stamp`` is not older
+than the first state published since the last chunk ended; it was decided on the newest of
+those states stamped at or before it (the policy server stamps a chunk with the stamp of the
+state it decided on; a flat ``observation`` carries none, so the server uses its receive
+time). So every transition holds the observation its chunk was decided on. Chunks for older
+states are dropped and counted.
+
+Modes (parameter ``mode``):
+- ``realtime``: one control step per 1/control_hz of wall time, states published every
+  step like a robot's drivers; without a chunk the arm holds still (zero end-effector
+  motion, last gripper command) while time goes on.
+- ``fast``: as fast as the simulation and the server allow (training); the simulated
+  world waits for the chunk of each state, and the state is published again (new stamp)
+  every ``chunk_timeout`` s until one comes.
+"""
+
+import json
+import sys
+import time
+from collections import deque
+
+import numpy as np
+from geometry_msgs.msg import Pose, PoseArray, PoseStamped
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.task import Future
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float32, Float32MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from otpr_ros.nodes.bus_messages import episode_message, transition_message
+from otpr_ros.nodes.node_main import percentiles, run_node
+from otpr_ros.sim.bridge_session import BridgeSession, make_environment
+from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES
+
+MODES = ("fast", "realtime")
+RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+DEEP = QoSProfile(depth=10000, reliability=ReliabilityPolicy.RELIABLE)     # the learner may fall behind
+
+
+def stamp_key(stamp) -> tuple:
+    return stamp.sec, stamp.nanosec
+
+
+def pose(position, quaternion) -> Pose:
+    p = Pose()
+    p.position.x, p.position.y, p.position.z = (float(v) for v in position)
+    p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(v) for v in quaternion)
+    return p
+
+
+class SimBridge(Node):
+    def __init__(self):
+        super().__init__("sim_bridge")
+        self.declare_parameter("task", "lift", ParameterDescriptor(
+            description="lift | can | square (robomimic) | calvin (where calvin_env is installed)", read_only=True))
+        self.declare_parameter("mode", "fast", ParameterDescriptor(description="fast | realtime", read_only=True))
+        self.declare_parameter("first_seed", 0, ParameterDescriptor(
+            description="seed of the first episode; episode i uses first_seed + i", read_only=True,
+            integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)]))
+        self.declare_parameter("episodes", 0, ParameterDescriptor(
+            description="exit after this many episodes; 0: run until stopped", read_only=True,
+            integer_range=[IntegerRange(from_value=0, to_value=10**9, step=1)]))
+        self.declare_parameter("horizon", 0, ParameterDescriptor(
+            description="control steps per episode; 0: the task's", read_only=True,
+            integer_range=[IntegerRange(from_value=0, to_value=100000, step=1)]))
+        self.declare_parameter("chunk_timeout", 1.0, ParameterDescriptor(
+            description="s without a chunk before the state is sent again (fast) or a warning (realtime)",
+            floating_point_range=[FloatingPointRange(from_value=0.01, to_value=60.0, step=0.0)]))
+        self.declare_parameter("source_id", 0, ParameterDescriptor(
+            description="this bridge's number in its transitions (several bridges feed one learner)", read_only=True,
+            integer_range=[IntegerRange(from_value=0, to_value=65535, step=1)]))
+        self.declare_parameter("frame_id", "world", ParameterDescriptor(description="frame of the poses",
+                                                                       read_only=True))
+        self.declare_parameter("otpr.critic.gamma", 0.999, ParameterDescriptor(
+            description="discount inside a chunk (the OTPR configuration's)", read_only=True,
+            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]))
+
+        value = lambda name: self.get_parameter(name).value  # noqa: E731
+        self.task, self.mode = value("task"), value("mode")
+        if self.mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
+        env, observe = make_environment(self.task, value("horizon") or None)
+        self.session = BridgeSession(env, observe, value("otpr.critic.gamma"), value("first_seed"))
+        self.act_dim = env.action_space.shape[0]
+        self.control_period = 1.0 / env.control_hz
+        self.episodes, self.source_id, self.frame_id = value("episodes"), value("source_id"), value("frame_id")
+        self.chunk_timeout = value("chunk_timeout")
+        self.finished = Future()
+        self.counts = {"chunks_executed": 0, "chunks_dropped": 0, "chunks_malformed": 0, "timeouts": 0,
+                       "transitions": 0, "episodes": 0, "successes": 0}
+        self.waiting_for = {}       # stamp -> (observation, publish time) of the states since the last chunk
+        self.round_trip_ms = deque(maxlen=100000)     # state published -> its chunk received
+        self.last_state_time = 0.0
+
+        sensor = qos_profile_sensor_data
+        self.joint_pub = self.create_publisher(JointState, "joint_states", sensor)
+        self.pose_pub = self.create_publisher(PoseStamped, "eef_pose", sensor)
+        self.gripper_pub = self.create_publisher(JointState, "gripper_state", sensor)
+        self.objects_pub = self.create_publisher(PoseArray, "object_poses", sensor)
+        self.obs_pub = self.create_publisher(Float32MultiArray, "observation", sensor)
+        self.reward_pub = self.create_publisher(Float32, "reward", RELIABLE)
+        self.transition_pub = self.create_publisher(Float32MultiArray, "transition", DEEP)
+        self.episode_pub = self.create_publisher(String, "episode", RELIABLE)
+        self.status_pub = self.create_publisher(String, "~/status", 10)
+        self.create_subscription(JointTrajectory, "action_chunk", self._on_chunk,
+                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_timer(1.0, lambda: self.status_pub.publish(String(data=json.dumps(self.status()))))
+
+        self.session.reset()
+        if self.mode == "realtime":
+            self.create_timer(self.control_period, self._tick)
+        else:
+            self.create_timer(min(self.chunk_timeout, 0.1), self._request_again)
+        self._publish_state()
+        self.get_logger().info(f"{self.task} in {self.mode} mode, episode seeds from {self.session.first_seed}")
+
+    # -- the robot's state ---------------------------------------------------------------------
+    def _publish_state(self) -> None:
+        now = self.get_clock().now()
+        self.last_state_time = now.nanoseconds * 1e-9
+        stamp = now.to_msg()
+        obs = self.session.observation()
+        if not self.session.executing:
+            self.waiting_for[stamp_key(stamp)] = (obs, time.perf_counter())
+        env = self.session.env
+        if hasattr(env, "robot_state"):
+            s = env.robot_state()
+            joints = JointState(name=[*JOINT_NAMES, *FINGER_NAMES], position=[*s.joint_pos, *s.gripper_qpos],
+                                velocity=[*s.joint_vel, 0.0, 0.0])
+            gripper = JointState(name=list(FINGER_NAMES), position=list(s.gripper_qpos))
+            eef = PoseStamped(pose=pose(s.eef_pos, s.eef_quat))
+            objects = PoseArray(poses=[pose(s.object_pos, s.object_quat)])
+            for msg in (joints, gripper, eef, objects):
+                msg.header.stamp, msg.header.frame_id = stamp, self.frame_id
+            self.joint_pub.publish(joints)
+            self.gripper_pub.publish(gripper)
+            self.objects_pub.publish(objects)
+            self.pose_pub.publish(eef)
+        self.obs_pub.publish(Float32MultiArray(data=obs.astype(np.float32).tolist()))
+
+    # -- chunks ---------------------------------------------------------------------------------
+    def _chunk_actions(self, msg: JointTrajectory):
+        actions = np.array([list(p.positions) for p in msg.points], dtype=np.float64) if msg.points else None
+        if actions is None or actions.ndim != 2 or actions.shape[1] != self.act_dim or \
+                not np.isfinite(actions).all() or np.abs(actions).max() > 1.0:
+            self.counts["chunks_malformed"] += 1
+            self.get_logger().warning(f"action_chunk refused: expected finite points of {self.act_dim} values in "
+                                   "[-1, 1]", throttle_duration_sec=5.0)
+            return None
+        return actions
+
+    def _on_chunk(self, msg: JointTrajectory) -> None:
+        actions = self._chunk_actions(msg)
+        if actions is None:
+            return
+        stamp = stamp_key(msg.header.stamp)
+        earlier = [key for key in self.waiting_for if key <= stamp]
+        if not earlier or self.session.executing or self.session.done:
+            self.counts["chunks_dropped"] += 1      # decided on a state that is gone
+            return
+        decided_on, published_at = self.waiting_for[max(earlier)]
+        self.round_trip_ms.append(1e3 * (time.perf_counter() - published_at))
+        self.waiting_for.clear()
+        self.session.start_chunk(actions, decided_on)
+        self.counts["chunks_executed"] += 1
+        if self.mode == "realtime":
+            return                                  # the control timer executes it
+        while self.session.executing:
+            self._step()
+        self._after_step()
+
+    def _request_again(self) -> None:
+        """fast mode: no chunk for the published state in time; send it again."""
+        now = self.get_clock().now().nanoseconds * 1e-9
+        if not self.session.executing and now - self.last_state_time >= self.chunk_timeout:
+            self.counts["timeouts"] += 1
+            self.get_logger().warning("no action_chunk in time; the simulation waits", throttle_duration_sec=10.0)
+            self._publish_state()
+
+    def _tick(self) -> None:
+        """realtime mode: one control step."""
+        if self.finished.done():
+            return
+        self._step()
+        self._after_step()
+
+    def _step(self) -> None:
+        self.reward_pub.publish(Float32(data=self.session.step()))
+
+    def _after_step(self) -> None:
+        session = self.session
+        if not session.executing and session.has_finished_chunk:
+            self.transition_pub.publish(transition_message(session.finish_chunk(), self.source_id))
+            self.counts["transitions"] += 1
+        if session.done:
+            self._close_episode()
+            if self.finished.done():
+                return
+        self._publish_state()
+
+    # -- episodes -------------------------------------------------------------------------------
+    def _close_episode(self, reason: str | None = None) -> None:
+        summary, partial = self.session.end_episode(reason)
+        if partial is not None:
+            self.transition_pub.publish(transition_message(partial, self.source_id))
+            self.counts["transitions"] += 1
+        self.counts["episodes"] += 1
+        self.counts["successes"] += int(summary.success)
+        self.episode_pub.publish(episode_message({**summary.to_dict(), "source": self.source_id}))
+        self.get_logger().info(f"episode {summary.episode} (seed {summary.seed}): "
+                               f"{'success' if summary.success else summary.reason} in {summary.length} steps")
+        self.waiting_for.clear()
+        if self.episodes and self.counts["episodes"] >= self.episodes:
+            self.get_logger().info(f"all {self.episodes} episodes done: {json.dumps(self.status())}")
+            self.finished.set_result(True)
+            return
+        self.session.reset()
+
+    def _on_reset(self, request, response):
+        if self.finished.done():
+            response.success, response.message = False, "all episodes are done"
+            return response
+        self._close_episode("reset")
+        if not self.finished.done():
+            self._publish_state()
+        response.success, response.message = True, f"episode {self.session.episode} started"
+        return response
+
+    def status(self) -> dict:
+        return {**self.counts, "episode": self.session.episode, "mode": self.mode,
+                **percentiles("round_trip_ms", self.round_trip_ms)}
+
+
+def main(args=None) -> int:
+    return run_node("sim_bridge", SimBridge, args, (ValueError, ModuleNotFoundError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""One simulated robot driven by action chunks, the way the simulation bridge runs it (no ROS).
+
+The bridge node adapts messages to this class; the episode bookkeeping lives here:
+
+- episodes are seeded ``first_seed, first_seed + 1, ...`` (the same scenes as ``evaluate``
+  with the same seeds);
+- a chunk is executed whole, one action per control step, and stops early when the episode
+  ends; it becomes one chunk-level transition (ALGORITHM.md): the observation the chunk was
+  decided on, the chunk, ``sum_i gamma^i r_i`` over the executed actions, the observation
+  after, terminal on success, truncated at the horizon or when a reset cuts the episode,
+  and ``steps`` executed (the learner bootstraps with ``gamma ** steps``);
+- without a chunk the robot holds still: zero end-effector motion and the last gripper
+  command (robosuite's OSC holds its pose against gravity). Held steps belong to no
+  transition;
+- every transition carries the bridge's sequence number, so a learner can drop duplicates
+  and count gaps.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from otpr_ros.model.observation import robomimic_observation
+
+HOLD_GRIPPER_AT_START = -1.0      # open: the gripper command before any chunk
+
+
+def make_environment(task: str, horizon: int | None):
+    """(env, observe) for a task: robomimic observations are built from the published poses,
+    exactly as the policy server builds them; CALVIN publishes its own vector."""
+    if task == "calvin":
+        from otpr_ros.sim.calvin_env import CalvinEnv
+        env = CalvinEnv(horizon=horizon or 360)
+        return env, lambda env, env_obs: env_obs
+    from otpr_ros.sim.robomimic_env import RobomimicEnv
+    env = RobomimicEnv(task, horizon=horizon)
+
+    def observe(env, env_obs):
+        s = env.robot_state()
+        return robomimic_observation(task, s.eef_pos, s.eef_quat, s.gripper_qpos, s.object_pos, s.object_quat)
+    return env, observe
+
+
+@dataclass
+class Transition:
+    obs: np.ndarray
+    action: np.ndarray       # (chunk, act_dim) as decided (all of it, also the actions not executed)
+    reward: float
+    next_obs: np.ndarray
+    terminal: bool
+    truncated: bool
+    steps: int
+    sequence: int
+    episode: int
+
+
+@dataclass
+class EpisodeSummary:
+    episode: int
+    seed: int
+    return_: float          # undiscounted sum of rewards
+    success: bool
+    length: int             # control steps, held steps included
+    truncated: bool
+    held_steps: int
+    reason: str             # success | horizon | reset
+
+    def to_dict(self) -> dict:
+        return {"episode": self.episode, "seed": self.seed, "return": self.return_, "success": self.success,
+                "length": self.length, "truncated": self.truncated, "held_steps": self.held_steps,
+                "reason": self.reason}
+
+
+class BridgeSession:
+    def __init__(self, env, observe, gamma: float, first_seed: int = 0):
+        """``observe(env, env_obs)`` -> the observation vector as the policy server builds it
+        (robomimic tasks: from the published poses; CALVIN: the environment's own vector)."""
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(f"gamma: expected in (0, 1], got {gamma}")
+        self.env, self.observe, self.gamma, self.first_seed = env, observe, gamma, first_seed
+        self.episode = -1
+        self.sequence = 0
+        self._plan = None
+
+    # -- episodes -------------------------------------------------------------------------------
+    def reset(self):
+        """Start the next episode."""
+        self.episode += 1
+        self.seed = self.first_seed + self.episode
+        self.env_obs, _ = self.env.reset(seed=self.seed)
+        self.length = self.held_steps = 0
+        self.return_, self.success, self.done, self.truncated = 0.0, False, False, False
+        self.gripper_command = HOLD_GRIPPER_AT_START
+        self._plan = None
+
+    def observation(self) -> np.ndarray:
+        return np.asarray(self.observe(self.env, self.env_obs), dtype=np.float64)
+
+    def end_episode(self, reason: str | None = None):
+        """Close the episode, after it ended or cut short (``reason="reset"``, truncated).
+        Returns its summary and, for a chunk cut in the middle, that chunk's truncated
+        transition (else None)."""
+        cut = not self.done
+        if reason is None:
+            reason = "success" if self.success else "horizon"
+        self.done = True
+        self.truncated = self.truncated or cut
+        partial = None
+        if self._plan is not None and self._next > 0:
+            partial = self.finish_chunk()
+        self._plan = None
+        return EpisodeSummary(self.episode, self.seed, self.return_, self.success, self.length, self.truncated,
+                              self.held_steps, reason), partial
+
+    # -- chunks ---------------------------------------------------------------------------------
+    @property
+    def executing(self) -> bool:
+        return self._plan is not None and not self.done and self._next < len(self._plan)
+
+    @property
+    def has_finished_chunk(self) -> bool:
+        return self._plan is not None and not self.executing
+
+    def start_chunk(self, actions, decided_on: np.ndarray) -> None:
+        """Execute ``actions`` (chunk, act_dim), decided on the observation ``decided_on``."""
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.ndim != 2 or actions.shape[0] == 0 or actions.shape[1] != self.env.action_space.shape[0]:
+            raise ValueError(f"chunk: expected shape (steps >= 1, {self.env.action_space.shape[0]}), "
+                             f"got {actions.shape}")
+        if not np.isfinite(actions).all():
+            raise ValueError("chunk: NaN or Inf")
+        if self.done:
+            raise RuntimeError("chunk for an episode that has ended: reset first")
+        self._plan, self._next = actions, 0
+        self._obs, self._reward, self._discount = np.asarray(decided_on, np.float64), 0.0, 1.0
+
+    def step(self) -> float:
+        """One control step: the plan's next action, or holding still without one."""
+        if self.done:
+            raise RuntimeError("step after the episode ended: reset first")
+        executing = self.executing
+        if executing:
+            action = self._plan[self._next]
+            self._next += 1
+            self.gripper_command = float(action[-1])
+        else:
+            action = np.zeros(self.env.action_space.shape[0])
+            action[-1] = self.gripper_command
+            self.held_steps += 1
+        self.env_obs, reward, terminated, truncated, info = self.env.step(action)
+        self.length += 1
+        self.return_ += reward
+        self.success = self.success or bool(info.get("success", False))
+        self.done, self.truncated = bool(terminated or truncated), bool(truncated)
+        if executing:
+            self._reward += self._discount * reward
+            self._discount *= self.gamma      # an ended episode executes no more of the chunk
+        return float(reward)
+
+    def finish_chunk(self) -> Transition:
+        """The transition of the chunk just executed."""
+        if self._plan is None or self.executing:
+            raise RuntimeError("no executed chunk to finish")
+        transition = Transition(self._obs, self._plan, self._reward, self.observation(), self.success,
+                                self.truncated, self._next, self.sequence, self.episode)
+        self.sequence += 1
+        self._plan = None
+        return transition

@@ -1,0 +1,164 @@
+"""The simulation bridge and the policy server in separate processes on real DDS: the loop
+closes, and a robot's hand-written state messages get the same answer as the bridge's."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (the ros extra)")
+pytest.importorskip("robosuite", reason="the simulation extra is not installed")
+
+from geometry_msgs.msg import Pose, PoseArray, PoseStamped  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float32MultiArray, String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from otpr_ros.nodes.bus_messages import transition_fields  # noqa: E402
+from otpr_ros.sim.evaluation import wilson_interval  # noqa: E402
+from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES, RobomimicEnv  # noqa: E402
+
+DOMAIN = 62
+NAMESPACE = "/loop"
+EPISODES, FIRST_SEED = 10, 100000
+# the shipped Lift model offline, same seeds as the README:
+#   evaluate --task lift --episodes 50 --first-seed 100000  ->  37/50, 95 % CI 0.60-0.84
+OFFLINE_CI = (0.60, 0.84)
+
+
+def ros_command(module, *args):
+    return [sys.executable, "-m", module, "--ros-args", "--params-file", "config/lift.yaml", *args,
+            "-r", f"__ns:={NAMESPACE}"]
+
+
+@pytest.fixture(scope="module")
+def bus():
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
+    server = subprocess.Popen(ros_command("otpr_ros.nodes.policy_server", "-p", "max_decision_rate:=1000.0"),
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
+    rclpy.init()
+    node = rclpy.create_node("observer", namespace=NAMESPACE)
+    observer = Observer(node)
+    yield observer, env, server
+    node.destroy_node()
+    rclpy.shutdown()
+    server.terminate()
+    output = server.communicate(timeout=20)[0]
+    assert server.returncode in (0, -15), output
+
+
+class Observer:
+    def __init__(self, node):
+        self.node = node
+        self.episodes, self.transitions, self.chunks, self.status = [], [], [], {}
+        deep = QoSProfile(depth=10000, reliability=ReliabilityPolicy.RELIABLE)
+        node.create_subscription(String, "episode", lambda m: self.episodes.append(json.loads(m.data)), deep)
+        node.create_subscription(Float32MultiArray, "transition", self.transitions.append, deep)
+        node.create_subscription(JointTrajectory, "action_chunk", self.chunks.append, deep)
+        node.create_subscription(String, "sim_bridge/status", lambda m: self.status.update(json.loads(m.data)), 10)
+        self.reload = node.create_client(Trigger, "policy_server/reload")
+
+    def wait_for(self, condition, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not condition():
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+        return condition()
+
+    def reload_server(self):
+        """A reloaded model starts its noise from the configured seed: decisions repeat."""
+        assert self.reload.wait_for_service(timeout_sec=60.0)
+        future = self.reload.call_async(Trigger.Request())
+        assert self.wait_for(future.done, 60) and future.result().success
+
+
+def test_closed_loop_lift(bus):
+    observer, env, _ = bus
+    bridge = subprocess.Popen(ros_command("otpr_ros.nodes.sim_bridge", "-p", f"episodes:={EPISODES}",
+                                          "-p", f"first_seed:={FIRST_SEED}"),
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = observer.wait_for(lambda: len(observer.episodes) >= EPISODES or bridge.poll() is not None, 400)
+    output = bridge.communicate(timeout=30)[0]
+    assert done and bridge.returncode == 0, output[-3000:]
+    observer.wait_for(lambda: False, 0.5)          # the last transitions
+
+    episodes = observer.episodes
+    assert [e["seed"] for e in episodes] == list(range(FIRST_SEED, FIRST_SEED + EPISODES))
+    transitions = [transition_fields(m, obs_dim=19, action_size=28) for m in observer.transitions]
+    assert [t["sequence"] for t in transitions] == list(range(len(transitions))), "a transition was lost"
+    for e in episodes:
+        mine = [t for t in transitions if t["episode"] == e["episode"]]
+        assert sum(t["steps"] for t in mine) + e["held_steps"] == e["length"] <= 300
+        assert sum(t["terminal"] for t in mine) == int(e["success"]) and e["return"] == float(e["success"])
+        assert all(0 < t["steps"] <= 4 for t in mine) and mine[-1]["truncated"] == (not e["success"])
+    for before, after in zip(transitions, transitions[1:]):
+        if before["episode"] == after["episode"]:          # the next chunk starts where the last ended
+            np.testing.assert_allclose(after["obs"], before["next_obs"], atol=1e-6)
+    successes = sum(e["success"] for e in episodes)
+    low, high = wilson_interval(successes, EPISODES)
+    assert low <= OFFLINE_CI[1] and high >= OFFLINE_CI[0], \
+        f"{successes}/{EPISODES} over the bus is not consistent with the offline evaluation {OFFLINE_CI}"
+
+
+def robot_messages(state, stamp):
+    """What a Panda's drivers and a perception node publish, written by hand from numbers."""
+    def pose(position, quaternion):
+        p = Pose()
+        p.position.x, p.position.y, p.position.z = (float(v) for v in position)
+        p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(v) for v in quaternion)
+        return p
+    joints = JointState(name=[*JOINT_NAMES, *FINGER_NAMES], position=[*map(float, state.joint_pos),
+                                                                       *map(float, state.gripper_qpos)])
+    gripper = JointState(name=list(FINGER_NAMES), position=[float(v) for v in state.gripper_qpos])
+    eef = PoseStamped(pose=pose(state.eef_pos, state.eef_quat))
+    objects = PoseArray(poses=[pose(state.object_pos, state.object_quat)])
+    for msg in (joints, gripper, eef, objects):
+        msg.header.stamp, msg.header.frame_id = stamp, "world"
+    return joints, gripper, eef, objects
+
+
+def test_a_robot_and_the_bridge_get_the_same_chunk(bus):
+    observer, env, _ = bus
+    seed = 4242
+    sim = RobomimicEnv("lift")
+    sim.reset(seed=seed)
+    state = sim.robot_state()
+    sim.close()
+    node = observer.node
+    publishers = [node.create_publisher(kind, topic, qos_profile_sensor_data) for kind, topic in (
+        (JointState, "joint_states"), (JointState, "gripper_state"), (PoseStamped, "eef_pose"),
+        (PoseArray, "object_poses"))]
+
+    observer.reload_server()
+    observer.chunks.clear()
+    robot_stamps = []
+
+    def answered():
+        stamp = node.get_clock().now().to_msg()
+        robot_stamps.append((stamp.sec, stamp.nanosec))
+        for publisher, msg in zip(publishers, robot_messages(state, stamp)):
+            publisher.publish(msg)
+        observer.wait_for(lambda: observer.chunks, 0.3)
+        return observer.chunks
+    assert observer.wait_for(answered, 60), "no chunk for the hand-written robot state"
+    robot_chunk = observer.chunks[0]
+    assert (robot_chunk.header.stamp.sec, robot_chunk.header.stamp.nanosec) in robot_stamps
+
+    observer.reload_server()
+    observer.chunks.clear()
+    bridge = subprocess.Popen(ros_command("otpr_ros.nodes.sim_bridge", "-p", "episodes:=1", "-p",
+                                          f"first_seed:={seed}", "-p", "horizon:=4"),
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert observer.wait_for(lambda: observer.chunks, 120), "no chunk for the bridge's state"
+    output = bridge.communicate(timeout=60)[0]
+    assert bridge.returncode == 0, output[-3000:]
+    bridge_chunk = observer.chunks[0]
+    robot, simulated = (np.array([p.positions for p in c.points]) for c in (robot_chunk, bridge_chunk))
+    np.testing.assert_allclose(robot, simulated, atol=1e-6)
+    assert np.abs(robot).max() <= 1.0 and np.isfinite(robot).all()
