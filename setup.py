@@ -52,7 +52,8 @@ setup(
         # the dependencies it does import, with a MuJoCo it works with (not 4.x).
         "sim": ["mujoco==3.3.7", "numba>=0.60", "scipy>=1.11", "Pillow>=10", "opencv-python-headless>=4.9",
                 "termcolor>=2"],
-        "test": ["pytest>=8", "scipy>=1.11", "hypothesis>=6", "pot>=0.9.4"],
+        # colcon: the packaging test builds the package the way a ROS workspace does
+        "test": ["pytest>=8", "scipy>=1.11", "hypothesis>=6", "pot>=0.9.4", "colcon-common-extensions>=0.3"],
     },
     zip_safe=True,
     maintainer="otpr_ros maintainers",
@@ -66,5 +67,6 @@ setup(
         "export-onnx = otpr_ros.tools.export_onnx:main",
         "policy_server = otpr_ros.nodes.policy_server:main",
         "sim_bridge = otpr_ros.nodes.sim_bridge:main",
+        "otpr-launch = otpr_ros.tools.launch:main",
     ]},
 )

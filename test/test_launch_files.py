@@ -1,38 +1,85 @@
-"""Launch files run only where ROS 2's launch is installed; here we check that every
-executable they start is a console script of the package installed into lib/otpr_ros, and
-every config they read ships in config/."""
+"""Launch files run only where ROS 2's launch is installed. Here: every node they start is an
+executable the package installs into lib/otpr_ros (checked in a real colcon build), and
+every file they read is installed under share/otpr_ros."""
 
 import ast
+import importlib.util
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
+
+from otpr_ros.launch_description import ARGUMENTS
+from otpr_ros.launch_plan import TASKS, plan_from_arguments
+
 ROOT = Path(__file__).resolve().parents[1]
+NOT_SOURCES = (".venv", ".git", "data", "runs", "build", "install", "log", "__pycache__", "*.egg-info",
+               ".pytest_cache", ".hypothesis")
 
 
 def console_scripts():
-    text = (ROOT / "setup.py").read_text()
-    return set(re.findall(r'"([\w-]+) = otpr_ros\.', text))
+    return set(re.findall(r'"([\w-]+) = otpr_ros\.', (ROOT / "setup.py").read_text()))
 
 
-def launched(path):
-    tree = ast.parse(path.read_text())
-    executables = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Node":
-            for keyword in node.keywords:
-                if keyword.arg == "executable":
-                    executables.add(keyword.value.value)
-    return executables
+def launch_kinds():
+    kinds = {}
+    for path in sorted((ROOT / "launch").glob("*.launch.py")):
+        calls = [n for n in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "launch_description"]
+        assert len(calls) == 1, f"{path.name}: expected one launch_description(kind) call"
+        kinds[path.name] = calls[0].args[0].value
+    return kinds
 
 
-def test_launch_files_start_installed_executables_with_shipped_configs():
-    launch_files = sorted((ROOT / "launch").glob("*.launch.py"))
-    assert launch_files, "no launch files"
+def every_plan():
+    for kind in ARGUMENTS:
+        for task in TASKS:
+            values = {name: default for name, (default, _) in ARGUMENTS[kind].items()}
+            variants = [{}] if kind == "serve" else [{}, {"num_envs": "2"}, {"use_sim": "false"}]
+            for variant in variants:
+                yield from plan_from_arguments(kind, {**values, "task": task, **variant})
+
+
+def test_launch_files_start_the_packages_executables():
+    kinds = launch_kinds()
+    assert set(kinds) == {"finetune.launch.py", "serve.launch.py"} and set(kinds.values()) <= set(ARGUMENTS)
     scripts = console_scripts()
-    for path in launch_files:
-        names = launched(path)
-        assert names and names <= scripts, f"{path.name} starts {names - scripts}, not installed"
-        assert "FindPackageShare" in path.read_text()
-    for task in ("lift", "can", "square"):              # the task argument picks config/<task>.yaml
+    for node in every_plan():
+        assert node.executable in scripts, f"{node.executable} is not a console script"
+        assert importlib.util.find_spec(node.module), node.module
+    for task in TASKS:
         assert (ROOT / "config" / f"{task}.yaml").is_file()
     assert (ROOT / "setup.cfg").read_text().count("lib/otpr_ros") == 2   # scripts where ros2 run looks
+
+
+def test_bad_launch_arguments_are_refused_by_name():
+    values = {name: default for name, (default, _) in ARGUMENTS["finetune"].items()}
+    for name, bad in (("task", "stack"), ("num_envs", "0"), ("num_envs", "two"), ("use_sim", "maybe"),
+                      ("device", "tpu"), ("namespace", "1bad"), ("mode", "slow")):
+        with pytest.raises(ValueError, match=name):
+            plan_from_arguments("finetune", {**values, name: bad})
+
+
+def test_colcon_build_installs_what_the_launch_files_name(tmp_path):
+    colcon = shutil.which("colcon")
+    assert colcon, "colcon is part of the test extra (pip install -e '.[test]')"
+    source = tmp_path / "src" / "otpr_ros"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCES))
+    result = subprocess.run([colcon, "build", "--base-paths", "src"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    prefix = tmp_path / "install" / "otpr_ros"
+    for node in every_plan():
+        assert (prefix / "lib" / "otpr_ros" / node.executable).is_file(), node.executable
+    share = prefix / "share" / "otpr_ros"
+    assert (share / "package.xml").is_file()
+    for name in launch_kinds():
+        assert (share / "launch" / name).is_file(), name
+    for task in TASKS:
+        assert (share / "config" / f"{task}.yaml").is_file()
+        manifest = json.loads((share / "models" / task / "model.json").read_text())
+        for name in manifest["files"]:
+            assert (share / "models" / task / name).is_file(), f"models/{task}/{name} not installed"

@@ -62,8 +62,12 @@ class PolicyServer(Node):
             description="model directory; empty: the shipped model of the task"))
         self.declare_parameter("backend", "torch", ParameterDescriptor(description="torch | onnx", read_only=True))
         self.declare_parameter("num_candidates", 0, ParameterDescriptor(
-            description="L candidates per decision; 0: as evaluate acts (1 for the model's eval_mode single)",
-            integer_range=[IntegerRange(from_value=0, to_value=256, step=1)]))
+            description="L candidates per decision; 0: as evaluate acts (1 for the model's eval_mode single); "
+                        "-1: the model's agent.num_candidates (acting for training)",
+            integer_range=[IntegerRange(from_value=-1, to_value=256, step=1)]))
+        self.declare_parameter("device", "auto", ParameterDescriptor(
+            description="torch device of the torch backend: auto (CUDA when present) | cpu | cuda[:i]",
+            read_only=True))
         self.declare_parameter("seed", 0, ParameterDescriptor(
             description="seed of the denoising noise; a (re)loaded model starts from it, so decisions repeat",
             integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)]))
@@ -128,10 +132,11 @@ class PolicyServer(Node):
 
     def _load_policy(self, model_dir: str | None = None) -> ChunkPolicy:
         model_dir = model_dir or self.get_parameter("model_dir").value or str(shipped_model(self.task))
-        model = load_model(model_dir)
+        model = load_model(model_dir, self.get_parameter("device").value)
         if model.info.task != self.task:
             raise ModelError(f"{model_dir}: trained for {model.info.task!r}, the server is for {self.task!r}")
-        candidates = self.get_parameter("num_candidates").value or evaluation_candidates(model.config)
+        candidates = {0: evaluation_candidates(model.config), -1: model.config.agent.num_candidates}.get(
+            self.get_parameter("num_candidates").value, self.get_parameter("num_candidates").value)
         return ChunkPolicy(model, self.get_parameter("backend").value, candidates,
                            self.get_parameter("selection").value, seed=self.get_parameter("seed").value)
 
@@ -269,6 +274,7 @@ class PolicyServer(Node):
                 "refused": dict(self.gate.refused), "model": str(self.policy.model.path),
                 "weights_sha256": self.policy.model.weights_sha256, "backend": self.policy.backend.name,
                 "provider": self.policy.backend.provider, "model_version": self.model_version,
+                "num_candidates": self.policy.num_candidates, "selection": self.policy.selection,
                 "updates": dict(self.updates),
                 **percentiles("decision_ms", self.decision_ms)}
 

@@ -1,0 +1,31 @@
+"""The ROS 2 launch description of a plan (otpr_ros/launch_plan.py), for the launch files.
+
+Imports ``launch``/``launch_ros`` only when called: they exist in a ROS installation, not in
+pip-only installs (where ``otpr-launch`` starts the same plan).
+"""
+
+from otpr_ros.launch_plan import FINETUNE_ARGUMENTS, SERVE_ARGUMENTS, plan_from_arguments
+
+ARGUMENTS = {"finetune": FINETUNE_ARGUMENTS, "serve": SERVE_ARGUMENTS}
+
+
+def launch_description(kind: str):
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+    from launch_ros.substitutions import FindPackageShare
+
+    def nodes(context):
+        values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS[kind]}
+        config = f"{FindPackageShare('otpr_ros').perform(context)}/config/{values['task']}.yaml"
+        return [Node(package="otpr_ros", executable=node.executable, name=node.name, namespace=node.namespace,
+                     output="screen", parameters=[config, node.parameters],
+                     remappings=list(node.remappings.items()))
+                for node in plan_from_arguments(kind, values)]
+
+    return LaunchDescription([
+        *(DeclareLaunchArgument(name, default_value=default, description=text)
+          for name, (default, text) in ARGUMENTS[kind].items()),
+        OpaqueFunction(function=nodes),
+    ])

@@ -1,0 +1,132 @@
+"""Which nodes a run starts, with which parameters and names: one plan for both launchers.
+
+``launch/finetune.launch.py`` (a ROS installation) and ``otpr-launch`` (pip-only installs,
+no ``ros2`` command line) both start exactly these nodes, with ``config/<task>.yaml`` as
+the parameter file and the overrides below, so the two behave the same on the bus.
+
+Fine-tuning in simulation, under ``namespace`` (default ``/otpr``)::
+
+    <ns>/env<i>/sim_bridge     episodes seeded from i * SEEDS_PER_BRIDGE, source_id i
+    <ns>/env<i>/policy_server  acts for training: L candidates, compatibility resampling
+    <ns>/learner               (issue 6) transitions of every bridge in, policy_update out
+
+Each bridge's ``transition`` and ``episode`` and each server's ``policy_update`` are
+remapped to ``<ns>/...``, so every bridge feeds the one learner and every server hears it.
+On a robot (``use_sim`` false) the robot's drivers take the bridge's place: one server in
+``<ns>`` reads their topics.
+"""
+
+from dataclasses import dataclass, field
+
+SEEDS_PER_BRIDGE = 1_000_000       # bridge i starts from seed i * this: bridges never share a scene
+TASKS = ("lift", "can", "square")
+
+
+@dataclass
+class NodePlan:
+    executable: str               # console script in lib/otpr_ros
+    module: str                   # the same entry point as ``python -m module``
+    name: str
+    namespace: str
+    parameters: dict = field(default_factory=dict)        # on top of config/<task>.yaml
+    remappings: dict = field(default_factory=dict)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace.rstrip('/')}/{self.name}"
+
+
+def node_plan(executable: str, namespace: str, parameters=None, remappings=None) -> NodePlan:
+    return NodePlan(executable, f"otpr_ros.nodes.{executable}", executable, namespace, parameters or {},
+                    remappings or {})
+
+
+def check_namespace(namespace: str) -> str:
+    namespace = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    if not all(part.replace("_", "a").isalnum() and not part[0].isdigit() for part in namespace.split("/")[1:]):
+        raise ValueError(f"namespace: expected names of letters, digits and _ (not starting with a digit), "
+                         f"got {namespace!r}")
+    return namespace
+
+
+def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", backend: str = "torch",
+                  model_dir: str = "", use_sim: bool = True, namespace: str = "otpr",
+                  episodes: int = 0, mode: str = "fast") -> list[NodePlan]:
+    if mode not in ("fast", "realtime"):
+        raise ValueError(f"mode: expected fast or realtime, got {mode!r}")
+    if backend not in ("torch", "onnx"):
+        raise ValueError(f"backend: expected torch or onnx, got {backend!r}")
+    if episodes < 0:
+        raise ValueError(f"episodes: expected >= 0, got {episodes}")
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+    if not 1 <= num_envs <= 64:
+        raise ValueError(f"num_envs: expected 1..64, got {num_envs}")
+    if device != "auto" and device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device: expected auto, cpu or cuda[:i], got {device!r}")
+    ns = check_namespace(namespace)
+    shared = {topic: f"{ns}/{topic}" for topic in ("transition", "episode")}
+    server = {"task": task, "backend": backend, "model_dir": model_dir, "device": device,
+              "selection": "sample", "num_candidates": -1}    # -1: the model's L (acting for training)
+    if not use_sim:
+        return [node_plan("policy_server", ns or "/", server, {"policy_update": f"{ns}/policy_update"})]
+    plan = []
+    for i in range(num_envs):
+        env_ns = f"{ns}/env{i}"
+        plan.append(node_plan("sim_bridge", env_ns, {"task": task, "first_seed": i * SEEDS_PER_BRIDGE,
+                                                     "source_id": i, "episodes": episodes, "mode": mode}, shared))
+        plan.append(node_plan("policy_server", env_ns, server, {"policy_update": f"{ns}/policy_update"}))
+    return plan
+
+
+# the launch arguments of finetune.launch.py and ``otpr-launch finetune`` (strings, as launch has them)
+FINETUNE_ARGUMENTS = {
+    "task": ("lift", "lift | can | square"),
+    "num_envs": ("1", "simulation bridges, each with its policy server"),
+    "device": ("auto", "auto (CUDA when present) | cpu | cuda[:i]"),
+    "backend": ("torch", "torch | onnx"),
+    "model_dir": ("", "empty: the shipped model of the task"),
+    "use_sim": ("true", "false: a robot's drivers publish the state instead of bridges"),
+    "namespace": ("otpr", "namespace of every node and topic"),
+    "episodes": ("0", "each bridge stops after this many episodes; 0: never"),
+    "mode": ("fast", "fast | realtime (the bridges' clock)"),
+}
+SERVE_ARGUMENTS = {
+    "task": ("lift", "lift | can | square"),
+    "backend": ("torch", "torch | onnx"),
+    "model_dir": ("", "empty: the shipped model of the task"),
+    "namespace": ("", "namespace of the robot's topics"),
+    "start_enabled": ("false", "publish before an operator calls policy_server/enable"),
+}
+
+
+def flag(value: str, name: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+    return value.lower() in ("true", "1")
+
+
+def whole(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}: expected a whole number, got {value!r}") from None
+
+
+def plan_from_arguments(kind: str, values: dict) -> list:
+    """The plan of ``finetune`` or ``serve`` from launch-argument strings."""
+    if kind == "serve":
+        return serve_plan(values["task"], values["backend"], values["model_dir"], values["namespace"],
+                          flag(values["start_enabled"], "start_enabled"))
+    return finetune_plan(values["task"], whole(values["num_envs"], "num_envs"), values["device"],
+                         values["backend"], values["model_dir"], flag(values["use_sim"], "use_sim"),
+                         values["namespace"], whole(values["episodes"], "episodes"), values["mode"])
+
+
+def serve_plan(task: str = "lift", backend: str = "torch", model_dir: str = "", namespace: str = "",
+               start_enabled: bool = False) -> list[NodePlan]:
+    """The policy server alone, for real hardware (``serve.launch.py``)."""
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+    return [node_plan("policy_server", check_namespace(namespace) or "/",
+                      {"task": task, "backend": backend, "model_dir": model_dir, "start_enabled": start_enabled})]

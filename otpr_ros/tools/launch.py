@@ -1,0 +1,106 @@
+"""otpr-launch: start the package's nodes where there is no ``ros2`` command line (pip-only).
+
+Starts the same executables with the same parameter files as ``finetune.launch.py`` and
+``serve.launch.py`` (otpr_ros/launch_plan.py), each in its own process on DDS:
+
+    otpr-launch finetune --task lift --num-envs 2        (ros2 launch otpr_ros finetune.launch.py ...)
+    otpr-launch serve --task lift --backend onnx --namespace arm
+
+Ctrl-C (or SIGTERM) stops every node and exits 0. When a node exits by itself the others are
+stopped too: exit 0 if it finished its work (a bridge after ``--episodes``), 1 if it failed.
+"""
+
+import argparse
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from otpr_ros.launch_plan import FINETUNE_ARGUMENTS, SERVE_ARGUMENTS, plan_from_arguments
+from otpr_ros.package_files import task_config
+
+STOP_TIMEOUT = 15.0      # s a node gets to shut down after SIGINT before it is killed
+
+
+def node_command(plan, config: Path, overrides: Path) -> list:
+    command = [sys.executable, "-m", plan.module, "--ros-args", "--params-file", str(config),
+               "--params-file", str(overrides), "-r", f"__ns:={plan.namespace}", "-r", f"__node:={plan.name}"]
+    for source, target in plan.remappings.items():
+        command += ["-r", f"{source}:={target}"]
+    return command
+
+
+def write_overrides(plan, directory: Path) -> Path:
+    """The plan's parameters as a parameter file (typed exactly, unlike ``-p name:=value``)."""
+    path = directory / f"{plan.full_name.strip('/').replace('/', '.')}.yaml"
+    path.write_text(yaml.safe_dump({plan.full_name: {"ros__parameters": plan.parameters}}))
+    return path
+
+
+def stop(processes: dict) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for name, process in processes.items():
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"otpr-launch: {name} did not stop in {STOP_TIMEOUT:.0f} s; killed", file=sys.stderr)
+            process.kill()
+            process.wait()
+
+
+def run(plan, task: str) -> int:
+    interrupted = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda number, frame: interrupted.append(number))
+    config = task_config(task)
+    with tempfile.TemporaryDirectory(prefix="otpr-launch-") as directory:
+        processes = {}
+        for node in plan:
+            command = node_command(node, config, write_overrides(node, Path(directory)))
+            processes[node.full_name] = subprocess.Popen(command)
+            print(f"otpr-launch: started {node.full_name} (pid {processes[node.full_name].pid})", flush=True)
+        code = 0
+        while not interrupted:
+            ended = {name: p.returncode for name, p in processes.items() if p.poll() is not None}
+            if ended:
+                name, returncode = next(iter(ended.items()))
+                code = 0 if returncode == 0 else 1
+                print(f"otpr-launch: {name} exited with code {returncode}; stopping the others", file=sys.stderr)
+                break
+            time.sleep(0.2)
+        stop(processes)
+    return code
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="otpr-launch", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for kind, arguments, text in (("finetune", FINETUNE_ARGUMENTS, "as finetune.launch.py"),
+                                  ("serve", SERVE_ARGUMENTS, "the policy server alone, as serve.launch.py")):
+        command = commands.add_parser(kind, help=text)
+        for name, (default, help_text) in arguments.items():       # the launch file's arguments
+            command.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default,
+                                 help=f"{help_text} (default {default!r})")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    values = vars(args)
+    try:
+        plan = plan_from_arguments(args.command, values)
+    except ValueError as error:
+        print(f"otpr-launch: {error}", file=sys.stderr)
+        return 2
+    return run(plan, args.task)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""otpr-launch (pip-only installs) runs the launch plan as real processes on DDS: the nodes
+talk under the plan's names, a failing node fails the run, Ctrl-C stops everything."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (the ros extra)")
+pytest.importorskip("robosuite", reason="the simulation extra is not installed")
+
+from std_msgs.msg import Float32MultiArray, String  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+
+from otpr_ros.nodes.bus_messages import transition_fields  # noqa: E402
+
+
+def launch(domain, *args):
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
+    return subprocess.Popen([sys.executable, "-m", "otpr_ros.tools.launch", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+class Listener:
+    def __init__(self, domain, namespace):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node("listener", namespace=namespace, context=self.context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.transitions, self.episodes, self.servers = [], [], {}
+        deep = QoSProfile(depth=10000, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(Float32MultiArray, "transition", self.transitions.append, deep)
+        self.node.create_subscription(String, "episode", lambda m: self.episodes.append(json.loads(m.data)), deep)
+        for i in range(2):
+            self.node.create_subscription(String, f"env{i}/policy_server/status",
+                                          lambda m, i=i: self.servers.__setitem__(i, json.loads(m.data)), 10)
+
+    def wait_for(self, condition, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not condition():
+            self.executor.spin_once(timeout_sec=0.05)
+        return condition()
+
+    def close(self):
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def test_finetune_plan_runs_two_bridges_into_one_transition_topic():
+    listener = Listener(63, "/t63")
+    process = launch(63, "finetune", "--num-envs", "2", "--episodes", "1", "--namespace", "t63")
+    try:
+        sources = lambda: {transition_fields(m)["source"] for m in listener.transitions}  # noqa: E731
+        assert listener.wait_for(lambda: sources() == {0.0, 1.0} and len(listener.servers) == 2, 120), \
+            f"transitions from {sources()}, servers {list(listener.servers)}"
+        assert all(s["num_candidates"] == 8 and s["selection"] == "sample" for s in listener.servers.values())
+        output = process.communicate(timeout=300)[0]     # a bridge's last episode ends the run
+        assert process.returncode == 0, output[-3000:]
+        assert re.search(r"/t63/env[01]/sim_bridge exited with code 0", output), output[-3000:]
+        listener.wait_for(lambda: listener.episodes, 5)
+        assert listener.episodes and listener.episodes[0]["seed"] in (0, 1_000_000)
+    finally:
+        process.kill()
+        listener.close()
+
+
+def test_a_node_that_fails_fails_the_run():
+    process = launch(64, "finetune", "--model-dir", "/nonexistent/model", "--namespace", "t64")
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 1, output[-3000:]
+    assert "/t64/env0/policy_server exited with code 2" in output and "/nonexistent/model" in output
+
+
+def test_ctrl_c_stops_every_node():
+    listener = Listener(65, "/t65")
+    process = launch(65, "finetune", "--namespace", "t65")
+    try:
+        assert listener.wait_for(lambda: len(listener.transitions) >= 3, 120), "no transitions"
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0]
+        assert process.returncode == 0, output[-3000:]
+        pids = [int(p) for p in re.findall(r"started \S+ \(pid (\d+)\)", output)]
+        assert len(pids) == 2
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        process.kill()
+        listener.close()
