@@ -70,6 +70,8 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
               "selection": "sample", "num_candidates": -1}    # -1: the model's L (acting for training)
     if not use_sim:
         return [node_plan("policy_server", ns or "/", server, {"policy_update": f"{ns}/policy_update"})]
+    if mode == "fast":          # the simulation waits for each chunk: the config's rate limit is for robots
+        server = {**server, "max_decision_rate": 1000.0}
     plan = []
     for i in range(num_envs):
         env_ns = f"{ns}/env{i}"
