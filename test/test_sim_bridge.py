@@ -28,7 +28,7 @@ DOMAIN = 62
 NAMESPACE = "/loop"
 EPISODES, FIRST_SEED = 10, 100000
 # the shipped Lift model offline, same seeds as the README:
-#   evaluate --task lift --episodes 50 --first-seed 100000  ->  37/50, 95 % CI 0.60-0.84
+#   evaluate --model models/lift --episodes 50 --seed 100000  ->  37/50, 95 % CI 0.60-0.84 (README)
 OFFLINE_CI = (0.60, 0.84)
 
 
