@@ -162,3 +162,36 @@ def test_a_robot_and_the_bridge_get_the_same_chunk(bus):
     robot, simulated = (np.array([p.positions for p in c.points]) for c in (robot_chunk, bridge_chunk))
     np.testing.assert_allclose(robot, simulated, atol=1e-6)
     assert np.abs(robot).max() <= 1.0 and np.isfinite(robot).all()
+
+
+def test_realtime_bridge_holds_still_without_chunks_and_resets_on_request(bus):
+    observer, env, _ = bus
+    node = observer.node
+    poses, episodes = [], []
+    node.create_subscription(PoseStamped, "/still/eef_pose", poses.append, qos_profile_sensor_data)
+    node.create_subscription(String, "/still/episode", lambda m: episodes.append(json.loads(m.data)), 10)
+    reset = node.create_client(Trigger, "/still/sim_bridge/reset")
+    command = ros_command("otpr_ros.nodes.sim_bridge", "-p", "mode:=realtime", "-p", "first_seed:=7")
+    command[-1] = "__ns:=/still"                     # no policy server in this namespace
+    bridge = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert observer.wait_for(lambda: len(poses) >= 5, 60), "the bridge publishes no state"
+        poses.clear()
+        start = time.monotonic()
+        observer.wait_for(lambda: False, 2.0)
+        rate = len(poses) / (time.monotonic() - start)
+        assert 15 <= rate <= 22, f"{rate:.1f} states/s in realtime mode (control rate 20 Hz)"
+        xyz = np.array([[p.pose.position.x, p.pose.position.y, p.pose.position.z] for p in poses])
+        assert np.ptp(xyz, axis=0).max() < 0.005, "the arm moved without a chunk"
+
+        assert reset.wait_for_service(timeout_sec=30.0)
+        future = reset.call_async(Trigger.Request())
+        assert observer.wait_for(future.done, 30) and future.result().success
+        assert observer.wait_for(lambda: episodes, 10)
+        closed = episodes[0]
+        assert (closed["seed"], closed["reason"], closed["truncated"], closed["success"]) == (7, "reset", True, False)
+        assert closed["held_steps"] == closed["length"] > 0
+    finally:
+        bridge.terminate()
+        output = bridge.communicate(timeout=30)[0]
+    assert bridge.returncode in (0, -15), output[-3000:]
