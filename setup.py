@@ -67,6 +67,7 @@ setup(
         "export-onnx = otpr_ros.tools.export_onnx:main",
         "policy_server = otpr_ros.nodes.policy_server:main",
         "sim_bridge = otpr_ros.nodes.sim_bridge:main",
+        "learner = otpr_ros.nodes.learner:main",
         "otpr-launch = otpr_ros.tools.launch:main",
     ]},
 )

@@ -8,7 +8,7 @@ Fine-tuning in simulation, under ``namespace`` (default ``/otpr``)::
 
     <ns>/env<i>/sim_bridge     episodes seeded from i * SEEDS_PER_BRIDGE, source_id i
     <ns>/env<i>/policy_server  acts for training: L candidates, compatibility resampling
-    <ns>/learner               (issue 6) transitions of every bridge in, policy_update out
+    <ns>/learner               transitions of every bridge in, policy_update out
 
 Each bridge's ``transition`` and ``episode`` and each server's ``policy_update`` are
 remapped to ``<ns>/...``, so every bridge feeds the one learner and every server hears it.
@@ -51,7 +51,7 @@ def check_namespace(namespace: str) -> str:
 
 def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", backend: str = "torch",
                   model_dir: str = "", use_sim: bool = True, namespace: str = "otpr",
-                  episodes: int = 0, mode: str = "fast") -> list[NodePlan]:
+                  episodes: int = 0, mode: str = "fast", output_dir: str = "") -> list[NodePlan]:
     if mode not in ("fast", "realtime"):
         raise ValueError(f"mode: expected fast or realtime, got {mode!r}")
     if backend not in ("torch", "onnx"):
@@ -68,8 +68,10 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
     shared = {topic: f"{ns}/{topic}" for topic in ("transition", "episode")}
     server = {"task": task, "backend": backend, "model_dir": model_dir, "device": device,
               "selection": "sample", "num_candidates": -1}    # -1: the model's L (acting for training)
+    learner = node_plan("learner", ns or "/", {"task": task, "model_dir": model_dir, "device": device,
+                                               **({"output_dir": output_dir} if output_dir else {})})
     if not use_sim:
-        return [node_plan("policy_server", ns or "/", server, {"policy_update": f"{ns}/policy_update"})]
+        return [node_plan("policy_server", ns or "/", server, {"policy_update": f"{ns}/policy_update"}), learner]
     if mode == "fast":          # the simulation waits for each chunk: the config's rate limit is for robots
         server = {**server, "max_decision_rate": 1000.0}
     plan = []
@@ -78,7 +80,7 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
         plan.append(node_plan("sim_bridge", env_ns, {"task": task, "first_seed": i * SEEDS_PER_BRIDGE,
                                                      "source_id": i, "episodes": episodes, "mode": mode}, shared))
         plan.append(node_plan("policy_server", env_ns, server, {"policy_update": f"{ns}/policy_update"}))
-    return plan
+    return plan + [learner]
 
 
 # the launch arguments of finetune.launch.py and ``otpr-launch finetune`` (strings, as launch has them)
@@ -92,6 +94,7 @@ FINETUNE_ARGUMENTS = {
     "namespace": ("otpr", "namespace of every node and topic"),
     "episodes": ("0", "each bridge stops after this many episodes; 0: never"),
     "mode": ("fast", "fast | realtime (the bridges' clock)"),
+    "output_dir": ("", "the learner's snapshots and TensorBoard logs; empty: the config's"),
 }
 SERVE_ARGUMENTS = {
     "task": ("lift", "lift | can | square"),
@@ -122,7 +125,8 @@ def plan_from_arguments(kind: str, values: dict) -> list:
                           flag(values["start_enabled"], "start_enabled"))
     return finetune_plan(values["task"], whole(values["num_envs"], "num_envs"), values["device"],
                          values["backend"], values["model_dir"], flag(values["use_sim"], "use_sim"),
-                         values["namespace"], whole(values["episodes"], "episodes"), values["mode"])
+                         values["namespace"], whole(values["episodes"], "episodes"), values["mode"],
+                         values["output_dir"])
 
 
 def serve_plan(task: str = "lift", backend: str = "torch", model_dir: str = "", namespace: str = "",

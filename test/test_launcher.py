@@ -17,7 +17,16 @@ pytest.importorskip("robosuite", reason="the simulation extra is not installed")
 from std_msgs.msg import Float32MultiArray, String  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
+from model_fixtures import make_tiny_model  # noqa: E402
 from otpr_ros.nodes.bus_messages import transition_fields  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny model with its demonstrations (the learner needs them; the shipped models'
+    datasets are made by `make models`, not shipped)."""
+    root = tmp_path_factory.mktemp("launcher")
+    return str(make_tiny_model(root)), str(root / "runs")
 
 
 def launch(domain, *args):
@@ -52,14 +61,17 @@ class Listener:
         rclpy.shutdown(context=self.context)
 
 
-def test_finetune_plan_runs_two_bridges_into_one_transition_topic():
+def test_finetune_plan_runs_two_bridges_into_one_transition_topic(tiny):
+    model_dir, runs = tiny
     listener = Listener(63, "/t63")
-    process = launch(63, "finetune", "--num-envs", "2", "--episodes", "1", "--namespace", "t63")
+    process = launch(63, "finetune", "--num-envs", "2", "--episodes", "1", "--namespace", "t63",
+                     "--model-dir", model_dir, "--output-dir", runs)
     try:
         sources = lambda: {transition_fields(m)["source"] for m in listener.transitions}  # noqa: E731
         assert listener.wait_for(lambda: sources() == {0.0, 1.0} and len(listener.servers) == 2, 120), \
             f"transitions from {sources()}, servers {list(listener.servers)}"
-        assert all(s["num_candidates"] == 8 and s["selection"] == "sample" for s in listener.servers.values())
+        # acting for training: the model's L (4 in the tiny config), compatibility resampling
+        assert all(s["num_candidates"] == 4 and s["selection"] == "sample" for s in listener.servers.values())
         output = process.communicate(timeout=300)[0]     # a bridge's last episode ends the run
         assert process.returncode == 0, output[-3000:]
         assert re.search(r"/t63/env[01]/sim_bridge exited with code 0", output), output[-3000:]
@@ -77,16 +89,17 @@ def test_a_node_that_fails_fails_the_run():
     assert "/t64/env0/policy_server exited with code 2" in output and "/nonexistent/model" in output
 
 
-def test_ctrl_c_stops_every_node():
+def test_ctrl_c_stops_every_node(tiny):
+    model_dir, runs = tiny
     listener = Listener(65, "/t65")
-    process = launch(65, "finetune", "--namespace", "t65")
+    process = launch(65, "finetune", "--namespace", "t65", "--model-dir", model_dir, "--output-dir", runs)
     try:
         assert listener.wait_for(lambda: len(listener.transitions) >= 3, 120), "no transitions"
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=60)[0]
         assert process.returncode == 0, output[-3000:]
         pids = [int(p) for p in re.findall(r"started \S+ \(pid (\d+)\)", output)]
-        assert len(pids) == 2
+        assert len(pids) == 3          # bridge, server, learner
         for pid in pids:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)

@@ -32,7 +32,7 @@ import numpy as np
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32, Float32MultiArray, String
@@ -46,7 +46,8 @@ from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES
 
 MODES = ("fast", "realtime")
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-DEEP = QoSProfile(depth=10000, reliability=ReliabilityPolicy.RELIABLE)     # the learner may fall behind
+# transitions: the learner may fall behind or start later; it gets the last 10 000 it missed
+DEEP = QoSProfile(depth=10000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def stamp_key(stamp) -> tuple:

@@ -1,0 +1,56 @@
+"""The learner in the running system: bridge -> transitions -> learner -> policy_update ->
+policy server, all separate processes on DDS (started by otpr-launch, as a user would)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (the ros extra)")
+pytest.importorskip("robosuite", reason="the simulation extra is not installed")
+
+from std_msgs.msg import String  # noqa: E402
+
+from model_fixtures import make_tiny_model  # noqa: E402
+
+DOMAIN = 66
+
+
+def test_learner_updates_reach_the_policy_server(tmp_path):
+    model_dir = make_tiny_model(tmp_path)
+    runs = tmp_path / "runs"
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
+    process = subprocess.Popen([sys.executable, "-m", "otpr_ros.tools.launch", "finetune", "--namespace", "t66",
+                                "--model-dir", str(model_dir), "--output-dir", str(runs)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN)
+    node = rclpy.create_node("watcher", namespace="/t66", context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    learner, server = {}, {}
+    node.create_subscription(String, "learner/status", lambda m: learner.update(json.loads(m.data)), 10)
+    node.create_subscription(String, "env0/policy_server/status", lambda m: server.update(json.loads(m.data)), 10)
+    try:
+        end = time.monotonic() + 240
+        while time.monotonic() < end and not (server.get("model_version", 0) >= 2 and process.poll() is None):
+            executor.spin_once(timeout_sec=0.1)
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        assert server.get("model_version", 0) >= 2, f"learner {learner}, server {server}"
+        assert learner["received"] >= 64 and learner["lost"] == 0 and learner["duplicates"] == 0
+        assert learner["updates"] >= 100 and learner["version"] >= 2
+        served = Path(server["model"])
+        assert served.parent == runs / "policy" and served.name.startswith("v")
+        assert server["updates"]["refused"] == 0
+        assert (runs / "tensorboard").is_dir() and any((runs / "tensorboard").iterdir())
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0]
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+    assert process.returncode == 0, output[-3000:]
