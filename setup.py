@@ -37,6 +37,7 @@ setup(
         "tqdm>=4.60,<5",
         "onnx>=1.16,<2",
         "tensorboard>=2.15,<3",
+        "matplotlib>=3.8,<4",         # learning curves (PNG)
     ],
     extras_require={
         "ros": [
@@ -68,6 +69,7 @@ setup(
         "policy_server = otpr_ros.nodes.policy_server:main",
         "sim_bridge = otpr_ros.nodes.sim_bridge:main",
         "learner = otpr_ros.nodes.learner:main",
+        "finetune = otpr_ros.tools.finetune:main",
         "otpr-launch = otpr_ros.tools.launch:main",
     ]},
 )

@@ -19,10 +19,42 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from otpr_ros.core.agent import GUIDANCES
 from otpr_ros.model.directory import Model, save_model
 from otpr_ros.model.pretraining import expert_buffer, normalise_chunks
 
 OBS_CLIP = 5.0        # as the acting policy clips normalised observations
+# what may differ from the pre-training configuration when fine-tuning (no network shape)
+TUNABLE = {"agent": ("num_candidates", "guidance", "actor_batch", "actor_sampler", "actor_ddim_steps",
+                     "q_temperature", "advantage_temperature", "advantage_clip"),
+           "transport": ("masked", "beta", "ot_every", "ot_steps", "batch_states", "batch_actions"),
+           "critic": ("batch_size",)}
+
+
+def apply_overrides(model: Model, overrides) -> None:
+    """``section.key=value`` settings (YAML values) for fine-tuning, e.g. the paper's
+    ablations (``agent.guidance=q``, ``transport.masked=false``) or a smaller actor batch on
+    a CPU. Only settings that leave the networks' shapes alone are accepted."""
+    import yaml
+
+    from otpr_ros.core.config import OTPRConfig
+    data = model.config.to_dict()
+    for item in overrides:
+        name, _, text = item.partition("=")
+        section, _, key = name.partition(".")
+        if not text or key not in TUNABLE.get(section, ()):
+            raise ValueError(f"override {item!r}: expected section.key=value with one of "
+                             f"{[f'{s}.{k}' for s, keys in TUNABLE.items() for k in keys]}")
+        data[section][key] = yaml.safe_load(text)
+    config = OTPRConfig.from_dict(data, "overrides")
+    if config.agent.guidance not in GUIDANCES:
+        raise ValueError(f"overrides: agent.guidance: expected one of {GUIDANCES}, got {config.agent.guidance!r}")
+    if not config.transport.masked and config.transport.beta != 0.0:
+        raise ValueError("overrides: the unmasked variant (transport.masked=false) needs transport.beta=0")
+    model.config = model.agent.config = config
+    relation = model.agent.relation_cost
+    if relation is not None:          # the transport cost holds beta
+        model.agent.set_keypoints(relation.obs, relation.actions)
 
 
 @dataclass

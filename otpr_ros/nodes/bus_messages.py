@@ -23,9 +23,7 @@ SCALARS = {"reward", "terminal", "truncated", "steps", "sequence", "episode", "s
 
 
 def transition_message(t: Transition, source: int) -> Float32MultiArray:
-    values = {"obs": t.obs, "action": np.asarray(t.action).ravel(), "reward": t.reward, "next_obs": t.next_obs,
-              "terminal": float(t.terminal), "truncated": float(t.truncated), "steps": t.steps,
-              "sequence": t.sequence, "episode": t.episode, "source": source}
+    values = t.fields(source)
     msg = Float32MultiArray()
     data, offset = [], 0
     for name in TRANSITION_FIELDS:

@@ -1,0 +1,176 @@
+"""finetune: online OTPR fine-tuning in one process (no bus), for research speed and ablations.
+
+The same core as the learner node (otpr_ros/model/online_learning.py), the same acting as
+the policy server (ChunkPolicy: L candidates, compatibility resampling) and the same
+episodes and transitions as the simulation bridge (BridgeSession); only the bus is left
+out. Training episodes use seeds from --train-seed (apart from the demonstrations' and the
+evaluation's). Every --eval-every env steps the current weights are written as a model
+directory and evaluated like ``evaluate`` (held-out seeds from --eval-seed, L from the
+model's eval_mode); the first row is the model before fine-tuning (BC only).
+
+    finetune --task lift --env-steps 40000 --output runs/finetune_lift
+    finetune --task can --set agent.guidance=q --output runs/can_q          # an ablation
+
+Writes <output>/curve.csv and curve.png (env steps vs held-out success), summary.json,
+policy/ (the last evaluated weights) and tensorboard/.
+"""
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
+from otpr_ros.model.directory import ModelError, load_model
+from otpr_ros.model.online_learning import OnlineLearner, apply_overrides
+from otpr_ros.model.policy import ChunkPolicy
+from otpr_ros.package_files import shipped_model
+from otpr_ros.sim.bridge_session import BridgeSession, make_environment
+from otpr_ros.sim.evaluation import EvalSettings, evaluate
+from otpr_ros.sim.robomimic_env import TASKS
+
+CURVE_FIELDS = ("env_steps", "updates", "episodes", "wall_s", "success_rate", "ci_low", "ci_high",
+                "train_success_rate")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="finetune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", required=True, choices=sorted(TASKS))
+    parser.add_argument("--model", help="model directory (default: the shipped model of --task)")
+    parser.add_argument("--datasets", nargs="+", help="expert HDF5 (default: the model's pre-training datasets)")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--env-steps", type=int, default=40_000, help="budget of environment steps")
+    parser.add_argument("--utd", type=float, default=1.0, help="updates per transition (chunk)")
+    parser.add_argument("--warmup", type=int, default=64, help="online transitions before the first update")
+    parser.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations")
+    parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--eval-seed", type=int, default=100_000)
+    parser.add_argument("--train-seed", type=int, default=200_000)
+    parser.add_argument("--processes", type=int, default=2, help="evaluation workers")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="fine-tuning setting, e.g. agent.guidance=q, transport.masked=false, "
+                             "transport.beta=0, agent.actor_batch=256")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def write_curve(output: Path, rows: list, title: str) -> None:
+    with open(output / "curve.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, CURVE_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    steps = [r["env_steps"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, [r["success_rate"] for r in rows], marker="o", label="held-out success")
+    ax.fill_between(steps, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.2, label="95 % CI")
+    ax.set(xlabel="environment steps", ylabel="success rate", ylim=(0, 1), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(output / "curve.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    output = Path(args.output)
+    model_dir = Path(args.model) if args.model else shipped_model(args.task)
+    try:
+        model = load_model(model_dir, args.device)
+        apply_overrides(model, args.set)
+        datasets = args.datasets or model.info.extra.get("datasets", [])
+        missing = [d for d in datasets if not Path(d).is_file()]
+        if not datasets or missing:
+            raise ValueError(f"expert demonstrations {missing or '(none)'} not found; make them with: "
+                             f"{'; '.join(model.info.extra.get('dataset_commands', [])) or 'collect-demos'}")
+        learner = OnlineLearner(model, RobomimicDataset(datasets, model.info.obs_keys, model.info.act_dim, "train"))
+    except (ModelError, ValueError, OSError) as error:
+        print(f"finetune: {error}", file=sys.stderr)
+        return 2
+    output.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    from torch.utils.tensorboard import SummaryWriter
+    writer = SummaryWriter(str(output / "tensorboard"))
+    config = model.config
+    env, observe = make_environment(args.task, None)
+    session = BridgeSession(env, observe, config.critic.gamma, args.train_seed)
+    policy = ChunkPolicy(model, "torch", config.agent.num_candidates, "sample", seed=args.seed)
+
+    rows, train_successes = [], []
+    env_steps = updates = 0
+    start = time.perf_counter()
+
+    def evaluation_row():
+        path = learner.snapshot(output / "policy", f"# finetune {args.task}: {env_steps} env steps, {updates} updates\n")
+        summary, _ = evaluate(EvalSettings(args.task, str(path)), range(args.eval_seed,
+                                                                       args.eval_seed + args.eval_episodes),
+                              args.processes)
+        recent = train_successes[-20:]
+        row = {"env_steps": env_steps, "updates": updates, "episodes": len(train_successes),
+               "wall_s": round(time.perf_counter() - start, 1), "success_rate": summary.success_rate,
+               "ci_low": round(summary.ci95[0], 3), "ci_high": round(summary.ci95[1], 3),
+               "train_success_rate": round(float(np.mean(recent)), 3) if recent else None}
+        rows.append(row)
+        writer.add_scalar("eval/success_rate", summary.success_rate, env_steps)
+        write_curve(output, rows, f"OTPR fine-tuning, {args.task}")
+        tqdm.write(f"finetune: {env_steps} env steps, {updates} updates: held-out success "
+                   f"{summary.successes}/{summary.episodes} ({row['ci_low']:.2f}-{row['ci_high']:.2f})")
+        return row
+
+    evaluation_row()                       # the model as it comes (BC only)
+    next_eval = args.eval_every
+    session.reset()
+    update_seconds = 0.0
+    with tqdm(total=args.env_steps, desc=f"finetune {args.task}", unit="step") as bar:
+        while env_steps < args.env_steps:
+            obs = session.observation()
+            session.start_chunk(policy.decide(obs), obs)
+            while session.executing:
+                session.step()
+            transition = session.finish_chunk()
+            learner.add(transition.fields())
+            env_steps += transition.steps
+            bar.update(transition.steps)
+            tick = time.perf_counter()
+            while learner.online_size >= args.warmup and updates < args.utd * learner.online_size:
+                metrics = learner.update()
+                updates += 1
+                if updates % 10 == 0:
+                    for tag, value in metrics.items():
+                        writer.add_scalar(tag, value, updates)
+            update_seconds += time.perf_counter() - tick
+            if session.done:
+                summary, _ = session.end_episode()
+                train_successes.append(summary.success)
+                writer.add_scalar("train/success", float(summary.success), env_steps)
+                bar.set_postfix(updates=updates, train_success=f"{np.mean(train_successes[-20:]):.2f}")
+                session.reset()
+            if env_steps >= next_eval:
+                evaluation_row()
+                next_eval += args.eval_every
+    if rows[-1]["env_steps"] != env_steps:
+        evaluation_row()
+    wall = time.perf_counter() - start
+    result = {"task": args.task, "model": str(model_dir), "overrides": args.set, "env_steps": env_steps,
+              "updates": updates, "utd": args.utd, "wall_s": round(wall, 1),
+              "updates_per_s": round(updates / update_seconds, 3) if update_seconds else None,
+              "offline": rows[0], "final": rows[-1], "curve": rows}
+    (output / "summary.json").write_text(json.dumps(result, indent=1))
+    print(f"finetune {args.task}: held-out success {rows[0]['success_rate']:.0%} -> {rows[-1]['success_rate']:.0%} "
+          f"after {env_steps} env steps, {updates} updates, {wall / 60:.1f} min; {output}/curve.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The in-process finetune command on a short budget: it learns from the environment, writes
+the learning curve (CSV, PNG) and a summary, and refuses what it cannot use."""
+
+import csv
+import json
+
+import pytest
+
+pytest.importorskip("robosuite", reason="the simulation extra is not installed")
+
+from model_fixtures import make_tiny_model  # noqa: E402
+from otpr_ros.tools.finetune import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("finetune"))
+
+
+def test_short_run_writes_curve_and_summary(tiny, tmp_path):
+    output = tmp_path / "run"
+    code = main(["--task", "lift", "--model", str(tiny), "--output", str(output), "--env-steps", "120",
+                 "--eval-every", "120", "--eval-episodes", "2", "--warmup", "8", "--device", "cpu",
+                 "--set", "agent.actor_batch=16", "--processes", "1"])
+    assert code == 0
+    rows = list(csv.DictReader(open(output / "curve.csv")))
+    assert len(rows) == 2 and int(rows[0]["env_steps"]) == 0 and int(rows[1]["env_steps"]) >= 120
+    assert int(rows[0]["updates"]) == 0 and int(rows[-1]["updates"]) > 0
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["env_steps"] >= 120 and summary["updates"] == int(rows[-1]["updates"])
+    assert summary["overrides"] == ["agent.actor_batch=16"]
+    assert (output / "curve.png").stat().st_size > 1000
+    assert (output / "policy" / "model.json").is_file()
+
+
+def test_bad_settings_are_refused_by_name(tiny, tmp_path, capsys):
+    for setting, message in (("agent.hidden=[8]", "agent.hidden"), ("agent.guidance=magic", "guidance"),
+                             ("transport.masked=false", "beta=0")):
+        assert main(["--task", "lift", "--model", str(tiny), "--output", str(tmp_path), "--set", setting]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["--task", "lift", "--model", str(tiny), "--output", str(tmp_path), "--datasets",
+                 str(tmp_path / "none.hdf5")]) == 2
+    assert "none.hdf5" in capsys.readouterr().err
