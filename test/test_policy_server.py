@@ -202,3 +202,22 @@ def test_policy_updates_are_swapped_in_or_refused(server, tmp_path):
         return len(robot.chunks) > count
     assert robot.wait_for(published, timeout=20), "the server stopped serving after refused updates"
     assert process.poll() is None
+
+
+def test_the_server_says_when_observations_stop(server):
+    robot, _ = server
+    robot.wait_for(lambda: robot.status, timeout=60)
+    count = len(robot.chunks)
+
+    def published():
+        robot.publish_state()
+        robot.spin(0.1)
+        return len(robot.chunks) > count
+    assert robot.wait_for(published, timeout=20)
+    assert settled_status(robot)["starved"], "no observation for 2.5 s > max_obs_age, yet not reported"
+    count = len(robot.chunks)
+    robot.spin(1.0)
+    assert len(robot.chunks) == count, "a chunk was published without an observation"
+    assert robot.wait_for(published, timeout=20)
+    robot.spin(0.2)
+    assert not robot.status["starved"] or robot.wait_for(lambda: not robot.status["starved"], 3)

@@ -127,6 +127,8 @@ class PolicyServer(Node):
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_service(Trigger, "~/reload", self._on_reload)
         self.create_timer(1.0, self._publish_status)
+        self.last_accepted_time, self.starved = None, False
+        self.create_timer(0.1, self._watch_observations)
         self.get_logger().info(f"serving {self.policy.model.path} on {self.policy.backend.provider}, "
                                f"{'enabled' if self.enabled else 'disabled'}")
 
@@ -168,7 +170,21 @@ class PolicyServer(Node):
             return
         obs, stamps, state_stamp = assembled
         if self.gate.check(obs, stamps, receive_time) is None:
+            self.last_accepted_time = receive_time
+            if self.starved:
+                self.starved = False
+                self.get_logger().info("observations resumed")
             self._decide(obs, receive_time, state_stamp)
+
+    def _watch_observations(self) -> None:
+        """Say once when acting stops because no fresh observation arrives (a chunk is only
+        ever published for an accepted observation, so nothing is published meanwhile)."""
+        now = self.get_clock().now().nanoseconds * 1e-9
+        if not self.starved and self.enabled and self.last_accepted_time is not None and \
+                now - self.last_accepted_time > self.gate.max_obs_age:
+            self.starved = True
+            self.get_logger().warning(f"no fresh observation for {self.gate.max_obs_age} s: not acting until "
+                                      "one arrives")
 
     def _state_complete(self, topic: str) -> bool:
         """Whether this message completes a robot state to decide on. ``exact``: the three
@@ -269,7 +285,7 @@ class PolicyServer(Node):
         self.get_logger().info(f"policy_update: serving version {self.model_version} from {update['path']}")
 
     def status(self) -> dict:
-        return {"enabled": self.enabled, "published": self.published, "accepted": self.gate.accepted,
+        return {"enabled": self.enabled, "published": self.published, "starved": self.starved, "accepted": self.gate.accepted,
                 "last_accepted_stamp": self.gate.last_stamp if self.gate.accepted else None,
                 "refused": dict(self.gate.refused), "model": str(self.policy.model.path),
                 "weights_sha256": self.policy.model.weights_sha256, "backend": self.policy.backend.name,
