@@ -19,3 +19,11 @@ def test_each_reason():
                                                              "future_stamp": 1, "out_of_order": 1}
     with pytest.raises(ValueError, match="max_obs_age"):
         ObservationGate(3, max_obs_age=0.0)
+
+
+def test_implausible_observations_are_refused():
+    gate = ObservationGate(2, max_obs_age=0.5, low=[-1.0, 0.0], high=[1.0, 2.0])
+    assert gate.check(np.array([0.5, 1.0]), [10.0], now=10.1) is None
+    assert gate.check(np.array([1e6, 1.0]), [10.05], now=10.1) == "out_of_range"
+    assert gate.check(np.array([0.0, -0.1]), [10.06], now=10.1) == "out_of_range"
+    assert gate.refused["out_of_range"] == 2 and gate.accepted == 1

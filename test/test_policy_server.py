@@ -218,6 +218,9 @@ def test_the_server_says_when_observations_stop(server):
     count = len(robot.chunks)
     robot.spin(1.0)
     assert len(robot.chunks) == count, "a chunk was published without an observation"
-    assert robot.wait_for(published, timeout=20)
-    robot.spin(0.2)
-    assert not robot.status["starved"] or robot.wait_for(lambda: not robot.status["starved"], 3)
+
+    def fed_and_fresh():                 # observations again: no longer reported as starved
+        robot.publish_state()
+        robot.spin(0.1)
+        return not robot.status["starved"]
+    assert robot.wait_for(fed_and_fresh, timeout=20)

@@ -1,7 +1,8 @@
 """What the acting side accepts before it decides: the controller's guard.
 
 An observation is refused, counted by reason and never acted on when it is the wrong
-size, not finite, older than ``max_obs_age``, stamped in the future, not newer than the
+size, not finite, outside the plausible range (a sensor glitch, or a state far from any the
+policy was trained on), older than ``max_obs_age``, stamped in the future, not newer than the
 last one acted on (out of order or repeated), or arrives while the server is disabled.
 """
 
@@ -9,16 +10,19 @@ from collections import Counter
 
 import numpy as np
 
-REASONS = ("disabled", "incomplete", "malformed", "wrong_size", "non_finite", "stale", "future_stamp",
-           "out_of_order", "unsafe_output")
+REASONS = ("disabled", "incomplete", "malformed", "wrong_size", "non_finite", "out_of_range", "stale",
+           "future_stamp", "out_of_order", "unsafe_output")
 FUTURE_TOLERANCE = 0.05   # s: clocks of two machines disagree a little
 
 
 class ObservationGate:
-    def __init__(self, obs_dim: int, max_obs_age: float):
+    def __init__(self, obs_dim: int, max_obs_age: float, low=None, high=None):
+        """``low``/``high``: per-component limits of a plausible observation (None: none)."""
         if max_obs_age <= 0:
             raise ValueError(f"max_obs_age: expected > 0 s, got {max_obs_age}")
         self.obs_dim, self.max_obs_age = obs_dim, max_obs_age
+        self.low = None if low is None else np.asarray(low, dtype=np.float64)
+        self.high = None if high is None else np.asarray(high, dtype=np.float64)
         self.refused = Counter({reason: 0 for reason in REASONS})
         self.accepted = 0
         self.last_stamp = -np.inf
@@ -36,6 +40,8 @@ class ObservationGate:
             return self.refuse("wrong_size")
         if not np.isfinite(obs).all() or not np.isfinite(stamps).all() or stamps.size == 0:
             return self.refuse("non_finite")
+        if self.low is not None and ((obs < self.low) | (obs > self.high)).any():
+            return self.refuse("out_of_range")
         if stamps.max() > now + FUTURE_TOLERANCE:
             return self.refuse("future_stamp")
         if now - stamps.min() > self.max_obs_age:

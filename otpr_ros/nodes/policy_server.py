@@ -39,6 +39,7 @@ from otpr_ros.package_files import shipped_model
 SOURCES = ("robot_state", "observation")
 ROBOT_STATE = ("eef_pose", "gripper_state", "object_poses")
 SYNCS = ("exact", "latest")
+PARTIAL_STATES = 16      # instants kept while their messages arrive (exact sync)
 
 
 def stamp_seconds(stamp) -> float:
@@ -83,6 +84,10 @@ class PolicyServer(Node):
         self.declare_parameter("max_obs_age", 0.5, ParameterDescriptor(
             description="s; older observations are refused",
             floating_point_range=[FloatingPointRange(from_value=0.01, to_value=10.0, step=0.0)]))
+        self.declare_parameter("max_normalised_obs", 20.0, ParameterDescriptor(
+            description="observations whose normalised components exceed this are refused (training data: "
+                        "[-1, 1])", read_only=True,
+            floating_point_range=[FloatingPointRange(from_value=1.0, to_value=1000.0, step=0.0)]))
         self.declare_parameter("max_decision_rate", 10.0, ParameterDescriptor(
             description="Hz; at most this many chunks per second",
             floating_point_range=[FloatingPointRange(from_value=0.1, to_value=1000.0, step=0.0)]))
@@ -102,7 +107,11 @@ class PolicyServer(Node):
         if len(self.joint_names) != self.policy.model.info.act_dim:
             raise ValueError(f"joint_names: {len(self.joint_names)} names for {self.policy.model.info.act_dim} "
                              "action dimensions")
-        self.gate = ObservationGate(self.policy.obs_dim, value("max_obs_age"))
+        limit = value("max_normalised_obs")       # as far outside the training data's range as is plausible
+        normalizer = self.policy.model.obs_normalizer
+        low, high = (normalizer.unnormalize(np.full(self.policy.obs_dim, v)) for v in (-limit, limit))
+        self.gate = ObservationGate(self.policy.obs_dim, value("max_obs_age"), np.minimum(low, high),
+                                    np.maximum(low, high))
         self.enabled = bool(value("start_enabled"))
         self.min_period = 1.0 / value("max_decision_rate")
         self.last_decision_time = -np.inf
@@ -110,6 +119,7 @@ class PolicyServer(Node):
         self.published = 0
         self.decision_ms = deque(maxlen=100000)
         self.latest = {}
+        self.partial, self.state = {}, None     # robot-state messages by stamp; the newest whole state
 
         self.chunk_pub = self.create_publisher(JointTrajectory, "action_chunk",
                                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
@@ -146,10 +156,10 @@ class PolicyServer(Node):
     def _on_source(self, topic: str, msg) -> None:
         receive_time = self.get_clock().now().nanoseconds * 1e-9
         self.latest[topic] = (msg, receive_time)
-        if not self._state_complete(topic):
+        if not self._state_complete(topic, msg):
             return
         wait = self.last_decision_time + self.min_period - receive_time
-        if wait > 0:            # too soon: decide on the latest state once the period is over
+        if wait > 0:            # too soon: decide on the newest state once the period is over
             if self.deferred is None:
                 self.deferred = self.create_timer(wait, self._on_deferred)
             return
@@ -186,29 +196,40 @@ class PolicyServer(Node):
             self.get_logger().warning(f"no fresh observation for {self.gate.max_obs_age} s: not acting until "
                                       "one arrives")
 
-    def _state_complete(self, topic: str) -> bool:
-        """Whether this message completes a robot state to decide on. ``exact``: the three
-        sources carry the same stamp (one driver, or the bridge, stamps one instant), whatever
-        order they arrive in; ``latest``: every end-effector pose, with the latest others."""
+    def _state_complete(self, topic: str, msg) -> bool:
+        """Whether this message completes a robot state to decide on (kept in ``self.state``).
+        ``exact``: the three sources with one stamp (one driver, or the bridge, stamps one
+        instant), whatever order they arrive in and even when the next instant's messages
+        overtake them; ``latest``: every end-effector pose, with the latest others."""
         if self.source == "observation":
             return True
         if self.sync == "latest":
-            return topic == "eef_pose"
-        if any(t not in self.latest for t in ROBOT_STATE):
+            if topic != "eef_pose" or any(t not in self.latest for t in ROBOT_STATE):
+                return topic == "eef_pose"          # incomplete: refused as such
+            self.state = {t: self.latest[t][0] for t in ROBOT_STATE}
+            return True
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        parts = self.partial.setdefault(key, {})
+        parts[topic] = msg
+        if len(parts) < len(ROBOT_STATE):
+            while len(self.partial) > PARTIAL_STATES:          # the oldest instants never completed
+                self.partial.pop(next(iter(self.partial)))
             return False
-        stamps = {stamp_seconds(self.latest[t][0].header.stamp) for t in ROBOT_STATE}
-        return len(stamps) == 1
+        for older in [k for k in self.partial if k <= key]:  # this instant is the newest whole state
+            del self.partial[older]
+        self.state = parts
+        return True
 
     def _assemble(self):
-        """(observation, the stamps of its messages in s, the state's stamp) from the latest
-        messages, or the refusal reason."""
+        """(observation, the stamps of its messages in s, the state's stamp) from the newest
+        whole state, or the refusal reason."""
         if self.source == "observation":
             msg, received = self.latest["observation"]
             stamp = rclpy.time.Time(nanoseconds=int(received * 1e9)).to_msg()
             return np.asarray(msg.data, dtype=np.float64), [received], stamp   # a flat array carries no stamp
-        if any(t not in self.latest for t in ROBOT_STATE):
+        if self.state is None:
             return "incomplete"
-        pose, gripper, objects = (self.latest[t][0] for t in ROBOT_STATE)
+        pose, gripper, objects = (self.state[t] for t in ROBOT_STATE)
         index = self.get_parameter("object_index").value
         if len(objects.poses) <= index or len(gripper.position) != 2:
             return "malformed"
