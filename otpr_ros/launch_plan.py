@@ -51,13 +51,17 @@ def check_namespace(namespace: str) -> str:
 
 def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", backend: str = "torch",
                   model_dir: str = "", use_sim: bool = True, namespace: str = "otpr",
-                  episodes: int = 0, mode: str = "fast", output_dir: str = "") -> list[NodePlan]:
+                  episodes: int = 0, mode: str = "fast", output_dir: str = "", env_steps: int = 0,
+                  eval_every: int = 0, eval_episodes: int = 50) -> list[NodePlan]:
     if mode not in ("fast", "realtime"):
         raise ValueError(f"mode: expected fast or realtime, got {mode!r}")
     if backend not in ("torch", "onnx"):
         raise ValueError(f"backend: expected torch or onnx, got {backend!r}")
-    if episodes < 0:
-        raise ValueError(f"episodes: expected >= 0, got {episodes}")
+    if eval_episodes < 1:
+        raise ValueError(f"eval_episodes: expected >= 1, got {eval_episodes}")
+    for name, number in (("episodes", episodes), ("env_steps", env_steps), ("eval_every", eval_every)):
+        if number < 0:
+            raise ValueError(f"{name}: expected >= 0, got {number}")
     if task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
     if not 1 <= num_envs <= 64:
@@ -69,6 +73,8 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
     server = {"task": task, "backend": backend, "model_dir": model_dir, "device": device,
               "selection": "sample", "num_candidates": -1}    # -1: the model's L (acting for training)
     learner = node_plan("learner", ns or "/", {"task": task, "model_dir": model_dir, "device": device,
+                                               "max_env_steps": env_steps, "eval_every": eval_every,
+                                               "eval_episodes": eval_episodes,
                                                **({"output_dir": output_dir} if output_dir else {})})
     if not use_sim:
         return [node_plan("policy_server", ns or "/", server, {"policy_update": f"{ns}/policy_update"}), learner]
@@ -95,6 +101,9 @@ FINETUNE_ARGUMENTS = {
     "episodes": ("0", "each bridge stops after this many episodes; 0: never"),
     "mode": ("fast", "fast | realtime (the bridges' clock)"),
     "output_dir": ("", "the learner's snapshots and TensorBoard logs; empty: the config's"),
+    "env_steps": ("0", "the learner stops after this many environment steps (final evaluation); 0: never"),
+    "eval_every": ("0", "environment steps between the learner's held-out evaluations; 0: none"),
+    "eval_episodes": ("50", "episodes per held-out evaluation"),
 }
 SERVE_ARGUMENTS = {
     "task": ("lift", "lift | can | square"),
@@ -126,7 +135,8 @@ def plan_from_arguments(kind: str, values: dict) -> list:
     return finetune_plan(values["task"], whole(values["num_envs"], "num_envs"), values["device"],
                          values["backend"], values["model_dir"], flag(values["use_sim"], "use_sim"),
                          values["namespace"], whole(values["episodes"], "episodes"), values["mode"],
-                         values["output_dir"])
+                         values["output_dir"], whole(values["env_steps"], "env_steps"),
+                         whole(values["eval_every"], "eval_every"), whole(values["eval_episodes"], "eval_episodes"))
 
 
 def serve_plan(task: str = "lift", backend: str = "torch", model_dir: str = "", namespace: str = "",

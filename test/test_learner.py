@@ -1,6 +1,7 @@
 """The learner in the running system: bridge -> transitions -> learner -> policy_update ->
 policy server, all separate processes on DDS (started by otpr-launch, as a user would)."""
 
+import csv
 import json
 import os
 import signal
@@ -26,7 +27,8 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
     runs = tmp_path / "runs"
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
     process = subprocess.Popen([sys.executable, "-m", "otpr_ros.tools.launch", "finetune", "--namespace", "t66",
-                                "--model-dir", str(model_dir), "--output-dir", str(runs)],
+                                "--model-dir", str(model_dir), "--output-dir", str(runs), "--env-steps", "300",
+                                "--eval-every", "300", "--eval-episodes", "1"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN)
@@ -38,19 +40,25 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
     node.create_subscription(String, "env0/policy_server/status", lambda m: server.update(json.loads(m.data)), 10)
     try:
         end = time.monotonic() + 240
-        while time.monotonic() < end and not (server.get("model_version", 0) >= 2 and process.poll() is None):
+        while time.monotonic() < end and not (server.get("model_version", 0) >= 1 and learner.get("version", 0) >= 1):
             executor.spin_once(timeout_sec=0.1)
-        assert process.poll() is None, process.communicate()[0][-3000:]
-        assert server.get("model_version", 0) >= 2, f"learner {learner}, server {server}"
+        assert server.get("model_version", 0) >= 1, f"learner {learner}, server {server}"
         assert learner["received"] >= 64 and learner["lost"] == 0 and learner["duplicates"] == 0
-        assert learner["updates"] >= 100 and learner["version"] >= 2
+        assert learner["updates"] > 0
         served = Path(server["model"])
         assert served.parent == runs / "policy" and served.name.startswith("v")
         assert server["updates"]["refused"] == 0
         assert (runs / "tensorboard").is_dir() and any((runs / "tensorboard").iterdir())
+        # the budget: a final snapshot and evaluation, then the learner ends the run
+        output = process.communicate(timeout=400)[0]
     finally:
         process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=60)[0]
+        output = process.communicate(timeout=60)[0] if process.returncode is None else output
         node.destroy_node()
         rclpy.shutdown(context=context)
-    assert process.returncode == 0, output[-3000:]
+    assert process.returncode == 0 and "/t66/learner exited with code 0" in output, output[-3000:]
+    rows = list(csv.DictReader(open(runs / "curve.csv")))
+    steps = [int(r["env_steps"]) for r in rows]
+    assert steps[0] == 0 and steps[-1] >= 300 and len(rows) >= 2, rows
+    assert all(0.0 <= float(r["success_rate"]) <= 1.0 for r in rows)
+    assert (runs / "curve.png").is_file() and (runs / "evaluated" / "final" / "model.json").is_file()

@@ -12,6 +12,7 @@ to ``<output_dir>/tensorboard``; counters to ``~/status`` (String, JSON, 1 Hz).
 
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,17 +20,67 @@ from pathlib import Path
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.task import Future
 from std_msgs.msg import Float32MultiArray, String
 
 from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
+from otpr_ros.learning_curve import write_curve
 from otpr_ros.model.directory import ModelError, load_model, sha256
-from otpr_ros.model.online_learning import OnlineLearner
+from otpr_ros.model.online_learning import OnlineLearner, apply_overrides
 from otpr_ros.nodes.bus_messages import policy_update_message, transition_fields
 from otpr_ros.nodes.node_main import run_node
 from otpr_ros.package_files import shipped_model
 
 SLICE_SECONDS = 0.2        # updates between two looks at the transition queue
 KEEP_SNAPSHOTS = 3
+
+
+class Evaluation:
+    """Evaluations of snapshots by ``evaluate`` in a child process, one at a time, each row
+    added to ``<output>/curve.csv`` and ``curve.png``."""
+
+    def __init__(self, output: Path, task: str, episodes: int, seed: int):
+        self.output, self.task, self.episodes, self.seed = output, task, episodes, seed
+        self.waiting, self.running, self.rows = [], None, []
+
+    @property
+    def idle(self) -> bool:
+        return self.running is None and not self.waiting
+
+    def queue(self, core, row: dict, final: bool = False) -> None:
+        name = "final" if final else f"step_{row['env_steps']:09d}"
+        path = core.snapshot(self.output / "evaluated" / name, f"# evaluated at {row['env_steps']} env steps\n")
+        self.waiting.append((path, row))
+        self._start()
+
+    def _start(self) -> None:
+        if self.running is not None or not self.waiting:
+            return
+        path, row = self.waiting.pop(0)
+        result = path / "evaluation.json"
+        command = [sys.executable, "-m", "otpr_ros.tools.evaluate", "--model", str(path), "--episodes",
+                   str(self.episodes), "--seed", str(self.seed), "--processes", "1", "--output", str(result)]
+        self.running = (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
+                        path, row, result)
+
+    def poll(self) -> dict | None:
+        """The row of an evaluation that just ended (None if none did)."""
+        if self.running is None or self.running[0].poll() is None:
+            return None
+        process, path, row, result = self.running
+        self.running = None
+        self._start()
+        if process.returncode != 0:
+            raise RuntimeError(f"evaluation of {path} failed: {process.stderr.read()[-2000:]}")
+        summary = json.loads(result.read_text())
+        row = {**row, "success_rate": summary["success_rate"], "ci_low": round(summary["ci95"][0], 3),
+               "ci_high": round(summary["ci95"][1], 3)}
+        self.rows.append(row)
+        write_curve(self.output, self.rows, f"OTPR fine-tuning over ROS 2, {self.task}")
+        if not path.name == "final":
+            for old in sorted((self.output / "evaluated").glob("step_*"))[:-1]:
+                shutil.rmtree(old, ignore_errors=True)
+        return row
 
 
 class Learner(Node):
@@ -53,12 +104,29 @@ class Learner(Node):
         self.declare_parameter("publish_every", 50, ParameterDescriptor(
             description="updates between two policy_update snapshots",
             integer_range=[IntegerRange(from_value=1, to_value=10**6, step=1)]))
+        self.declare_parameter("overrides", [""], ParameterDescriptor(
+            description="fine-tuning settings section.key=value (finetune --set), e.g. agent.actor_batch=256",
+            read_only=True))
+        self.declare_parameter("max_env_steps", 0, ParameterDescriptor(
+            description="stop after this many environment steps (final snapshot and evaluation); 0: never",
+            read_only=True, integer_range=[IntegerRange(from_value=0, to_value=10**9, step=1)]))
+        self.declare_parameter("eval_every", 0, ParameterDescriptor(
+            description="environment steps between held-out evaluations of the weights (a separate process, "
+                        "robomimic tasks); 0: none", read_only=True,
+            integer_range=[IntegerRange(from_value=0, to_value=10**9, step=1)]))
+        self.declare_parameter("eval_episodes", 50, ParameterDescriptor(
+            description="episodes per evaluation", read_only=True,
+            integer_range=[IntegerRange(from_value=1, to_value=10000, step=1)]))
+        self.declare_parameter("eval_seed", 100000, ParameterDescriptor(
+            description="first held-out seed", read_only=True,
+            integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)]))
 
         value = lambda name: self.get_parameter(name).value  # noqa: E731
         model_dir = value("model_dir") or str(shipped_model(value("task")))
         model = load_model(model_dir, value("device"))
         if model.info.task != value("task"):
             raise ModelError(f"{model_dir}: trained for {model.info.task!r}, the learner is for {value('task')!r}")
+        apply_overrides(model, [o for o in value("overrides") if o])
         datasets = [d for d in value("datasets") if d] or model.info.extra.get("datasets", [])
         missing = [d for d in datasets if not Path(d).is_file()]
         if not datasets or missing:
@@ -72,6 +140,12 @@ class Learner(Node):
         self.publish_every = value("publish_every")
         self.version, self.updates, self.update_seconds = 0, 0, 0.0
         self.metrics = {}
+        self.env_steps, self.episodes, self.start = 0, 0, time.perf_counter()
+        self.max_env_steps, self.eval_every = value("max_env_steps"), value("eval_every")
+        self.evaluation = Evaluation(self.output, value("task"), value("eval_episodes"), value("eval_seed"))
+        self.next_eval = 0 if self.eval_every else None      # the first row: the model as it comes
+        self.finishing = False
+        self.finished = Future()
         from torch.utils.tensorboard import SummaryWriter
         self.writer = SummaryWriter(str(self.output / "tensorboard"))
 
@@ -94,11 +168,18 @@ class Learner(Node):
             self.get_logger().warning(f"transition refused: {error}", throttle_duration_sec=5.0)
             return
         try:
-            self.core.add(fields)                       # counts its own refusals
+            added = self.core.add(fields) == "added"     # counts its own refusals
         except ValueError as error:
             self.get_logger().warning(f"transition refused: {error}", throttle_duration_sec=5.0)
+            return
+        if added:
+            self.env_steps += int(fields["steps"])
+            self.episodes += int(fields["terminal"] or fields["truncated"])
 
     def _learn(self) -> None:
+        self._evaluate_when_due()
+        if self.finishing:
+            return
         received = self.core.online_size
         if received < self.warmup:
             return
@@ -114,6 +195,31 @@ class Learner(Node):
             if self.updates % self.publish_every == 0:
                 self._publish_snapshot()
 
+    def _evaluate_when_due(self) -> None:
+        """Held-out evaluations in a separate process (acting and learning go on meanwhile);
+        at the budget: a last snapshot, a last evaluation, then the node is finished."""
+        row = self.evaluation.poll()
+        if row is not None:
+            self.get_logger().info(f"held-out success after {row['env_steps']} env steps: {row['success_rate']:.0%} "
+                                   f"({row['ci_low']:.2f}-{row['ci_high']:.2f})")
+            self.writer.add_scalar("eval/success_rate", row["success_rate"], row["env_steps"])
+        if self.max_env_steps and self.env_steps >= self.max_env_steps and not self.finishing:
+            self.finishing = True
+            self._publish_snapshot()
+            if self.eval_every:
+                self.evaluation.queue(self.core, self._row(), final=True)
+        elif self.next_eval is not None and self.env_steps >= self.next_eval and not self.finishing:
+            self.evaluation.queue(self.core, self._row())
+            self.next_eval += self.eval_every
+        if self.finishing and self.evaluation.idle and not self.finished.done():
+            self.get_logger().info(f"done after {self.env_steps} env steps, {self.updates} updates: "
+                                   f"{json.dumps(self.status())}")
+            self.finished.set_result(True)
+
+    def _row(self) -> dict:
+        return {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
+                "wall_s": round(time.perf_counter() - self.start, 1)}
+
     def _publish_snapshot(self) -> None:
         self.version += 1
         card = (f"# Fine-tuned by the otpr_ros learner\n\nFrom `{self.core.model.path}`, version {self.version}, "
@@ -127,6 +233,7 @@ class Learner(Node):
 
     def status(self) -> dict:
         return {**self.core.counts.summary(), "online": self.core.online_size, "updates": self.updates,
+                "env_steps": self.env_steps, "evaluations": self.evaluation.rows,
                 "version": self.version, "updates_per_s": self.updates / self.update_seconds if self.update_seconds
                 else None, **{k: float(v) for k, v in self.metrics.items()}}
 

@@ -16,7 +16,6 @@ policy/ (the last evaluated weights) and tensorboard/.
 """
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -27,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
+from otpr_ros.learning_curve import write_curve
 from otpr_ros.model.directory import ModelError, load_model
 from otpr_ros.model.online_learning import OnlineLearner, apply_overrides
 from otpr_ros.model.policy import ChunkPolicy
@@ -34,10 +34,6 @@ from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.bridge_session import BridgeSession, make_environment
 from otpr_ros.sim.evaluation import EvalSettings, evaluate
 from otpr_ros.sim.robomimic_env import TASKS
-
-CURVE_FIELDS = ("env_steps", "updates", "episodes", "wall_s", "success_rate", "ci_low", "ci_high",
-                "train_success_rate")
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="finetune", description=__doc__,
@@ -60,26 +56,6 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
-
-
-def write_curve(output: Path, rows: list, title: str) -> None:
-    with open(output / "curve.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, CURVE_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-    steps = [r["env_steps"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, [r["success_rate"] for r in rows], marker="o", label="held-out success")
-    ax.fill_between(steps, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.2, label="95 % CI")
-    ax.set(xlabel="environment steps", ylabel="success rate", ylim=(0, 1), title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(output / "curve.png", dpi=120)
-    plt.close(fig)
 
 
 def main(argv=None) -> int:

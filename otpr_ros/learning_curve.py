@@ -1,0 +1,29 @@
+"""The learning curve of a fine-tuning run: held-out success against environment steps, as
+CSV (every row) and PNG (success with its 95 % interval)."""
+
+import csv
+from pathlib import Path
+
+CURVE_FIELDS = ("env_steps", "updates", "episodes", "wall_s", "success_rate", "ci_low", "ci_high",
+                "train_success_rate")
+
+
+def write_curve(output: Path, rows: list, title: str) -> None:
+    """``rows``: dicts with CURVE_FIELDS (missing ones left empty)."""
+    with open(output / "curve.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, CURVE_FIELDS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    steps = [r["env_steps"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, [r["success_rate"] for r in rows], marker="o", label="held-out success")
+    ax.fill_between(steps, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.2, label="95 % CI")
+    ax.set(xlabel="environment steps", ylabel="success rate", ylim=(0, 1), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(output / "curve.png", dpi=120)
+    plt.close(fig)
