@@ -20,8 +20,8 @@ def test_unknown_keys_are_errors(tmp_path):
     path.write_text(yaml.safe_dump({"otpr": {"obs_dim": 3, "transport": {"lamda": 0.1}}}))
     with pytest.raises(ValueError, match=r"otpr.transport: unknown keys \['lamda'\]"):
         OTPRConfig.from_yaml(path)
-    with pytest.raises(ValueError, match="no 'learner' section"):
-        OTPRConfig.from_yaml(CONFIG_DIR / "lift.yaml", section="learner")
+    with pytest.raises(ValueError, match="no 'otpr_v2' section"):
+        OTPRConfig.from_yaml(CONFIG_DIR / "lift.yaml", section="otpr_v2")
 
 
 def test_round_trip_through_dict():

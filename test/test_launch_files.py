@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,8 @@ def test_bad_launch_arguments_are_refused_by_name():
 
 
 def test_colcon_build_installs_what_the_launch_files_name(tmp_path):
-    colcon = shutil.which("colcon")
+    beside_python = Path(sys.executable).parent / "colcon"      # the venv's, also when it is not on PATH
+    colcon = str(beside_python) if beside_python.is_file() else shutil.which("colcon")
     assert colcon, "colcon is part of the test extra (pip install -e '.[test]')"
     source = tmp_path / "src" / "otpr_ros"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCES))

@@ -143,7 +143,7 @@ class Learner(Node):
         self.env_steps, self.episodes, self.start = 0, 0, time.perf_counter()
         self.max_env_steps, self.eval_every = value("max_env_steps"), value("eval_every")
         self.evaluation = Evaluation(self.output, value("task"), value("eval_episodes"), value("eval_seed"))
-        self.next_eval = 0 if self.eval_every else None      # the first row: the model as it comes
+        self.next_eval = self.eval_every or None
         self.finishing = False
         self.finished = Future()
         from torch.utils.tensorboard import SummaryWriter
@@ -157,6 +157,8 @@ class Learner(Node):
         self.status_pub = self.create_publisher(String, "~/status", 10)
         self.create_timer(0.01, self._learn)
         self.create_timer(1.0, lambda: self.status_pub.publish(String(data=json.dumps(self.status()))))
+        if self.eval_every:                    # the first row: the model as it comes (BC only)
+            self.evaluation.queue(self.core, self._row())
         self.get_logger().info(f"fine-tuning {model_dir} on {self.core.agent.device} with {len(dataset)} demos "
                                f"(keypoints {'reused' if self.core.keypoints_reused else 'drawn anew'})")
 
