@@ -112,6 +112,17 @@ def test_state_in_chunk_out(server):
     assert np.isfinite(actions).all() and (np.abs(actions) <= 1.0).all()
 
 
+def answered_again(robot, timeout=20):
+    """Whether the server answers a fresh state with a new chunk (it is alive and serving)."""
+    count = len(robot.chunks)
+
+    def published():
+        robot.publish_state()
+        robot.spin(0.1)
+        return len(robot.chunks) > count
+    return robot.wait_for(published, timeout=timeout)
+
+
 def settled_status(robot):
     """The server's counters once everything sent so far has been handled (status is 1 Hz)."""
     robot.spin(2.5)
@@ -135,13 +146,7 @@ def test_bad_observations_are_refused_and_serving_goes_on(server):
     assert refused["future_stamp"] == 1
     assert process.poll() is None
 
-    count = len(robot.chunks)
-
-    def published():
-        robot.publish_state()
-        robot.spin(0.1)
-        return len(robot.chunks) > count
-    assert robot.wait_for(published, timeout=20), "the server stopped serving after bad input"
+    assert answered_again(robot), "the server stopped serving after bad input"
 
 
 def test_nothing_is_published_while_disabled(server):
@@ -156,12 +161,7 @@ def test_nothing_is_published_while_disabled(server):
     assert len(robot.chunks) == count and after["published"] == before["published"] and not after["enabled"]
     assert after["refused"]["disabled"] >= before["refused"]["disabled"] + 10
     robot.set_enabled(True)
-
-    def published():
-        robot.publish_state()
-        robot.spin(0.1)
-        return len(robot.chunks) > count
-    assert robot.wait_for(published, timeout=20)
+    assert answered_again(robot)
 
 
 def test_policy_updates_are_swapped_in_or_refused(server, tmp_path):
@@ -194,26 +194,14 @@ def test_policy_updates_are_swapped_in_or_refused(server, tmp_path):
         assert after["updates"][outcome] == before[outcome] + 1, (version, path, after)
         assert after["model_version"] == 1, after
     assert settled_status(robot)["model"] == str(good)
-    count = len(robot.chunks)
-
-    def published():
-        robot.publish_state()
-        robot.spin(0.1)
-        return len(robot.chunks) > count
-    assert robot.wait_for(published, timeout=20), "the server stopped serving after refused updates"
+    assert answered_again(robot), "the server stopped serving after refused updates"
     assert process.poll() is None
 
 
 def test_the_server_says_when_observations_stop(server):
     robot, _ = server
     robot.wait_for(lambda: robot.status, timeout=60)
-    count = len(robot.chunks)
-
-    def published():
-        robot.publish_state()
-        robot.spin(0.1)
-        return len(robot.chunks) > count
-    assert robot.wait_for(published, timeout=20)
+    assert answered_again(robot)
     assert settled_status(robot)["starved"], "no observation for 2.5 s > max_obs_age, yet not reported"
     count = len(robot.chunks)
     robot.spin(1.0)

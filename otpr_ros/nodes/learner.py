@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -29,7 +28,7 @@ from otpr_ros.learning_curve import write_curve
 from otpr_ros.model.directory import ModelError, load_model, sha256
 from otpr_ros.model.online_learning import OnlineLearner, apply_overrides
 from otpr_ros.nodes.bus_messages import policy_update_message, transition_fields
-from otpr_ros.nodes.node_main import run_node
+from otpr_ros.nodes.node_main import declare_cpu_threads, run_node
 from otpr_ros.package_files import shipped_model
 
 SLICE_SECONDS = 0.2        # updates between two looks at the transition queue
@@ -105,12 +104,7 @@ class Learner(Node):
         self.declare_parameter("publish_every", 50, ParameterDescriptor(
             description="updates between two policy_update snapshots",
             integer_range=[IntegerRange(from_value=1, to_value=10**6, step=1)]))
-        self.declare_parameter("cpu_threads", 0, ParameterDescriptor(
-            description="torch CPU threads of this process; 0: torch's default (all cores). Nodes sharing "
-                        "few cores run far faster with 1 each (no oversubscription)", read_only=True,
-            integer_range=[IntegerRange(from_value=0, to_value=256, step=1)]))
-        if self.get_parameter("cpu_threads").value:
-            torch.set_num_threads(self.get_parameter("cpu_threads").value)
+        declare_cpu_threads(self)
         self.declare_parameter("overrides", [""], ParameterDescriptor(
             description="fine-tuning settings section.key=value (finetune --set), e.g. agent.actor_batch=256",
             read_only=True))

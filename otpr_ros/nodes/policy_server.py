@@ -18,7 +18,6 @@ from collections import deque
 
 import numpy as np
 import rclpy
-import torch
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -34,7 +33,7 @@ from otpr_ros.model.observation import robomimic_observation
 from otpr_ros.model.observation_gate import ObservationGate
 from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput, evaluation_candidates
 from otpr_ros.nodes.bus_messages import policy_update_fields
-from otpr_ros.nodes.node_main import percentiles, run_node
+from otpr_ros.nodes.node_main import declare_cpu_threads, percentiles, run_node
 from otpr_ros.package_files import shipped_model
 
 SOURCES = ("robot_state", "observation")
@@ -70,12 +69,7 @@ class PolicyServer(Node):
         self.declare_parameter("device", "auto", ParameterDescriptor(
             description="torch device of the torch backend: auto (CUDA when present) | cpu | cuda[:i]",
             read_only=True))
-        self.declare_parameter("cpu_threads", 0, ParameterDescriptor(
-            description="torch CPU threads of this process; 0: torch's default (all cores). Nodes sharing "
-                        "few cores run far faster with 1 each (no oversubscription)", read_only=True,
-            integer_range=[IntegerRange(from_value=0, to_value=256, step=1)]))
-        if self.get_parameter("cpu_threads").value:
-            torch.set_num_threads(self.get_parameter("cpu_threads").value)
+        declare_cpu_threads(self)
         self.declare_parameter("seed", 0, ParameterDescriptor(
             description="seed of the denoising noise; a (re)loaded model starts from it, so decisions repeat",
             integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)]))
