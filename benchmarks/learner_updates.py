@@ -14,9 +14,8 @@ import time
 
 import torch
 
-from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
 from otpr_ros.model.directory import load_model
-from otpr_ros.model.online_learning import OnlineLearner, apply_overrides
+from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 from otpr_ros.package_files import shipped_model
 
 SETTINGS = {
@@ -44,8 +43,7 @@ def main():
     for name, overrides in SETTINGS.items():
         model = load_model(shipped_model(args.task), args.device)
         apply_overrides(model, overrides)
-        learner = OnlineLearner(model, RobomimicDataset(model.info.extra["datasets"], model.info.obs_keys,
-                                                        model.info.act_dim, "train"))
+        learner = OnlineLearner(model, expert_demonstrations(model))
         agent, buffer = learner.agent, learner.buffer
         sync = torch.cuda.synchronize if agent.device.type == "cuda" else (lambda: None)
         results[name] = {step: round(seconds_per_call(lambda f=f: (f(buffer), sync()), args.repeats), 4)

@@ -35,7 +35,8 @@ def test_short_run_writes_curve_and_summary(tiny, tmp_path):
 
 def test_bad_settings_are_refused_by_name(tiny, tmp_path, capsys):
     for setting, message in (("agent.hidden=[8]", "agent.hidden"), ("agent.guidance=magic", "guidance"),
-                             ("transport.masked=false", "beta=0")):
+                             ("transport.masked=false", "beta=0"),
+                             ("transport.batch_actions=999", "batch_actions <= batch_states")):
         assert main(["--task", "lift", "--model", str(tiny), "--output", str(tmp_path), "--set", setting]) == 2
         assert message in capsys.readouterr().err
     assert main(["--task", "lift", "--model", str(tiny), "--output", str(tmp_path), "--datasets",

@@ -34,17 +34,24 @@ class Decision:
     weights: torch.Tensor      # (B, L): H, or IDQL weights before the potentials are trained
 
 
+def check_config(config: OTPRConfig) -> None:
+    """The agent's own consistency rules for a configuration (ValueError naming the setting);
+    the agent checks them when built, fine-tuning overrides when applied."""
+    if config.agent.guidance not in GUIDANCES:
+        raise ValueError(f"guidance: expected one of {GUIDANCES}, got {config.agent.guidance!r}")
+    if config.agent.eval_mode not in ("single", "argmax"):
+        raise ValueError(f"eval_mode: expected 'single' or 'argmax', got {config.agent.eval_mode!r}")
+    if not config.transport.masked and config.transport.beta != 0.0:
+        raise ValueError("beta: the unmasked variant (transport.masked=false) uses no keypoint cost; "
+                         "set transport.beta=0")
+    if config.transport.masked and config.transport.batch_actions > config.transport.batch_states:
+        raise ValueError("transport.batch_actions: masked OT needs batch_actions <= batch_states "
+                         "(a keypoint state's mass must fit in its paired action's)")
+
+
 class OTPRAgent:
     def __init__(self, config: OTPRConfig):
-        if config.agent.guidance not in GUIDANCES:
-            raise ValueError(f"guidance: expected one of {GUIDANCES}, got {config.agent.guidance!r}")
-        if config.agent.eval_mode not in ("single", "argmax"):
-            raise ValueError(f"eval_mode: expected 'single' or 'argmax', got {config.agent.eval_mode!r}")
-        if not config.transport.masked and config.transport.beta != 0.0:
-            raise ValueError("beta: the unmasked variant (masked: false) uses no keypoint cost; set beta: 0")
-        if config.transport.masked and config.transport.batch_actions > config.transport.batch_states:
-            raise ValueError("transport.batch_actions: masked OT needs batch_actions <= batch_states "
-                             "(a keypoint state's mass must fit in its paired action's)")
+        check_config(config)
         self.config, self.device = config, resolve_device(config.device)
         d, c, t = config.diffusion, config.critic, config.transport
         torch.manual_seed(config.seed)

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from otpr_ros.core.agent import GUIDANCES
+from otpr_ros.core.agent import check_config
+from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
 from otpr_ros.model.directory import Model, save_model
 from otpr_ros.model.pretraining import expert_buffer, normalise_chunks
 
@@ -47,14 +48,26 @@ def apply_overrides(model: Model, overrides) -> None:
                              f"{[f'{s}.{k}' for s, keys in TUNABLE.items() for k in keys]}")
         data[section][key] = yaml.safe_load(text)
     config = OTPRConfig.from_dict(data, "overrides")
-    if config.agent.guidance not in GUIDANCES:
-        raise ValueError(f"overrides: agent.guidance: expected one of {GUIDANCES}, got {config.agent.guidance!r}")
-    if not config.transport.masked and config.transport.beta != 0.0:
-        raise ValueError("overrides: the unmasked variant (transport.masked=false) needs transport.beta=0")
+    try:
+        check_config(config)
+    except ValueError as error:
+        raise ValueError(f"overrides: {error}") from None
     model.config = model.agent.config = config
     relation = model.agent.relation_cost
     if relation is not None:          # the transport cost holds beta
         model.agent.set_keypoints(relation.obs, relation.actions)
+
+
+def expert_demonstrations(model: Model, paths=()) -> RobomimicDataset:
+    """The expert demonstrations for fine-tuning ``model``: ``paths``, or else the model's
+    pre-training datasets; a ValueError names missing files and the commands that make them."""
+    paths = [p for p in paths if p] or model.info.extra.get("datasets", [])
+    missing = [p for p in paths if not Path(p).is_file()]
+    if not paths or missing:
+        commands = "; ".join(model.info.extra.get("dataset_commands", []))
+        raise ValueError(f"datasets: expert demonstrations {missing or '(none)'} not found; make them with: "
+                         f"{commands or 'collect-demos'}")
+    return RobomimicDataset(paths, model.info.obs_keys, act_dim=model.info.act_dim, split="train")
 
 
 @dataclass

@@ -23,10 +23,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 from std_msgs.msg import Float32MultiArray, String
 
-from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
 from otpr_ros.learning_curve import write_curve
 from otpr_ros.model.directory import ModelError, load_model, sha256
-from otpr_ros.model.online_learning import OnlineLearner, apply_overrides
+from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 from otpr_ros.nodes.bus_messages import policy_update_message, transition_fields
 from otpr_ros.nodes.node_main import declare_cpu_threads, run_node
 from otpr_ros.package_files import shipped_model
@@ -128,13 +127,7 @@ class Learner(Node):
         if model.info.task != value("task"):
             raise ModelError(f"{model_dir}: trained for {model.info.task!r}, the learner is for {value('task')!r}")
         apply_overrides(model, [o for o in value("overrides") if o])
-        datasets = [d for d in value("datasets") if d] or model.info.extra.get("datasets", [])
-        missing = [d for d in datasets if not Path(d).is_file()]
-        if not datasets or missing:
-            commands = "; ".join(model.info.extra.get("dataset_commands", []))
-            raise ValueError(f"datasets: expert demonstrations {missing or '(none)'} not found; make them with: "
-                             f"{commands or 'collect-demos'}")
-        dataset = RobomimicDataset(datasets, model.info.obs_keys, act_dim=model.info.act_dim, split="train")
+        dataset = expert_demonstrations(model, value("datasets"))
         self.core = OnlineLearner(model, dataset)
         self.output = Path(value("output_dir"))
         self.utd, self.warmup = value("updates_per_transition"), value("warmup_transitions")

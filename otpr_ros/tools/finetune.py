@@ -25,10 +25,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
 from otpr_ros.learning_curve import write_curve
 from otpr_ros.model.directory import ModelError, load_model
-from otpr_ros.model.online_learning import OnlineLearner, apply_overrides
+from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 from otpr_ros.model.policy import ChunkPolicy
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.bridge_session import BridgeSession, make_environment
@@ -65,12 +64,7 @@ def main(argv=None) -> int:
     try:
         model = load_model(model_dir, args.device)
         apply_overrides(model, args.set)
-        datasets = args.datasets or model.info.extra.get("datasets", [])
-        missing = [d for d in datasets if not Path(d).is_file()]
-        if not datasets or missing:
-            raise ValueError(f"expert demonstrations {missing or '(none)'} not found; make them with: "
-                             f"{'; '.join(model.info.extra.get('dataset_commands', [])) or 'collect-demos'}")
-        learner = OnlineLearner(model, RobomimicDataset(datasets, model.info.obs_keys, model.info.act_dim, "train"))
+        learner = OnlineLearner(model, expert_demonstrations(model, args.datasets or ()))
     except (ModelError, ValueError, OSError) as error:
         print(f"finetune: {error}", file=sys.stderr)
         return 2
