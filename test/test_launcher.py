@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -19,6 +18,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
 from otpr_ros.nodes.bus_messages import transition_fields  # noqa: E402
+from ros_fixtures import PrivateNode  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +35,9 @@ def launch(domain, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-class Listener:
+class Listener(PrivateNode):
     def __init__(self, domain, namespace):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node("listener", namespace=namespace, context=self.context)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(domain, "listener", namespace)
         self.transitions, self.episodes, self.servers = [], [], {}
         deep = QoSProfile(depth=10000, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(Float32MultiArray, "transition", self.transitions.append, deep)
@@ -49,16 +45,6 @@ class Listener:
         for i in range(2):
             self.node.create_subscription(String, f"env{i}/policy_server/status",
                                           lambda m, i=i: self.servers.__setitem__(i, json.loads(m.data)), 10)
-
-    def wait_for(self, condition, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not condition():
-            self.executor.spin_once(timeout_sec=0.05)
-        return condition()
-
-    def close(self):
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
 
 
 def test_finetune_plan_runs_two_bridges_into_one_transition_topic(tiny):

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ pytest.importorskip("robosuite", reason="the simulation extra is not installed")
 from std_msgs.msg import String  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
+from ros_fixtures import PrivateNode  # noqa: E402
 
 DOMAIN = 66
 
@@ -30,18 +30,13 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
                                 "--model-dir", str(model_dir), "--output-dir", str(runs), "--env-steps", "300",
                                 "--eval-every", "300", "--eval-episodes", "1"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=DOMAIN)
-    node = rclpy.create_node("watcher", namespace="/t66", context=context)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
-    executor.add_node(node)
+    watcher = PrivateNode(DOMAIN, "watcher", "/t66")
+    node = watcher.node
     learner, server = {}, {}
     node.create_subscription(String, "learner/status", lambda m: learner.update(json.loads(m.data)), 10)
     node.create_subscription(String, "env0/policy_server/status", lambda m: server.update(json.loads(m.data)), 10)
     try:
-        end = time.monotonic() + 240
-        while time.monotonic() < end and not (server.get("model_version", 0) >= 1 and learner.get("version", 0) >= 1):
-            executor.spin_once(timeout_sec=0.1)
+        watcher.wait_for(lambda: server.get("model_version", 0) >= 1 and learner.get("version", 0) >= 1, 240)
         assert server.get("model_version", 0) >= 1, f"learner {learner}, server {server}"
         assert learner["received"] >= 64 and learner["lost"] == 0 and learner["duplicates"] == 0
         assert learner["updates"] > 0
@@ -54,8 +49,7 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=60)[0] if process.returncode is None else output
-        node.destroy_node()
-        rclpy.shutdown(context=context)
+        watcher.close()
     assert process.returncode == 0 and "/t66/learner exited with code 0" in output, output[-3000:]
     rows = list(csv.DictReader(open(runs / "curve.csv")))
     steps = [int(r["env_steps"]) for r in rows]

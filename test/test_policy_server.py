@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -19,6 +17,7 @@ from std_srvs.srv import SetBool  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
+from ros_fixtures import start_node  # noqa: E402
 
 DOMAIN = 61
 
@@ -26,11 +25,8 @@ DOMAIN = 61
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     model_dir = make_tiny_model(tmp_path_factory.mktemp("server"))
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "otpr_ros.nodes.policy_server", "--ros-args", "--params-file", "config/lift.yaml",
-         "-p", f"model_dir:={model_dir}", "-p", "max_decision_rate:=1000.0", "-r", "__ns:=/arm"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_node("otpr_ros.nodes.policy_server", DOMAIN, "/arm", f"model_dir:={model_dir}",
+                         "max_decision_rate:=1000.0")
     os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
     rclpy.init()
     node = rclpy.create_node("fake_robot", namespace="/arm")

@@ -6,9 +6,6 @@ node keeps serving. The default suite sends 3 000 states; ``-m slow`` sends 100 
 README's reliability numbers)."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -23,6 +20,7 @@ from std_msgs.msg import String  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
+from ros_fixtures import PrivateNode, start_node  # noqa: E402
 from otpr_ros.model.directory import load_model  # noqa: E402
 
 RATE = 150          # generated states per second (bursts of 20 come at once)
@@ -93,31 +91,17 @@ class Fuzzer:
 def fuzz(tmp_path, count, domain):
     model_dir = make_tiny_model(tmp_path)
     info = load_model(model_dir, "cpu").info
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "otpr_ros.nodes.policy_server", "--ros-args", "--params-file", "config/lift.yaml",
-         "-p", f"model_dir:={model_dir}", "-p", "max_decision_rate:=1000.0", "-r", "__ns:=/fuzz"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
-    node = rclpy.create_node("fuzzer", namespace="/fuzz", context=context)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
-    executor.add_node(node)
+    server = start_node("otpr_ros.nodes.policy_server", domain, "/fuzz", f"model_dir:={model_dir}",
+                        "max_decision_rate:=1000.0")
+    fuzzing = PrivateNode(domain, "fuzzer", "/fuzz")
+    node, executor, spin = fuzzing.node, fuzzing.executor, fuzzing.spin
     chunks, status = [], {}
     node.create_subscription(JointTrajectory, "action_chunk", chunks.append,
                              QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
     node.create_subscription(String, "policy_server/status", lambda m: status.update(json.loads(m.data)), 10)
     fuzzer = Fuzzer(node, np.random.default_rng(0))
-
-    def spin(seconds):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.01)
     try:
-        end = time.monotonic() + 60
-        while not status and time.monotonic() < end:
-            spin(0.1)
-        assert status, "the server did not come up"
+        assert fuzzing.wait_for(lambda: status, 60), "the server did not come up"
         weights = [40, 4, 4, 4, 3, 3, 3, 4, 4, 4, 0]
         sent, start = 0, time.monotonic()
         while sent < count:
@@ -146,8 +130,7 @@ def fuzz(tmp_path, count, domain):
         assert len(chunks) > before, "the server stopped answering valid states"
         assert server.poll() is None
     finally:
-        node.destroy_node()
-        rclpy.shutdown(context=context)
+        fuzzing.close()
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert server.returncode in (0, -15), output[-3000:]

@@ -3,8 +3,6 @@ closes, and a robot's hand-written state messages get the same answer as the bri
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -21,6 +19,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from otpr_ros.nodes.bus_messages import transition_fields  # noqa: E402
+from ros_fixtures import start_node  # noqa: E402
 from otpr_ros.sim.evaluation import wilson_interval  # noqa: E402
 from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES, RobomimicEnv  # noqa: E402
 
@@ -32,21 +31,14 @@ EPISODES, FIRST_SEED = 10, 100000
 OFFLINE_CI = (0.60, 0.84)
 
 
-def ros_command(module, *args):
-    return [sys.executable, "-m", module, "--ros-args", "--params-file", "config/lift.yaml", *args,
-            "-r", f"__ns:={NAMESPACE}"]
-
-
 @pytest.fixture(scope="module")
 def bus():
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
-    server = subprocess.Popen(ros_command("otpr_ros.nodes.policy_server", "-p", "max_decision_rate:=1000.0"),
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = start_node("otpr_ros.nodes.policy_server", DOMAIN, NAMESPACE, "max_decision_rate:=1000.0")
     os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
     rclpy.init()
     node = rclpy.create_node("observer", namespace=NAMESPACE)
     observer = Observer(node)
-    yield observer, env, server
+    yield observer, server
     node.destroy_node()
     rclpy.shutdown()
     server.terminate()
@@ -79,10 +71,9 @@ class Observer:
 
 
 def test_closed_loop_lift(bus):
-    observer, env, _ = bus
-    bridge = subprocess.Popen(ros_command("otpr_ros.nodes.sim_bridge", "-p", f"episodes:={EPISODES}",
-                                          "-p", f"first_seed:={FIRST_SEED}"),
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    observer, _ = bus
+    bridge = start_node("otpr_ros.nodes.sim_bridge", DOMAIN, NAMESPACE, f"episodes:={EPISODES}",
+                        f"first_seed:={FIRST_SEED}")
     done = observer.wait_for(lambda: len(observer.episodes) >= EPISODES or bridge.poll() is not None, 400)
     output = bridge.communicate(timeout=30)[0]
     assert done and bridge.returncode == 0, output[-3000:]
@@ -124,7 +115,7 @@ def robot_messages(state, stamp):
 
 
 def test_a_robot_and_the_bridge_get_the_same_chunk(bus):
-    observer, env, _ = bus
+    observer, _ = bus
     seed = 4242
     sim = RobomimicEnv("lift")
     sim.reset(seed=seed)
@@ -152,9 +143,8 @@ def test_a_robot_and_the_bridge_get_the_same_chunk(bus):
 
     observer.reload_server()
     observer.chunks.clear()
-    bridge = subprocess.Popen(ros_command("otpr_ros.nodes.sim_bridge", "-p", "episodes:=1", "-p",
-                                          f"first_seed:={seed}", "-p", "horizon:=4"),
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    bridge = start_node("otpr_ros.nodes.sim_bridge", DOMAIN, NAMESPACE, "episodes:=1", f"first_seed:={seed}",
+                        "horizon:=4")
     assert observer.wait_for(lambda: observer.chunks, 120), "no chunk for the bridge's state"
     output = bridge.communicate(timeout=60)[0]
     assert bridge.returncode == 0, output[-3000:]
@@ -165,15 +155,14 @@ def test_a_robot_and_the_bridge_get_the_same_chunk(bus):
 
 
 def test_realtime_bridge_holds_still_without_chunks_and_resets_on_request(bus):
-    observer, env, _ = bus
+    observer, _ = bus
     node = observer.node
     poses, episodes = [], []
     node.create_subscription(PoseStamped, "/still/eef_pose", poses.append, qos_profile_sensor_data)
     node.create_subscription(String, "/still/episode", lambda m: episodes.append(json.loads(m.data)), 10)
     reset = node.create_client(Trigger, "/still/sim_bridge/reset")
-    command = ros_command("otpr_ros.nodes.sim_bridge", "-p", "mode:=realtime", "-p", "first_seed:=7")
-    command[-1] = "__ns:=/still"                     # no policy server in this namespace
-    bridge = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # no policy server in this namespace
+    bridge = start_node("otpr_ros.nodes.sim_bridge", DOMAIN, "/still", "mode:=realtime", "first_seed:=7")
     try:
         assert observer.wait_for(lambda: len(poses) >= 5, 60), "the bridge publishes no state"
         poses.clear()

@@ -1,0 +1,44 @@
+"""For tests that drive the package's nodes over DDS: a node started as its own process the
+way a launch starts it (task YAML, parameters, namespace, the test's ROS_DOMAIN_ID), and the
+test's own rclpy node on a domain of its own."""
+
+import os
+import subprocess
+import sys
+import time
+
+import rclpy
+
+
+def start_node(module: str, domain: int, namespace: str, *parameters: str, config: str = "config/lift.yaml"):
+    """``parameters``: ``name:=value`` strings. Output (stdout and stderr) in ``.communicate()``."""
+    command = [sys.executable, "-m", module, "--ros-args", "--params-file", config,
+               *[arg for p in parameters for arg in ("-p", p)], "-r", f"__ns:={namespace}"]
+    return subprocess.Popen(command, env=dict(os.environ, ROS_DOMAIN_ID=str(domain)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+class PrivateNode:
+    """An rclpy node in a context of its own on ``domain`` (several per test process)."""
+
+    def __init__(self, domain: int, name: str, namespace: str):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node(name, namespace=namespace, context=self.context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.01)
+
+    def wait_for(self, condition, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not condition():
+            self.executor.spin_once(timeout_sec=0.05)
+        return condition()
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
