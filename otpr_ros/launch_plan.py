@@ -10,8 +10,9 @@ Fine-tuning in simulation, under ``namespace`` (default ``/otpr``)::
     <ns>/env<i>/policy_server  acts for training: L candidates, compatibility resampling
     <ns>/learner               transitions of every bridge in, policy_update out
 
-Each bridge's ``transition`` and ``episode`` and each server's ``policy_update`` are
-remapped to ``<ns>/...``, so every bridge feeds the one learner and every server hears it.
+Each bridge's ``transition``, ``episode`` and ``learner_progress`` and each server's
+``policy_update`` are remapped to ``<ns>/...``, so every bridge feeds the one learner (and
+is paced by it) and every server hears it.
 On a robot (``use_sim`` false) the robot's drivers take the bridge's place: one server in
 ``<ns>`` reads their topics.
 """
@@ -69,7 +70,7 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
     if device != "auto" and device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"device: expected auto, cpu or cuda[:i], got {device!r}")
     ns = check_namespace(namespace)
-    shared = {topic: f"{ns}/{topic}" for topic in ("transition", "episode")}
+    shared = {topic: f"{ns}/{topic}" for topic in ("transition", "episode", "learner_progress")}
     server = {"task": task, "backend": backend, "model_dir": model_dir, "device": device,
               "selection": "sample", "num_candidates": -1}    # -1: the model's L (acting for training)
     learner = node_plan("learner", ns or "/", {"task": task, "model_dir": model_dir, "device": device,

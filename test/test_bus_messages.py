@@ -50,3 +50,13 @@ def test_policy_update_announcement():
     for bad in ("not json", '{"version": "3", "path": "/x", "weights_sha256": ""}', "[1, 2]"):
         with pytest.raises(ValueError, match="policy_update"):
             policy_update_fields(String(data=bad))
+
+
+def test_learner_progress_round_trip_and_refusal():
+    from otpr_ros.nodes.bus_messages import learner_progress_fields, learner_progress_message
+    msg = learner_progress_message({(0, 123): 41, (1, 7): 3}, received=46, wanted=110, updates=30, version=2)
+    fields = learner_progress_fields(msg)
+    assert fields == {"acknowledged": {(0, 123): 41, (1, 7): 3}, "received": 46, "wanted": 110}
+    assert learner_progress_fields(learner_progress_message({}, 0, None, 0, 0))["wanted"] is None
+    with pytest.raises(ValueError, match="learner_progress: expected"):
+        learner_progress_fields(String(data='{"acknowledged": [[0, 1]], "received": 3, "wanted": 4}'))

@@ -69,3 +69,38 @@ def test_updates_change_the_policy_and_a_snapshot_reloads_to_the_same_weights(ti
     for name, tensor in learner.agent.weights_state_dict()["policy"].items():
         torch.testing.assert_close(reloaded.agent.weights_state_dict()["policy"][name], tensor)
     assert reloaded.info == learner.model.info
+
+
+def test_a_restarted_bridge_is_a_new_stream_and_its_open_episode_is_closed_truncated(tiny):
+    learner = learner_for(tiny)
+    for sequence in range(3):
+        learner.add({**transition(sequence), "stream": 5.0})
+    assert learner.add({**transition(0), "stream": 9.0}) == "added", "not a duplicate: the bridge restarted"
+    assert learner.add({**transition(0), "stream": 9.0}) == "duplicate"
+    counts = learner.counts.summary()
+    assert (counts["received"], counts["lost"], counts["streams"], counts["sources"]) == (4, 0, 2, 1)
+    assert counts["interrupted_episodes"] == 1
+    learner.add({**transition(1, reward=1.0), "stream": 9.0})        # ends its episode
+    learner.add({**transition(0), "stream": 11.0})
+    assert learner.counts.summary()["interrupted_episodes"] == 1, "an ended episode is not interrupted"
+
+
+def test_the_replay_log_restores_the_buffer_and_the_sequence_numbers(tiny, tmp_path):
+    from otpr_ros.model.learner_store import ReplayLog
+    from otpr_ros.nodes.bus_messages import TRANSITION_FIELDS
+    first = learner_for(tiny)
+    first.log = ReplayLog(tmp_path, TRANSITION_FIELDS)
+    for sequence in range(30):
+        first.add({**transition(sequence, steps=1 + sequence % 4, reward=float(sequence % 10 == 9)), "stream": 3.0})
+        if sequence % 8 == 7:
+            first.log.flush()
+    first.log.flush()
+    second = learner_for(tiny)
+    second.log = ReplayLog(tmp_path, TRANSITION_FIELDS)
+    batches, report = second.log.load()
+    assert second.restore(batches) == 30 and report["transitions"] == 30
+    for name, column in first.buffer.online.data.items():     # the bus carries float32, as the log does
+        torch.testing.assert_close(column[:30], second.buffer.online.data[name][:30], atol=1e-6, rtol=1e-6)
+    assert second.log.acknowledged == {(0, 3): 29}
+    assert second.add({**transition(29), "stream": 3.0}) == "duplicate", "redelivered after a restart"
+    assert second.add({**transition(30), "stream": 3.0}) == "added" and second.counts.summary()["lost"] == 0

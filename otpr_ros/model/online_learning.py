@@ -9,8 +9,9 @@ server can swap in.
 The expert demonstrations are the pre-training datasets (HDF5). The model's keypoints are
 found among them again, so masked OT keeps the pairs the potentials were trained with; if
 a keypoint is not in the data, new keypoints are drawn (and ``keypoints_reused`` says so).
-Transitions are numbered per source: a repeated sequence number is dropped, a skipped one
-counted as lost.
+Transitions are numbered per bridge run (source, stream): a repeated sequence number is
+dropped, a skipped one counted as lost; a new stream of a source whose last episode was
+still open closes that episode as truncated (the bridge restarted in its middle).
 """
 
 from dataclasses import dataclass, field
@@ -71,23 +72,40 @@ def expert_demonstrations(model: Model, paths=()) -> RobomimicDataset:
 
 
 @dataclass
-class SourceCounts:
+class StreamCounts:
+    """One run of one bridge (source, stream): its sequence numbers start at 0."""
     last_sequence: int = -1
     received: int = 0
     duplicates: int = 0
     lost: int = 0
+    open_episode: bool = False      # its last transition neither ended nor truncated an episode
 
 
 @dataclass
 class TransitionCounts:
-    sources: dict = field(default_factory=dict)      # source id -> SourceCounts
+    streams: dict = field(default_factory=dict)      # (source, stream) -> StreamCounts
+    current: dict = field(default_factory=dict)      # source -> its newest stream
     refused: int = 0
+    interrupted: int = 0            # episodes left open by a bridge that restarted: closed as truncated
 
     def summary(self) -> dict:
-        return {"received": sum(s.received for s in self.sources.values()),
-                "duplicates": sum(s.duplicates for s in self.sources.values()),
-                "lost": sum(s.lost for s in self.sources.values()), "refused": self.refused,
-                "sources": len(self.sources)}
+        return {"received": sum(s.received for s in self.streams.values()),
+                "duplicates": sum(s.duplicates for s in self.streams.values()),
+                "lost": sum(s.lost for s in self.streams.values()), "refused": self.refused,
+                "sources": len(self.current), "streams": len(self.streams), "interrupted_episodes": self.interrupted}
+
+    def stream(self, source: int, stream: int) -> StreamCounts:
+        key = (source, stream)
+        if key not in self.streams:
+            previous = self.streams.get((source, self.current.get(source)))
+            if previous is not None and previous.open_episode:
+                # the bridge restarted in the middle of an episode: that episode ends there,
+                # truncated (its last transition bootstraps from its next observation)
+                self.interrupted += 1
+                previous.open_episode = False
+            self.streams[key] = StreamCounts()
+            self.current[source] = stream
+        return self.streams[key]
 
 
 def find_rows(table: torch.Tensor, rows: torch.Tensor, atol: float = 1e-5):
@@ -111,6 +129,7 @@ class OnlineLearner:
         self.buffer = expert_buffer(dataset, config, model.obs_normalizer, model.action_normalizer, self.agent.device)
         self.keypoints_reused = self._reuse_keypoints()
         self.counts = TransitionCounts()
+        self.log = None             # a ReplayLog, where transitions must survive a crash
         self.action_size = config.chunk * config.act_dim
 
     def _reuse_keypoints(self) -> bool:
@@ -129,36 +148,61 @@ class OnlineLearner:
     # -- data ---------------------------------------------------------------------------------
     def add(self, fields: dict) -> str:
         """One transition (robot units, ``bus_messages.transition_fields``): 'added',
-        'duplicate', or raises ValueError naming the problem (counted as refused)."""
-        source = self.counts.sources.setdefault(int(fields["source"]), SourceCounts())
+        'duplicate', or raises ValueError naming the problem (counted as refused). Added
+        transitions go to the replay log too, when there is one."""
+        counts = self.counts.stream(int(fields["source"]), int(fields.get("stream", 0)))
         sequence = int(fields["sequence"])
-        if sequence <= source.last_sequence:
-            source.duplicates += 1
+        if sequence <= counts.last_sequence:
+            counts.duplicates += 1
             return "duplicate"
         try:
-            row = self._normalised(fields)
-            self.buffer.add(*row)
+            self.buffer.add(*self._normalised({k: np.asarray(v)[None] for k, v in fields.items()}))
         except ValueError:
             self.counts.refused += 1
             raise
-        source.lost += sequence - source.last_sequence - 1
-        source.last_sequence = sequence
-        source.received += 1
+        self._count(counts, sequence, fields)
+        if self.log is not None:
+            self.log.append(fields)
         return "added"
 
+    def _count(self, counts: StreamCounts, sequence: int, fields) -> None:
+        counts.lost += sequence - counts.last_sequence - 1
+        counts.last_sequence = sequence
+        counts.received += 1
+        counts.open_episode = not (fields["terminal"] or fields["truncated"])
+
+    def restore(self, batches) -> int:
+        """Transitions persisted by a replay log (``ReplayLog.load``), added again in order."""
+        restored = 0
+        for batch in batches:
+            keep = []
+            for i in range(len(batch["sequence"])):
+                counts = self.counts.stream(int(batch["source"][i]), int(batch["stream"][i]))
+                sequence = int(batch["sequence"][i])
+                if sequence <= counts.last_sequence:
+                    continue                      # a redelivered duplicate that was logged twice
+                self._count(counts, sequence, {k: batch[k][i] for k in ("terminal", "truncated")})
+                keep.append(i)
+            if keep:
+                self.buffer.add(*self._normalised({k: v[keep] for k, v in batch.items()}))
+                restored += len(keep)
+        return restored
+
     def _normalised(self, fields: dict):
+        """A batch of transitions (first dimension) in the buffer's units."""
         obs_dim = self.model.info.obs_dim
         obs, next_obs = (np.asarray(fields[k], np.float64) for k in ("obs", "next_obs"))
         action = np.asarray(fields["action"], np.float64)
-        if obs.shape != (obs_dim,) or next_obs.shape != (obs_dim,) or action.shape != (self.action_size,):
+        n = obs.shape[0]
+        if obs.shape != (n, obs_dim) or next_obs.shape != (n, obs_dim) or action.shape != (n, self.action_size):
             raise ValueError(f"transition: expected obs/next_obs of {obs_dim} and action of {self.action_size} "
-                             f"values, got {obs.shape}, {next_obs.shape}, {action.shape}")
+                             f"values, got {obs.shape[1:]}, {next_obs.shape[1:]}, {action.shape[1:]}")
         normalise = self.model.obs_normalizer.normalize
-        return (np.clip(normalise(obs[None]), -OBS_CLIP, OBS_CLIP).astype(np.float32),
-                normalise_chunks(self.model.action_normalizer, action[None], self.model.info.act_dim).astype(np.float32),
-                np.array([fields["reward"]], np.float32),
-                np.clip(normalise(next_obs[None]), -OBS_CLIP, OBS_CLIP).astype(np.float32),
-                np.array([float(fields["terminal"])], np.float32), np.array([fields["steps"]], np.float32))
+        scalar = lambda name: np.asarray(fields[name], np.float32).reshape(n)  # noqa: E731
+        return (np.clip(normalise(obs), -OBS_CLIP, OBS_CLIP).astype(np.float32),
+                normalise_chunks(self.model.action_normalizer, action, self.model.info.act_dim).astype(np.float32),
+                scalar("reward"), np.clip(normalise(next_obs), -OBS_CLIP, OBS_CLIP).astype(np.float32),
+                (scalar("terminal") != 0).astype(np.float32), scalar("steps"))
 
     @property
     def online_size(self) -> int:

@@ -4,13 +4,19 @@ only pip is available; ../shared/docs/ROS_INTERFACES.md).
 - ``transition``: std_msgs/Float32MultiArray; each layout dimension is one named field
   (label, size, stride = offset), in the order of ``TRANSITION_FIELDS``. ``sequence`` counts
   transitions per bridge (``source``), so a learner drops duplicates and counts gaps;
-  float32 holds integers exactly up to 2**24 (16.7 M transitions per bridge).
+  float32 holds integers exactly up to 2**24 (16.7 M transitions per bridge). ``stream`` is
+  drawn anew each time a bridge starts: a restarted bridge's transitions are a new stream.
 - ``episode``: std_msgs/String, JSON (return, success, length, ...).
 - ``policy_update``: std_msgs/String, JSON ``{"version", "path", "weights_sha256"}``: a
   model directory the learner wrote atomically on a filesystem the server reads.
+- ``learner_progress``: std_msgs/String, JSON ``{"acknowledged": [[source, stream,
+  sequence], ...], "received", "wanted", "updates", "version"}``: the last transition of
+  each bridge run that is safely on disk, and how many transitions the learner is ready for
+  at its update-to-data ratio (null: any number). Fast-mode bridges pace themselves by it.
 """
 
 import json
+import secrets
 
 import numpy as np
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, String
@@ -18,12 +24,19 @@ from std_msgs.msg import Float32MultiArray, MultiArrayDimension, String
 from otpr_ros.sim.bridge_session import Transition
 
 TRANSITION_FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "truncated", "steps", "sequence",
-                     "episode", "source")
-SCALARS = {"reward", "terminal", "truncated", "steps", "sequence", "episode", "source"}
+                     "episode", "source", "stream")
+SCALARS = {"reward", "terminal", "truncated", "steps", "sequence", "episode", "source", "stream"}
+STREAM_IDS = 2**24          # float32 holds them exactly
 
 
-def transition_message(t: Transition, source: int) -> Float32MultiArray:
-    values = t.fields(source)
+def new_stream_id() -> int:
+    """A bridge's id for this run of it: a restarted bridge numbers its transitions from 0
+    again, under a new stream, so a learner neither drops them as duplicates nor counts a gap."""
+    return secrets.randbelow(STREAM_IDS - 1) + 1
+
+
+def transition_message(t: Transition, source: int, stream: int = 0) -> Float32MultiArray:
+    values = t.fields(source, stream)
     msg = Float32MultiArray()
     data, offset = [], 0
     for name in TRANSITION_FIELDS:
@@ -84,3 +97,24 @@ def policy_update_fields(msg: String) -> dict:
             not isinstance(fields.get("path"), str) or not isinstance(fields.get("weights_sha256"), str):
         raise ValueError(f"policy_update: expected {{version: int, path: str, weights_sha256: str}}, got {msg.data!r}")
     return fields
+
+
+def learner_progress_message(acknowledged: dict, received: int, wanted: int | None, updates: int,
+                             version: int) -> String:
+    """``acknowledged``: (source, stream) -> the last sequence number persisted."""
+    return String(data=json.dumps({"acknowledged": [[int(s), int(r), int(q)] for (s, r), q in acknowledged.items()],
+                                   "received": int(received), "wanted": None if wanted is None else int(wanted),
+                                   "updates": int(updates), "version": int(version)}))
+
+
+def learner_progress_fields(msg: String) -> dict:
+    try:
+        fields = json.loads(msg.data)
+        acknowledged = {(int(s), int(r)): int(q) for s, r, q in fields["acknowledged"]}
+        wanted = fields["wanted"]
+        progress = {"acknowledged": acknowledged, "received": int(fields["received"]),
+                    "wanted": None if wanted is None else int(wanted)}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"learner_progress: expected {{acknowledged: [[source, stream, sequence]], received, "
+                         f"wanted}}, got {msg.data[:200]!r} ({error})") from None
+    return progress

@@ -8,9 +8,21 @@ runs OTPR updates at ``updates_per_transition`` updates per received transition.
 (latched), where the policy servers swap it in. Updates run in short slices of the
 executor's thread, so arriving transitions are taken between them. TensorBoard scalars go
 to ``<output_dir>/tensorboard``; counters to ``~/status`` (String, JSON, 1 Hz).
+
+Nothing learned is lost to a crash (otpr_ros/model/learner_store.py): received transitions
+are appended to ``<output_dir>/replay`` in checksummed chunks every ``replay_flush_every``
+s, and only then acknowledged on ``learner_progress`` (latched), which also tells fast-mode
+bridges how many transitions the learner is ready for (its update-to-data ratio plus
+``max_lead_transitions``). The whole learning state (networks, optimisers, generator,
+counters) is checkpointed atomically to ``<output_dir>/checkpoints`` with a snapshot, at
+most every ``checkpoint_every`` s. A learner started on an ``output_dir`` with a checkpoint
+resumes from the newest complete one and the whole replay log (``resume``), takes what it
+missed from the bridges' transient-local history, and publishes versions above every one
+it published before.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,13 +37,16 @@ from std_msgs.msg import Float32MultiArray, String
 
 from otpr_ros.learning_curve import write_curve
 from otpr_ros.model.directory import ModelError, load_model, sha256
+from otpr_ros.model.learner_store import Checkpoints, ReplayLog
 from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
-from otpr_ros.nodes.bus_messages import policy_update_message, transition_fields
+from otpr_ros.nodes.bus_messages import (TRANSITION_FIELDS, learner_progress_message, policy_update_message,
+                                         transition_fields)
 from otpr_ros.nodes.node_main import declare_cpu_threads, run_node
 from otpr_ros.package_files import shipped_model
 
 SLICE_SECONDS = 0.2        # updates between two looks at the transition queue
 KEEP_SNAPSHOTS = 3
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class Evaluation:
@@ -103,6 +118,18 @@ class Learner(Node):
         self.declare_parameter("publish_every", 50, ParameterDescriptor(
             description="updates between two policy_update snapshots",
             integer_range=[IntegerRange(from_value=1, to_value=10**6, step=1)]))
+        self.declare_parameter("max_lead_transitions", 64, ParameterDescriptor(
+            description="fast-mode bridges may run this many transitions ahead of the update-to-data ratio",
+            integer_range=[IntegerRange(from_value=1, to_value=10**6, step=1)]))
+        self.declare_parameter("replay_flush_every", 1.0, ParameterDescriptor(
+            description="s between two writes of received transitions to the replay log (then acknowledged)",
+            floating_point_range=[FloatingPointRange(from_value=0.05, to_value=60.0, step=0.0)]))
+        self.declare_parameter("checkpoint_every", 30.0, ParameterDescriptor(
+            description="s: at most one checkpoint of the whole learning state per this time (written with a snapshot)",
+            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=3600.0, step=0.0)]))
+        self.declare_parameter("resume", True, ParameterDescriptor(
+            description="resume from the newest checkpoint and the replay log in output_dir, when there is one",
+            read_only=True))
         declare_cpu_threads(self)
         self.declare_parameter("overrides", [""], ParameterDescriptor(
             description="fine-tuning settings section.key=value (finetune --set), e.g. agent.actor_batch=256",
@@ -131,7 +158,8 @@ class Learner(Node):
         self.core = OnlineLearner(model, dataset)
         self.output = Path(value("output_dir"))
         self.utd, self.warmup = value("updates_per_transition"), value("warmup_transitions")
-        self.publish_every = value("publish_every")
+        self.publish_every, self.lead = value("publish_every"), value("max_lead_transitions")
+        self.checkpoint_every = value("checkpoint_every")
         self.version, self.updates, self.update_seconds = 0, 0, 0.0
         self.metrics = {}
         self.env_steps, self.episodes, self.start = 0, 0, time.perf_counter()
@@ -139,6 +167,15 @@ class Learner(Node):
         self.evaluation = Evaluation(self.output, value("task"), value("eval_episodes"), value("eval_seed"))
         self.next_eval = self.eval_every or None
         self.finishing = False
+        if not value("resume") and any((self.output / d).is_dir() and any((self.output / d).iterdir())
+                                       for d in ("checkpoints", "replay")):
+            raise ValueError(f"output_dir {self.output} holds a previous run (checkpoints, replay): resume it "
+                             "(resume: true) or choose another output_dir")
+        self.checkpoints = Checkpoints(self.output / "checkpoints")
+        self.resumed_from = None
+        self.last_checkpoint = time.monotonic()
+        self.core.log = ReplayLog(self.output / "replay", TRANSITION_FIELDS)
+        resumed = self._resume() if value("resume") else None
         self.finished = Future()
         from torch.utils.tensorboard import SummaryWriter
         self.writer = SummaryWriter(str(self.output / "tensorboard"))
@@ -148,13 +185,81 @@ class Learner(Node):
             depth=10000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.update_pub = self.create_publisher(String, "policy_update", QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.progress_pub = self.create_publisher(String, "learner_progress", LATCHED)
         self.status_pub = self.create_publisher(String, "~/status", 10)
         self.create_timer(0.01, self._learn)
+        self.create_timer(value("replay_flush_every"), self._persist_transitions)
         self.create_timer(1.0, lambda: self.status_pub.publish(String(data=json.dumps(self.status()))))
-        if self.eval_every:                    # the first row: the model as it comes (BC only)
+        if self.eval_every and resumed is None:     # the first row: the model as it comes (BC only)
             self.evaluation.queue(self.core, self._row())
         self.get_logger().info(f"fine-tuning {model_dir} on {self.core.agent.device} with {len(dataset)} demos "
-                               f"(keypoints {'reused' if self.core.keypoints_reused else 'drawn anew'})")
+                               f"(keypoints {'reused' if self.core.keypoints_reused else 'drawn anew'})"
+                               + (f"; resumed: {resumed}" if resumed else ""))
+        if resumed is not None and self.updates:
+            self._publish_snapshot()         # the servers get the resumed weights, as a newer version
+        self._publish_progress()
+
+    # -- persistence ----------------------------------------------------------------------------
+    def _resume(self) -> str | None:
+        """The newest complete checkpoint and every persisted transition, if there are any."""
+        path, state, skipped = self.checkpoints.latest(map_location=self.core.agent.device)
+        for name in skipped:
+            self.get_logger().warning(f"checkpoint {name} is incomplete or damaged: skipped")
+        batches, report = self.core.log.load()
+        for name in report["damaged"]:
+            self.get_logger().error(f"replay chunk {name} is damaged (checksum): its transitions are skipped")
+        self.resumed_from = path.name if path is not None else None
+        if path is None and not batches:
+            return None
+        if path is not None:
+            self.core.agent.load_state_dict(state["agent"])
+            self.core.agent.generator.set_state(state["generator"].cpu())    # a generator's state lives on the CPU
+            self.core.buffer.keypoint_index = state["keypoint_index"].to(self.core.buffer.device)
+            learner = state["learner"]
+            self.updates, self.update_seconds = learner["updates"], learner["update_seconds"]
+            self.version, self.next_eval = learner["version"], learner["next_eval"]
+            self.evaluation.rows = learner["evaluations"]
+            self.start -= learner["wall_s"]
+        # versions only go up: above the checkpoint's and above every snapshot on disk
+        published = [int(p.name[1:]) for p in (self.output / "policy").glob("v*") if p.name[1:].isdigit()]
+        self.version = max([self.version, *published])
+        restored = self.core.restore(batches)
+        for batch in batches:
+            self.env_steps += int(batch["steps"].sum())
+            self.episodes += int(((batch["terminal"] != 0) | (batch["truncated"] != 0)).sum())
+        return (f"checkpoint {path.name if path else '(none)'} ({self.updates} updates, version {self.version}), "
+                f"{restored} transitions from {report['chunks']} replay chunks"
+                + (f", {len(report['damaged'])} damaged chunks skipped" if report["damaged"] else ""))
+
+    def _checkpoint(self) -> None:
+        agent = self.core.agent
+        state = {"agent": {k: v for k, v in agent.state_dict().items() if k != "config"},
+                 "generator": agent.generator.get_state(), "keypoint_index": self.core.buffer.keypoint_index.cpu(),
+                 "learner": {"updates": self.updates, "update_seconds": self.update_seconds, "version": self.version,
+                             "next_eval": self.next_eval, "evaluations": self.evaluation.rows,
+                             "wall_s": time.perf_counter() - self.start}}
+        self.checkpoints.save(f"u{self.updates:09d}", state)
+        self.last_checkpoint = time.monotonic()
+
+    def _persist_transitions(self) -> None:
+        """Received transitions to disk, then acknowledged (with the pace for the bridges)."""
+        self.core.log.flush()
+        self._publish_progress()
+
+    def destroy_node(self) -> None:
+        self.core.log.flush()                # stopped (Ctrl-C, SIGTERM): what arrived is kept
+        super().destroy_node()
+
+    def _publish_progress(self) -> None:
+        received = self.core.online_size
+        if self.finishing:
+            wanted = received                    # the budget is spent: no more acting
+        elif self.utd > 0:
+            wanted = int(max(self.warmup, self.updates / self.utd)) + self.lead
+        else:
+            wanted = None
+        self.progress_pub.publish(learner_progress_message(self.core.log.acknowledged, received, wanted,
+                                                           self.updates, self.version))
 
     def _on_transition(self, msg: Float32MultiArray) -> None:
         try:
@@ -201,7 +306,7 @@ class Learner(Node):
             self.writer.add_scalar("eval/success_rate", row["success_rate"], row["env_steps"])
         if self.max_env_steps and self.env_steps >= self.max_env_steps and not self.finishing:
             self.finishing = True
-            self._publish_snapshot()
+            self._publish_snapshot(checkpoint=True)
             if self.eval_every:
                 self.evaluation.queue(self.core, self._row(), final=True)
         elif self.next_eval is not None and self.env_steps >= self.next_eval and not self.finishing:
@@ -216,21 +321,23 @@ class Learner(Node):
         return {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
                 "wall_s": round(time.perf_counter() - self.start, 1)}
 
-    def _publish_snapshot(self) -> None:
+    def _publish_snapshot(self, checkpoint: bool = False) -> None:
         self.version += 1
         card = (f"# Fine-tuned by the otpr_ros learner\n\nFrom `{self.core.model.path}`, version {self.version}, "
                 f"{self.updates} updates on {self.core.online_size} online transitions.\n")
         path = self.core.snapshot(self.output / "policy" / f"v{self.version:06d}", card)
         sha = sha256(path / "weights.pt")
+        if checkpoint or time.monotonic() - self.last_checkpoint >= self.checkpoint_every:
+            self._checkpoint()              # before announcing: a restart never re-issues this version
         self.update_pub.publish(policy_update_message(self.version, str(path.resolve()), sha))
         self.writer.add_scalar("learner/version", self.version, self.updates)
         for old in sorted((self.output / "policy").glob("v*"))[:-KEEP_SNAPSHOTS]:
             shutil.rmtree(old, ignore_errors=True)      # servers have swapped the old ones out by now
 
     def status(self) -> dict:
-        return {**self.core.counts.summary(), "online": self.core.online_size, "updates": self.updates,
+        return {**self.core.counts.summary(), "pid": os.getpid(), "online": self.core.online_size, "updates": self.updates,
                 "env_steps": self.env_steps, "evaluations": self.evaluation.rows,
-                "version": self.version, "updates_per_s": self.updates / self.update_seconds if self.update_seconds
+                "version": self.version, "resumed_from": self.resumed_from, "updates_per_s": self.updates / self.update_seconds if self.update_seconds
                 else None, **{k: float(v) for k, v in self.metrics.items()}}
 
 

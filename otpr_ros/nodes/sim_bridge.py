@@ -20,7 +20,16 @@ Modes (parameter ``mode``):
   motion, last gripper command) while time goes on.
 - ``fast``: as fast as the simulation and the server allow (training); the simulated
   world waits for the chunk of each state, and the state is published again (new stamp)
-  every ``chunk_timeout`` s until one comes.
+  every ``chunk_timeout`` s until one comes. Paced by the learner (``learner_progress``):
+  between two chunks the world also waits while the learner is ready for no more
+  transitions (its update-to-data ratio) or while ``max_unacknowledged`` of this bridge's
+  transitions are not yet on the learner's disk (a learner that crashed finds them in
+  the bridge's transient-local history when it restarts). No learner heard: no pacing.
+
+Each run of the bridge publishes its transitions under a new ``stream`` id with sequence
+numbers from 0, so a learner tells a restarted bridge from duplicates; the episode the
+bridge was in when it stopped is closed there as truncated, and the new run starts with a
+fresh episode.
 """
 
 import json
@@ -39,15 +48,18 @@ from std_msgs.msg import Float32, Float32MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from otpr_ros.nodes.bus_messages import episode_message, transition_message
+from otpr_ros.nodes.bus_messages import (episode_message, learner_progress_fields, new_stream_id,
+                                         transition_message)
 from otpr_ros.nodes.node_main import percentiles, run_node
 from otpr_ros.sim.bridge_session import BridgeSession, make_environment
 from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES
 
 MODES = ("fast", "realtime")
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-# transitions: the learner may fall behind or start later; it gets the last 10 000 it missed
-DEEP = QoSProfile(depth=10000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# transitions: the learner may fall behind, start later or restart; it gets the last 10 000 it missed
+HISTORY = 10000
+DEEP = QoSProfile(depth=HISTORY, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def stamp_key(stamp) -> tuple:
@@ -82,6 +94,13 @@ class SimBridge(Node):
         self.declare_parameter("source_id", 0, ParameterDescriptor(
             description="this bridge's number in its transitions (several bridges feed one learner)", read_only=True,
             integer_range=[IntegerRange(from_value=0, to_value=65535, step=1)]))
+        self.declare_parameter("pace_with_learner", True, ParameterDescriptor(
+            description="fast mode: wait between chunks while the learner (learner_progress) is ready for no more "
+                        "transitions", read_only=True))
+        self.declare_parameter("max_unacknowledged", HISTORY // 2, ParameterDescriptor(
+            description="fast mode, a learner heard: wait while this many transitions are not on its disk (below the "
+                        f"transition history of {HISTORY}, so a restarting learner gets them all)", read_only=True,
+            integer_range=[IntegerRange(from_value=1, to_value=HISTORY, step=1)]))
         self.declare_parameter("frame_id", "world", ParameterDescriptor(description="frame of the poses",
                                                                        read_only=True))
         self.declare_parameter("otpr.critic.gamma", 0.999, ParameterDescriptor(
@@ -98,9 +117,14 @@ class SimBridge(Node):
         self.control_period = 1.0 / env.control_hz
         self.episodes, self.source_id, self.frame_id = value("episodes"), value("source_id"), value("frame_id")
         self.chunk_timeout = value("chunk_timeout")
+        self.stream = new_stream_id()
+        self.pace, self.max_unacknowledged = value("pace_with_learner"), value("max_unacknowledged")
+        self.learner = None             # the learner's last progress message, once heard
+        self.holding_since = None       # fast mode: waiting for the learner since (monotonic s)
+        self.held_s = 0.0
         self.finished = Future()
         self.counts = {"chunks_executed": 0, "chunks_dropped": 0, "chunks_malformed": 0, "timeouts": 0,
-                       "transitions": 0, "episodes": 0, "successes": 0}
+                       "transitions": 0, "episodes": 0, "successes": 0, "refused_progress": 0}
         self.waiting_for = {}       # stamp -> (observation, publish time) of the states since the last chunk
         self.round_trip_ms = deque(maxlen=100000)     # state published -> its chunk received
         self.last_state_time = 0.0
@@ -117,6 +141,7 @@ class SimBridge(Node):
         self.status_pub = self.create_publisher(String, "~/status", 10)
         self.create_subscription(JointTrajectory, "action_chunk", self._on_chunk,
                                  QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self.create_subscription(String, "learner_progress", self._on_learner_progress, LATCHED)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0, lambda: self.status_pub.publish(String(data=json.dumps(self.status()))))
 
@@ -126,7 +151,8 @@ class SimBridge(Node):
         else:
             self.create_timer(min(self.chunk_timeout, 0.1), self._request_again)
         self._publish_state()
-        self.get_logger().info(f"{self.task} in {self.mode} mode, episode seeds from {self.session.first_seed}")
+        self.get_logger().info(f"{self.task} in {self.mode} mode, episode seeds from {self.session.first_seed}, "
+                               f"transitions as source {self.source_id} stream {self.stream}")
 
     # -- the robot's state ---------------------------------------------------------------------
     def _publish_state(self) -> None:
@@ -185,6 +211,9 @@ class SimBridge(Node):
 
     def _request_again(self) -> None:
         """fast mode: no chunk for the published state in time; send it again."""
+        if self.holding_since is not None:
+            self._next_state()
+            return
         now = self.get_clock().now().nanoseconds * 1e-9
         if not self.session.executing and now - self.last_state_time >= self.chunk_timeout:
             self.counts["timeouts"] += 1
@@ -204,19 +233,56 @@ class SimBridge(Node):
     def _after_step(self) -> None:
         session = self.session
         if not session.executing and session.has_finished_chunk:
-            self.transition_pub.publish(transition_message(session.finish_chunk(), self.source_id))
+            self.transition_pub.publish(transition_message(session.finish_chunk(), self.source_id, self.stream))
             self.counts["transitions"] += 1
         if session.done:
             self._close_episode()
             if self.finished.done():
                 return
+        self._next_state()
+
+    # -- pacing by the learner (fast mode) -------------------------------------------------------
+    def _on_learner_progress(self, msg: String) -> None:
+        try:
+            self.learner = learner_progress_fields(msg)
+        except ValueError as error:
+            self.counts["refused_progress"] += 1
+            self.get_logger().warning(str(error), throttle_duration_sec=10.0)
+
+    def _learner_not_ready(self) -> str | None:
+        """Why the next chunk must wait for the learner (None: it need not)."""
+        if self.mode != "fast" or not self.pace or self.learner is None:
+            return None
+        acknowledged = self.learner["acknowledged"].get((self.source_id, self.stream), -1)
+        unacknowledged = self.session.sequence - 1 - acknowledged
+        if unacknowledged >= self.max_unacknowledged:
+            return f"{unacknowledged} transitions not yet on its disk"
+        wanted = self.learner["wanted"]
+        if wanted is not None and self.learner["received"] >= wanted:
+            return f"it has {self.learner['received']} transitions and is ready for {wanted}"
+        return None
+
+    def _next_state(self) -> None:
+        """The state for the next decision, unless the learner asks to wait (then the
+        request-again timer looks again)."""
+        reason = self._learner_not_ready()
+        now = time.monotonic()
+        if reason is not None:
+            if self.holding_since is None:
+                self.holding_since = now
+            elif now - self.holding_since > 10.0:
+                self.get_logger().info(f"waiting for the learner: {reason}", throttle_duration_sec=30.0)
+            return
+        if self.holding_since is not None:
+            self.held_s += now - self.holding_since
+            self.holding_since = None
         self._publish_state()
 
     # -- episodes -------------------------------------------------------------------------------
     def _close_episode(self, reason: str | None = None) -> None:
         summary, partial = self.session.end_episode(reason)
         if partial is not None:
-            self.transition_pub.publish(transition_message(partial, self.source_id))
+            self.transition_pub.publish(transition_message(partial, self.source_id, self.stream))
             self.counts["transitions"] += 1
         self.counts["episodes"] += 1
         self.counts["successes"] += int(summary.success)
@@ -241,7 +307,9 @@ class SimBridge(Node):
         return response
 
     def status(self) -> dict:
-        return {**self.counts, "episode": self.session.episode, "mode": self.mode,
+        held = self.held_s + (time.monotonic() - self.holding_since if self.holding_since is not None else 0.0)
+        return {**self.counts, "episode": self.session.episode, "mode": self.mode, "stream": self.stream,
+                "waiting_for_learner": self.holding_since is not None, "waited_for_learner_s": round(held, 1),
                 **percentiles("round_trip_ms", self.round_trip_ms)}
 
 

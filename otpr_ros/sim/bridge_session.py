@@ -53,12 +53,13 @@ class Transition:
     sequence: int
     episode: int
 
-    def fields(self, source: int = 0) -> dict:
-        """The named fields the bus carries (``transition`` topic) and a learner takes."""
+    def fields(self, source: int = 0, stream: int = 0) -> dict:
+        """The named fields the bus carries (``transition`` topic) and a learner takes;
+        ``stream`` tells one run of a bridge from the next (sequences restart at 0)."""
         return {"obs": self.obs, "action": np.asarray(self.action).ravel(), "reward": self.reward,
                 "next_obs": self.next_obs, "terminal": float(self.terminal), "truncated": float(self.truncated),
                 "steps": float(self.steps), "sequence": float(self.sequence), "episode": float(self.episode),
-                "source": float(source)}
+                "source": float(source), "stream": float(stream)}
 
 
 @dataclass

@@ -1,0 +1,155 @@
+"""Faults on the learning side, over DDS with every node its own process: the learner killed
+(SIGKILL) in the middle of training, several times, resumes from its newest complete
+checkpoint and its replay log, loses no transition the bridge sent, and never publishes a
+version backwards; a bridge killed in the middle of an episode comes back as a new stream
+whose first episode starts cleanly, and the learner closes the old episode as truncated."""
+
+import json
+import os
+import random
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (the ros extra)")
+pytest.importorskip("robosuite", reason="the simulation extra is not installed")
+
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from std_msgs.msg import Float32MultiArray, String  # noqa: E402
+
+from model_fixtures import make_tiny_model  # noqa: E402
+from otpr_ros.nodes.bus_messages import learner_progress_fields, policy_update_fields, transition_fields  # noqa: E402
+from ros_fixtures import PrivateNode, start_node  # noqa: E402
+
+DOMAIN = 69
+NS = "/r69"
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class Watcher(PrivateNode):
+    def __init__(self):
+        super().__init__(DOMAIN, "watcher", NS)
+        node = self.node
+        self.learner, self.bridge, self.server, self.progress = {}, {}, {}, {}
+        self.versions, self.served, self.sent = [], [], {}
+        status = lambda target: (lambda m: target.update(json.loads(m.data)))  # noqa: E731
+        node.create_subscription(String, "learner/status", status(self.learner), 10)
+        node.create_subscription(String, "sim_bridge/status", status(self.bridge), 10)
+        node.create_subscription(String, "policy_server/status", self._on_server, 10)
+        node.create_subscription(String, "learner_progress", lambda m: self.progress.update(
+            learner_progress_fields(m)), LATCHED)
+        node.create_subscription(String, "policy_update", lambda m: self.versions.append(
+            policy_update_fields(m)["version"]), LATCHED)
+        node.create_subscription(Float32MultiArray, "transition", self._on_transition, QoSProfile(
+            depth=10000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+
+    def _on_server(self, msg):
+        self.server.update(json.loads(msg.data))
+        self.served.append(self.server["model_version"])
+
+    def _on_transition(self, msg):
+        fields = transition_fields(msg)
+        self.sent[(int(fields["stream"]), int(fields["sequence"]))] = fields
+
+
+def kill_while_writing(process, folder, timeout=60.0) -> bool:
+    """SIGKILL ``process`` the moment a checkpoint being written (``*.partial``) appears in ``folder``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if any(entry.name.endswith(".partial") for entry in os.scandir(folder)):
+            process.kill()
+            return True
+    return False
+
+
+def start_learner(model_dir, runs):
+    return start_node("otpr_ros.nodes.learner", DOMAIN, NS, f"model_dir:={model_dir}", f"output_dir:={runs}",
+                      "publish_every:=10", "checkpoint_every:=0.0", "replay_flush_every:=0.2",
+                      "warmup_transitions:=16", "max_lead_transitions:=150")
+
+
+@pytest.fixture
+def system(tmp_path):
+    model_dir = make_tiny_model(tmp_path)
+    server = start_node("otpr_ros.nodes.policy_server", DOMAIN, NS, f"model_dir:={model_dir}", "num_candidates:=-1",
+                        "selection:=sample", "max_decision_rate:=1000.0")
+    bridge = start_node("otpr_ros.nodes.sim_bridge", DOMAIN, NS, "horizon:=200")
+    watcher = Watcher()
+    processes = {"server": server, "bridge": bridge}
+    yield watcher, processes, model_dir, tmp_path / "runs"
+    for process in processes.values():
+        if process.poll() is None:
+            process.terminate()
+            process.communicate(timeout=30)
+    watcher.close()
+
+
+def test_a_killed_learner_resumes_and_loses_nothing(system):
+    watcher, processes, model_dir, runs = system
+    rng = random.Random(0)
+    processes["learner"] = start_learner(model_dir, runs)
+    mid_write, resumed_updates, restart_s = 0, [], []
+    for kill in range(3):
+        assert watcher.wait_for(lambda: watcher.learner.get("version", 0) >= 2 and
+                                watcher.learner.get("received", 0) >= 40 * (kill + 1), 240), watcher.learner
+        if kill < 2:
+            watcher.spin(rng.uniform(0.0, 1.0))
+        else:           # the last kill lands while a checkpoint is being written
+            assert kill_while_writing(processes["learner"], runs / "checkpoints"), "no checkpoint write seen"
+        processes["learner"].kill()
+        output = processes["learner"].communicate(timeout=30)[0]
+        updates_before = watcher.learner["updates"]
+        mid_write += bool(list(runs.glob("checkpoints/*.partial")) + list(runs.glob("replay/*.partial")))
+        newest = max(p.name for p in (runs / "checkpoints").iterdir() if not p.name.endswith(".partial"))
+        # acting goes on without the learner, on the last model it published
+        executed = watcher.bridge.get("chunks_executed", 0)
+        published = max(watcher.versions)
+        assert watcher.wait_for(lambda: watcher.bridge.get("chunks_executed", 0) > executed + 2, 30), watcher.bridge
+        assert watcher.server["model_version"] <= published, "only what the learner published before it died"
+        watcher.learner.clear()
+        started = time.monotonic()
+        processes["learner"] = start_learner(model_dir, runs)
+        pid = processes["learner"].pid          # statuses of the killed one may still be queued
+        assert watcher.wait_for(lambda: watcher.learner.get("pid") == pid, 120), output[-2000:]
+        restart_s.append(round(time.monotonic() - started, 1))
+        resumed_updates.append((updates_before, watcher.learner["updates"]))
+        assert watcher.learner["resumed_from"] == newest, (kill, newest, watcher.learner,
+                                                            sorted(os.listdir(runs / "checkpoints")))
+        assert watcher.learner["updates"] > 0 and watcher.learner["received"] > 0, "resumed from nothing"
+    # the bridge stops; the learner ends with every transition it sent, none lost
+    processes["bridge"].terminate()
+    processes["bridge"].communicate(timeout=30)
+    sent = len(watcher.sent)
+    assert watcher.wait_for(lambda: watcher.learner.get("received") == sent and
+                            watcher.learner.get("updates", 0) > resumed_updates[-1][1], 120), (watcher.learner, sent)
+    assert watcher.learner["lost"] == 0 and watcher.learner["refused"] == 0
+    assert watcher.versions == sorted(set(watcher.versions)), f"versions went backwards: {watcher.versions}"
+    assert watcher.served == sorted(watcher.served) and watcher.server["updates"]["refused"] == 0
+    assert all(after >= 10 for _, after in resumed_updates), resumed_updates
+    assert mid_write >= 1
+    print(f"kills while a checkpoint or replay chunk was being written: {mid_write} of 3; "
+          f"updates before/after each restart: {resumed_updates}; process start to first status (s): {restart_s}; "
+          f"transitions sent {sent}, received {watcher.learner['received']}, lost {watcher.learner['lost']}")
+
+
+def test_a_bridge_restarted_mid_episode(system):
+    watcher, processes, model_dir, runs = system
+    processes["learner"] = start_learner(model_dir, runs)
+    assert watcher.wait_for(lambda: watcher.learner.get("received", 0) >= 20, 240), watcher.learner
+    processes["bridge"].kill()
+    processes["bridge"].communicate(timeout=30)
+    first = watcher.bridge["stream"]
+    last = max((k for k in watcher.sent if k[0] == first), key=lambda k: k[1])
+    open_episode = not (watcher.sent[last]["terminal"] or watcher.sent[last]["truncated"])
+    processes["bridge"] = start_node("otpr_ros.nodes.sim_bridge", DOMAIN, NS, "horizon:=200")
+    assert watcher.wait_for(lambda: len({k[0] for k in watcher.sent}) == 2 and watcher.learner.get("streams") == 2,
+                            120), watcher.learner
+    processes["bridge"].terminate()
+    processes["bridge"].communicate(timeout=30)
+    assert watcher.wait_for(lambda: watcher.learner["received"] == len(watcher.sent), 60), \
+        (watcher.learner, len(watcher.sent))
+    second = [fields for (stream, _), fields in sorted(watcher.sent.items()) if stream != first]
+    assert second[0]["sequence"] == 0 and second[0]["episode"] == 0, "the new run starts with a fresh episode"
+    assert watcher.learner["interrupted_episodes"] == int(open_episode) and open_episode, \
+        "the bridge was killed 20+ chunks into a 50-chunk episode"
+    assert watcher.learner["lost"] == 0 and watcher.learner["duplicates"] == 0
