@@ -20,7 +20,7 @@ $(VENV)/.installed: setup.py setup.cfg
 # curve lands in runs/finetune_lift/curve.png and curve.csv. The learner needs the model's
 # demonstrations, made first (a few minutes).
 run: setup data/lift_mixed.hdf5
-	$(VENV)/bin/otpr-launch finetune --task lift --env-steps 6000 --eval-every 2000 \
+	$(VENV)/bin/otpr-launch finetune --task lift --env-steps 8000 --eval-every 2000 \
 	  --output-dir runs/finetune_lift
 
 data/lift_mixed.hdf5: | setup
