@@ -79,8 +79,8 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
                                                **({"output_dir": output_dir} if output_dir else {})})
     if not use_sim:
         return [node_plan("policy_server", ns or "/", server, {"policy_update": f"{ns}/policy_update"}), learner]
-    if mode == "fast":          # the simulation waits for each chunk: the config's rate limit is for robots
-        server = {**server, "max_decision_rate": 1000.0}
+    if mode == "fast":          # the simulation waits for each chunk (and for the learner): limits are for robots
+        server = {**server, "max_decision_rate": 1000.0, "starved_after": 60.0}
     plan = []
     for i in range(num_envs):
         env_ns = f"{ns}/env{i}"

@@ -5,15 +5,26 @@ test's own rclpy node on a domain of its own."""
 import os
 import subprocess
 import sys
+import tempfile
 import time
+
+import yaml
 
 import rclpy
 
 
 def start_node(module: str, domain: int, namespace: str, *parameters: str, config: str = "config/lift.yaml"):
-    """``parameters``: ``name:=value`` strings. Output (stdout and stderr) in ``.communicate()``."""
-    command = [sys.executable, "-m", module, "--ros-args", "--params-file", config,
-               *[arg for p in parameters for arg in ("-p", p)], "-r", f"__ns:={namespace}"]
+    """``parameters``: ``name:=value`` strings. Output (stdout and stderr) in ``.communicate()``.
+
+    They go in a second parameter file under the node's full name, as the launchers write
+    them: ``-p`` would lose to the task YAML's ``/**/<node>`` section."""
+    values = dict(p.split(":=", 1) for p in parameters)
+    node = f"{namespace.rstrip('/')}/{module.rsplit('.', 1)[-1]}"
+    overrides = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="node-", delete=False)
+    yaml.safe_dump({node: {"ros__parameters": {k: yaml.safe_load(v) for k, v in values.items()}}}, overrides)
+    overrides.close()
+    command = [sys.executable, "-m", module, "--ros-args", "--params-file", config, "--params-file", overrides.name,
+               "-r", f"__ns:={namespace}"]
     return subprocess.Popen(command, env=dict(os.environ, ROS_DOMAIN_ID=str(domain)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

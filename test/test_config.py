@@ -27,3 +27,12 @@ def test_unknown_keys_are_errors(tmp_path):
 def test_round_trip_through_dict():
     config = OTPRConfig(obs_dim=5, chunk=2)
     assert OTPRConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("task", ["lift", "can", "square"])
+def test_node_sections_reach_nodes_in_any_namespace(task):
+    """A plain ``learner:`` key only reaches a learner in the root namespace; launches put
+    every node under a namespace, where such a section would be silently ignored."""
+    sections = yaml.safe_load((CONFIG_DIR / f"{task}.yaml").read_text())
+    assert set(sections) == {"/**", "/**/policy_server", "/**/sim_bridge", "/**/learner"}
+    assert all("ros__parameters" in body for body in sections.values())

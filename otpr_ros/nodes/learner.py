@@ -27,9 +27,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
+import torch
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
@@ -76,6 +79,13 @@ class Evaluation:
                    str(self.episodes), "--seed", str(self.seed), "--processes", "1", "--output", str(result)]
         self.running = (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
                         path, row, result)
+
+    def stop(self) -> None:
+        """The learner is stopping: so is a running evaluation (it would outlive it otherwise)."""
+        if self.running is not None and self.running[0].poll() is None:
+            self.running[0].kill()
+            self.running[0].wait()
+        self.running, self.waiting = None, []
 
     def poll(self) -> dict | None:
         """The row of an evaluation that just ended (None if none did)."""
@@ -180,9 +190,14 @@ class Learner(Node):
         from torch.utils.tensorboard import SummaryWriter
         self.writer = SummaryWriter(str(self.output / "tensorboard"))
 
-        # transient local: transitions published before this node was up are delivered too
-        self.create_subscription(Float32MultiArray, "transition", self._on_transition, QoSProfile(
-            depth=10000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        # transient local: transitions published before this node was up are delivered too. They
+        # are taken on a thread of their own into the inbox while an update runs (one executor
+        # thread would take one message per update), and stored between two updates.
+        self.inbox = deque()
+        self.executor_threads = 2
+        self.create_subscription(Float32MultiArray, "transition", lambda msg: self.inbox.append(msg), QoSProfile(
+            depth=10000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+            callback_group=MutuallyExclusiveCallbackGroup())
         self.update_pub = self.create_publisher(String, "policy_update", QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.progress_pub = self.create_publisher(String, "learner_progress", LATCHED)
@@ -192,7 +207,9 @@ class Learner(Node):
         self.create_timer(1.0, lambda: self.status_pub.publish(String(data=json.dumps(self.status()))))
         if self.eval_every and resumed is None:     # the first row: the model as it comes (BC only)
             self.evaluation.queue(self.core, self._row())
-        self.get_logger().info(f"fine-tuning {model_dir} on {self.core.agent.device} with {len(dataset)} demos "
+        a = self.core.agent.config.agent
+        self.get_logger().info(f"fine-tuning {model_dir} on {self.core.agent.device} ({torch.get_num_threads()} CPU "
+                               f"threads; actor batch {a.actor_batch}, {a.actor_sampler} candidates) with {len(dataset)} demos "
                                f"(keypoints {'reused' if self.core.keypoints_reused else 'drawn anew'})"
                                + (f"; resumed: {resumed}" if resumed else ""))
         if resumed is not None and self.updates:
@@ -248,6 +265,7 @@ class Learner(Node):
 
     def destroy_node(self) -> None:
         self.core.log.flush()                # stopped (Ctrl-C, SIGTERM): what arrived is kept
+        self.evaluation.stop()
         super().destroy_node()
 
     def _publish_progress(self) -> None:
@@ -278,6 +296,8 @@ class Learner(Node):
             self.episodes += int(fields["terminal"] or fields["truncated"])
 
     def _learn(self) -> None:
+        while self.inbox:
+            self._on_transition(self.inbox.popleft())
         self._evaluate_when_due()
         if self.finishing:
             return
@@ -288,6 +308,8 @@ class Learner(Node):
         while self.updates < self.utd * received and time.perf_counter() < end:
             start = time.perf_counter()
             self.metrics = self.core.update()
+            while self.inbox:
+                self._on_transition(self.inbox.popleft())
             self.update_seconds += time.perf_counter() - start
             self.updates += 1
             if self.updates % 10 == 0:
@@ -337,7 +359,7 @@ class Learner(Node):
     def status(self) -> dict:
         return {**self.core.counts.summary(), "pid": os.getpid(), "online": self.core.online_size, "updates": self.updates,
                 "env_steps": self.env_steps, "evaluations": self.evaluation.rows,
-                "version": self.version, "resumed_from": self.resumed_from, "updates_per_s": self.updates / self.update_seconds if self.update_seconds
+                "inbox": len(self.inbox), "version": self.version, "resumed_from": self.resumed_from, "updates_per_s": self.updates / self.update_seconds if self.update_seconds
                 else None, **{k: float(v) for k, v in self.metrics.items()}}
 
 

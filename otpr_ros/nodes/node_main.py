@@ -23,10 +23,13 @@ def run_node(name: str, make_node, args=None, startup_errors=(ValueError,)) -> i
         return 2
     try:
         finished = getattr(node, "finished", None)        # a Future set when the node's work is done
+        # a node with callbacks that must run beside long ones (the learner's updates) says so
+        threads = getattr(node, "executor_threads", 1)
+        executor = rclpy.executors.MultiThreadedExecutor(num_threads=threads) if threads > 1 else None
         if finished is None:
-            rclpy.spin(node)
+            rclpy.spin(node, executor=executor)
         else:
-            rclpy.spin_until_future_complete(node, finished)
+            rclpy.spin_until_future_complete(node, finished, executor=executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RCLError:

@@ -85,6 +85,10 @@ class PolicyServer(Node):
         self.declare_parameter("max_obs_age", 0.5, ParameterDescriptor(
             description="s; older observations are refused",
             floating_point_range=[FloatingPointRange(from_value=0.01, to_value=10.0, step=0.0)]))
+        self.declare_parameter("starved_after", 0.5, ParameterDescriptor(
+            description="s without an accepted observation before the server says it is starved (a robot: "
+                        "max_obs_age; a fast-mode simulation that waits for its learner: longer)",
+            floating_point_range=[FloatingPointRange(from_value=0.01, to_value=3600.0, step=0.0)]))
         self.declare_parameter("max_normalised_obs", 20.0, ParameterDescriptor(
             description="observations whose normalised components exceed this are refused (training data: "
                         "[-1, 1])", read_only=True,
@@ -111,6 +115,7 @@ class PolicyServer(Node):
         limit = value("max_normalised_obs")       # as far outside the training data's range as is plausible
         normalizer = self.policy.model.obs_normalizer
         low, high = (normalizer.unnormalize(np.full(self.policy.obs_dim, v)) for v in (-limit, limit))
+        self.starved_after = value("starved_after")
         self.gate = ObservationGate(self.policy.obs_dim, value("max_obs_age"), np.minimum(low, high),
                                     np.maximum(low, high))
         self.enabled = bool(value("start_enabled"))
@@ -192,9 +197,9 @@ class PolicyServer(Node):
         ever published for an accepted observation, so nothing is published meanwhile)."""
         now = self.get_clock().now().nanoseconds * 1e-9
         if not self.starved and self.enabled and self.last_accepted_time is not None and \
-                now - self.last_accepted_time > self.gate.max_obs_age:
+                now - self.last_accepted_time > self.starved_after:
             self.starved = True
-            self.get_logger().warning(f"no fresh observation for {self.gate.max_obs_age} s: not acting until "
+            self.get_logger().warning(f"no fresh observation for {self.starved_after} s: not acting until "
                                       "one arrives")
 
     def _state_complete(self, topic: str, msg) -> bool:

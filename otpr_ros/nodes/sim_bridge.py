@@ -257,9 +257,10 @@ class SimBridge(Node):
         unacknowledged = self.session.sequence - 1 - acknowledged
         if unacknowledged >= self.max_unacknowledged:
             return f"{unacknowledged} transitions not yet on its disk"
-        wanted = self.learner["wanted"]
-        if wanted is not None and self.learner["received"] >= wanted:
-            return f"it has {self.learner['received']} transitions and is ready for {wanted}"
+        wanted = self.learner["wanted"]         # this bridge's unacknowledged ones count as on their way
+        if wanted is not None and self.learner["received"] + unacknowledged >= wanted:
+            return f"it has {self.learner['received']} transitions (+{unacknowledged} on their way) and is ready " \
+                   f"for {wanted}"
         return None
 
     def _next_state(self) -> None:
