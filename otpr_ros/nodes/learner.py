@@ -269,7 +269,7 @@ class Learner(Node):
         super().destroy_node()
 
     def _publish_progress(self) -> None:
-        received = self.core.online_size
+        received = self.core.counts.summary()["received"]     # all taken (the buffer is a ring)
         if self.finishing:
             wanted = received                    # the budget is spent: no more acting
         elif self.utd > 0:
@@ -295,21 +295,23 @@ class Learner(Node):
             self.env_steps += int(fields["steps"])
             self.episodes += int(fields["terminal"] or fields["truncated"])
 
-    def _learn(self) -> None:
+    def _take_inbox(self) -> None:
         while self.inbox:
             self._on_transition(self.inbox.popleft())
+
+    def _learn(self) -> None:
+        self._take_inbox()
         self._evaluate_when_due()
         if self.finishing:
             return
-        received = self.core.online_size
+        received = self.core.counts.summary()["received"]     # all taken, not what the ring holds
         if received < self.warmup:
             return
         end = time.perf_counter() + SLICE_SECONDS
         while self.updates < self.utd * received and time.perf_counter() < end:
             start = time.perf_counter()
             self.metrics = self.core.update()
-            while self.inbox:
-                self._on_transition(self.inbox.popleft())
+            self._take_inbox()
             self.update_seconds += time.perf_counter() - start
             self.updates += 1
             if self.updates % 10 == 0:
