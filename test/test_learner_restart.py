@@ -14,16 +14,15 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (the ros extra)")
 pytest.importorskip("robosuite", reason="the simulation extra is not installed")
 
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from std_msgs.msg import Float32MultiArray, String  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
-from otpr_ros.nodes.bus_messages import learner_progress_fields, policy_update_fields, transition_fields  # noqa: E402
+from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_QOS, learner_progress_fields,  # noqa: E402
+                                         policy_update_fields, transition_fields)
 from ros_fixtures import PrivateNode, start_node  # noqa: E402
 
 DOMAIN = 69
 NS = "/r69"
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class Watcher(PrivateNode):
@@ -40,8 +39,7 @@ class Watcher(PrivateNode):
             learner_progress_fields(m)), LATCHED)
         node.create_subscription(String, "policy_update", lambda m: self.versions.append(
             policy_update_fields(m)["version"]), LATCHED)
-        node.create_subscription(Float32MultiArray, "transition", self._on_transition, QoSProfile(
-            depth=10000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        node.create_subscription(Float32MultiArray, "transition", self._on_transition, TRANSITION_QOS)
 
     def _on_server(self, msg):
         self.server.update(json.loads(msg.data))

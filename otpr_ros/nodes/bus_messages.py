@@ -19,6 +19,7 @@ import json
 import secrets
 
 import numpy as np
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, String
 
 from otpr_ros.sim.bridge_session import Transition
@@ -27,6 +28,13 @@ TRANSITION_FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "truncat
                      "episode", "source", "stream")
 SCALARS = {"reward", "terminal", "truncated", "steps", "sequence", "episode", "source", "stream"}
 STREAM_IDS = 2**24          # float32 holds them exactly
+
+# transitions: a learner may fall behind, start later or restart; it gets the last 10 000 it missed
+TRANSITION_HISTORY = 10000
+TRANSITION_QOS = QoSProfile(depth=TRANSITION_HISTORY, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# policy_update, learner_progress: the last one reaches whoever joins later
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def new_stream_id() -> int:

@@ -34,7 +34,6 @@ import torch
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 from std_msgs.msg import Float32MultiArray, String
 
@@ -42,14 +41,13 @@ from otpr_ros.learning_curve import write_curve
 from otpr_ros.model.directory import ModelError, load_model, sha256
 from otpr_ros.model.learner_store import Checkpoints, ReplayLog
 from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
-from otpr_ros.nodes.bus_messages import (TRANSITION_FIELDS, learner_progress_message, policy_update_message,
-                                         transition_fields)
+from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_FIELDS, TRANSITION_QOS, learner_progress_message,
+                                         policy_update_message, transition_fields)
 from otpr_ros.nodes.node_main import declare_cpu_threads, run_node
 from otpr_ros.package_files import shipped_model
 
 SLICE_SECONDS = 0.2        # updates between two looks at the transition queue
 KEEP_SNAPSHOTS = 3
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class Evaluation:
@@ -195,11 +193,9 @@ class Learner(Node):
         # thread would take one message per update), and stored between two updates.
         self.inbox = deque()
         self.executor_threads = 2
-        self.create_subscription(Float32MultiArray, "transition", lambda msg: self.inbox.append(msg), QoSProfile(
-            depth=10000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL),
-            callback_group=MutuallyExclusiveCallbackGroup())
-        self.update_pub = self.create_publisher(String, "policy_update", QoSProfile(
-            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.create_subscription(Float32MultiArray, "transition", lambda msg: self.inbox.append(msg), TRANSITION_QOS,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self.update_pub = self.create_publisher(String, "policy_update", LATCHED)
         self.progress_pub = self.create_publisher(String, "learner_progress", LATCHED)
         self.status_pub = self.create_publisher(String, "~/status", 10)
         self.create_timer(0.01, self._learn)

@@ -22,7 +22,7 @@ from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import SetBool, Trigger
@@ -32,7 +32,7 @@ from otpr_ros.model.directory import ModelError, load_model
 from otpr_ros.model.observation import robomimic_observation
 from otpr_ros.model.observation_gate import ObservationGate
 from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput, evaluation_candidates
-from otpr_ros.nodes.bus_messages import policy_update_fields
+from otpr_ros.nodes.bus_messages import LATCHED, policy_update_fields
 from otpr_ros.nodes.node_main import declare_cpu_threads, percentiles, run_node
 from otpr_ros.package_files import shipped_model
 
@@ -138,8 +138,7 @@ class PolicyServer(Node):
             self.create_subscription(Float32MultiArray, "observation",
                                      lambda msg: self._on_source("observation", msg), qos_profile_sensor_data)
         self.model_version, self.updates = 0, {"applied": 0, "refused": 0}
-        self.create_subscription(String, "policy_update", self._on_policy_update, QoSProfile(
-            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.create_subscription(String, "policy_update", self._on_policy_update, LATCHED)
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_service(Trigger, "~/reload", self._on_reload)
         self.create_timer(1.0, self._publish_status)

@@ -41,25 +41,21 @@ import numpy as np
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32, Float32MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from otpr_ros.nodes.bus_messages import (episode_message, learner_progress_fields, new_stream_id,
-                                         transition_message)
+from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_HISTORY, TRANSITION_QOS, episode_message,
+                                         learner_progress_fields, new_stream_id, transition_message)
 from otpr_ros.nodes.node_main import percentiles, run_node
 from otpr_ros.sim.bridge_session import BridgeSession, make_environment
 from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES
 
 MODES = ("fast", "realtime")
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-# transitions: the learner may fall behind, start later or restart; it gets the last 10 000 it missed
-HISTORY = 10000
-DEEP = QoSProfile(depth=HISTORY, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def stamp_key(stamp) -> tuple:
@@ -97,10 +93,10 @@ class SimBridge(Node):
         self.declare_parameter("pace_with_learner", True, ParameterDescriptor(
             description="fast mode: wait between chunks while the learner (learner_progress) is ready for no more "
                         "transitions", read_only=True))
-        self.declare_parameter("max_unacknowledged", HISTORY // 2, ParameterDescriptor(
+        self.declare_parameter("max_unacknowledged", TRANSITION_HISTORY // 2, ParameterDescriptor(
             description="fast mode, a learner heard: wait while this many transitions are not on its disk (below the "
-                        f"transition history of {HISTORY}, so a restarting learner gets them all)", read_only=True,
-            integer_range=[IntegerRange(from_value=1, to_value=HISTORY, step=1)]))
+                        f"transition history of {TRANSITION_HISTORY}, so a restarting learner gets them all)",
+            read_only=True, integer_range=[IntegerRange(from_value=1, to_value=TRANSITION_HISTORY, step=1)]))
         self.declare_parameter("frame_id", "world", ParameterDescriptor(description="frame of the poses",
                                                                        read_only=True))
         self.declare_parameter("otpr.critic.gamma", 0.999, ParameterDescriptor(
@@ -136,7 +132,7 @@ class SimBridge(Node):
         self.objects_pub = self.create_publisher(PoseArray, "object_poses", sensor)
         self.obs_pub = self.create_publisher(Float32MultiArray, "observation", sensor)
         self.reward_pub = self.create_publisher(Float32, "reward", RELIABLE)
-        self.transition_pub = self.create_publisher(Float32MultiArray, "transition", DEEP)
+        self.transition_pub = self.create_publisher(Float32MultiArray, "transition", TRANSITION_QOS)
         self.episode_pub = self.create_publisher(String, "episode", RELIABLE)
         self.status_pub = self.create_publisher(String, "~/status", 10)
         self.create_subscription(JointTrajectory, "action_chunk", self._on_chunk,
