@@ -5,8 +5,9 @@ stores them beside the expert demonstrations, and once ``warmup_transitions`` ha
 runs OTPR updates at ``updates_per_transition`` updates per received transition. Every
 ``publish_every`` updates it writes the weights as a model directory
 ``<output_dir>/policy/v<version>`` (atomically) and announces it on ``policy_update``
-(latched), where the policy servers swap it in. Updates run in short slices of the
-executor's thread, so arriving transitions are taken between them. TensorBoard scalars go
+(latched), where the policy servers swap it in. Transitions arrive into an inbox on an
+executor thread of their own; updates run in short slices, and between two updates the
+inbox is taken, the replay log written and acknowledged, and the status published. TensorBoard scalars go
 to ``<output_dir>/tensorboard``; counters to ``~/status`` (String, JSON, 1 Hz).
 
 Nothing learned is lost to a crash (otpr_ros/model/learner_store.py): received transitions
@@ -46,7 +47,8 @@ from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_FIELDS, TRANSITION_
 from otpr_ros.nodes.node_main import declare_cpu_threads, run_node
 from otpr_ros.package_files import shipped_model
 
-SLICE_SECONDS = 0.2        # updates between two looks at the transition queue
+SLICE_SECONDS = 0.2        # s of updates before the executor has its thread back
+STATUS_PERIOD = 1.0        # s between two ~/status messages
 KEEP_SNAPSHOTS = 3
 
 
@@ -198,9 +200,12 @@ class Learner(Node):
         self.update_pub = self.create_publisher(String, "policy_update", LATCHED)
         self.progress_pub = self.create_publisher(String, "learner_progress", LATCHED)
         self.status_pub = self.create_publisher(String, "~/status", 10)
+        # One timer for learning and the periodic work, which also runs between two updates: timers
+        # of their own would starve behind the learning timer, and the bridges would wait for
+        # acknowledgements the learner has already earned.
+        self.flush_every = value("replay_flush_every")
+        self.next_flush = self.next_status = time.monotonic()
         self.create_timer(0.01, self._learn)
-        self.create_timer(value("replay_flush_every"), self._persist_transitions)
-        self.create_timer(1.0, lambda: self.status_pub.publish(String(data=json.dumps(self.status()))))
         if self.eval_every and resumed is None:     # the first row: the model as it comes (BC only)
             self.evaluation.queue(self.core, self._row())
         a = self.core.agent.config.agent
@@ -295,8 +300,19 @@ class Learner(Node):
         while self.inbox:
             self._on_transition(self.inbox.popleft())
 
-    def _learn(self) -> None:
+    def _periodic(self) -> None:
+        """Transitions taken, persisted and acknowledged, status published, when due."""
         self._take_inbox()
+        now = time.monotonic()
+        if now >= self.next_flush:
+            self.next_flush = now + self.flush_every
+            self._persist_transitions()
+        if now >= self.next_status:
+            self.next_status = now + STATUS_PERIOD
+            self.status_pub.publish(String(data=json.dumps(self.status())))
+
+    def _learn(self) -> None:
+        self._periodic()
         self._evaluate_when_due()
         if self.finishing:
             return
@@ -307,8 +323,8 @@ class Learner(Node):
         while self.updates < self.utd * received and time.perf_counter() < end:
             start = time.perf_counter()
             self.metrics = self.core.update()
-            self._take_inbox()
             self.update_seconds += time.perf_counter() - start
+            self._periodic()
             self.updates += 1
             if self.updates % 10 == 0:
                 for tag, value in self.metrics.items():
