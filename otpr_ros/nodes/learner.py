@@ -7,8 +7,9 @@ runs OTPR updates at ``updates_per_transition`` updates per received transition.
 ``<output_dir>/policy/v<version>`` (atomically) and announces it on ``policy_update``
 (latched), where the policy servers swap it in. Transitions arrive into an inbox on an
 executor thread of their own; updates run in short slices, and between two updates the
-inbox is taken, the replay log written and acknowledged, and the status published. TensorBoard scalars go
-to ``<output_dir>/tensorboard``; counters to ``~/status`` (String, JSON, 1 Hz).
+inbox is taken, the replay log written and acknowledged, and the status published.
+TensorBoard scalars go to ``<output_dir>/tensorboard``; counters to ``~/status`` (String,
+JSON, 1 Hz).
 
 Nothing learned is lost to a crash (otpr_ros/model/learner_store.py): received transitions
 are appended to ``<output_dir>/replay`` in checksummed chunks every ``replay_flush_every``
