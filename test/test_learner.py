@@ -56,3 +56,14 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
     assert steps[0] == 0 and steps[-1] >= 300 and len(rows) >= 2, rows
     assert all(0.0 <= float(r["success_rate"]) <= 1.0 for r in rows)
     assert (runs / "curve.png").is_file() and (runs / "evaluated" / "final" / "model.json").is_file()
+
+
+def test_a_learner_without_a_model_exits_with_a_clear_error(tmp_path):
+    """Refused at construction: exit code 2 and the reason, not a crash in the shutdown of a
+    half-built node."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
+    result = subprocess.run([sys.executable, "-m", "otpr_ros.nodes.learner", "--ros-args", "-p",
+                             f"model_dir:={tmp_path / 'missing'}"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "missing: not a model directory" in result.stderr and "Traceback" not in result.stderr

@@ -111,6 +111,7 @@ class Evaluation:
 class Learner(Node):
     def __init__(self):
         super().__init__("learner")
+        self.core = self.evaluation = None     # destroy_node runs also when construction fails
         self.declare_parameter("task", "lift", ParameterDescriptor(description="robomimic task", read_only=True))
         self.declare_parameter("model_dir", "", ParameterDescriptor(
             description="model to fine-tune; empty: the shipped model of the task", read_only=True))
@@ -266,8 +267,10 @@ class Learner(Node):
         self._publish_progress()
 
     def destroy_node(self) -> None:
-        self.core.log.flush()                # stopped (Ctrl-C, SIGTERM): what arrived is kept
-        self.evaluation.stop()
+        if self.core is not None and self.core.log is not None:
+            self.core.log.flush()            # stopped (Ctrl-C, SIGTERM): what arrived is kept
+        if self.evaluation is not None:
+            self.evaluation.stop()
         super().destroy_node()
 
     def _publish_progress(self) -> None:
