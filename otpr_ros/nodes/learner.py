@@ -211,9 +211,10 @@ class Learner(Node):
         if self.eval_every and resumed is None:     # the first row: the model as it comes (BC only)
             self.evaluation.queue(self.core, self._row())
         a = self.core.agent.config.agent
+        keypoints = "reused" if self.core.keypoints_reused else "drawn anew"
         self.get_logger().info(f"fine-tuning {model_dir} on {self.core.agent.device} ({torch.get_num_threads()} CPU "
-                               f"threads; actor batch {a.actor_batch}, {a.actor_sampler} candidates) with {len(dataset)} demos "
-                               f"(keypoints {'reused' if self.core.keypoints_reused else 'drawn anew'})"
+                               f"threads; actor batch {a.actor_batch}, {a.actor_sampler} candidates) with "
+                               f"{len(dataset)} demos (keypoints {keypoints})"
                                + (f"; resumed: {resumed}" if resumed else ""))
         if resumed is not None and self.updates:
             self._publish_snapshot()         # the servers get the resumed weights, as a newer version
@@ -375,10 +376,11 @@ class Learner(Node):
             shutil.rmtree(old, ignore_errors=True)      # servers have swapped the old ones out by now
 
     def status(self) -> dict:
-        return {**self.core.counts.summary(), "pid": os.getpid(), "online": self.core.online_size, "updates": self.updates,
-                "env_steps": self.env_steps, "evaluations": self.evaluation.rows,
-                "inbox": len(self.inbox), "version": self.version, "resumed_from": self.resumed_from, "updates_per_s": self.updates / self.update_seconds if self.update_seconds
-                else None, **{k: float(v) for k, v in self.metrics.items()}}
+        updates_per_s = self.updates / self.update_seconds if self.update_seconds else None
+        return {**self.core.counts.summary(), "pid": os.getpid(), "online": self.core.online_size,
+                "updates": self.updates, "env_steps": self.env_steps, "evaluations": self.evaluation.rows,
+                "inbox": len(self.inbox), "version": self.version, "resumed_from": self.resumed_from,
+                "updates_per_s": updates_per_s, **{k: float(v) for k, v in self.metrics.items()}}
 
 
 def main(args=None) -> int:
