@@ -155,3 +155,17 @@ def test_a_few_hundred_updates_on_lift_raise_the_compatibility_of_the_chosen_chu
     for mode, chunks in before.items():
         old, new = mean_compatibility(chunks), mean_compatibility(chosen(mode))
         assert new > 1.03 * old, f"{mode}: mean H of the chosen chunks {old:.3f} -> {new:.3f}"
+
+
+@pytest.mark.parametrize("task", ["lift", "can", "square"])
+def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
+    import yaml
+
+    from otpr_ros.model.online_learning import apply_overrides
+    from otpr_ros.package_files import shipped_model, task_config
+    overrides = yaml.safe_load(task_config(task).read_text())["/**/learner"]["ros__parameters"]["overrides"]
+    model = load_model(shipped_model(task), "cpu")
+    apply_overrides(model, [o for o in overrides if o])
+    assert model.config.agent.actor_batch == 256
+    # Can fine-tunes unmasked (OTPR-U): masked OT's keypoint cost pulls its actor off (README, "Can")
+    assert model.config.transport.masked is (task != "can")
