@@ -10,7 +10,7 @@ This separates "the guidance misleads the actor" from "the online data are bad".
     python benchmarks/guidance_drift.py --task can --updates 626 --variants otpr uniform unmasked
 
 Variants (each on top of the CPU fine-tuning settings, actor batch 256 and 5-step DDIM
-candidates): ``otpr`` (the task's config: masked OT, H guidance), ``unmasked`` (OTPR-U:
+candidates): ``otpr`` (the shipped model's config: masked OT, H guidance), ``unmasked`` (OTPR-U:
 ``transport.masked=false``, ``beta=0``), ``mask_without_g`` (the keypoint mask kept,
 the keypoint relation cost dropped: ``beta=0``; tells the two parts of masked OT apart),
 ``advantage`` and ``q`` (the paper's other guidances), ``uniform`` (the same update with
