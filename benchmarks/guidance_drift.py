@@ -63,9 +63,8 @@ def main():
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=100_000)
     parser.add_argument("--output", default="runs/guidance_drift")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    torch.set_num_threads(2)
     output = Path(args.output) / args.task
     seeds = range(args.seed, args.seed + args.episodes)
     results = {}
