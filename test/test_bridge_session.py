@@ -87,3 +87,21 @@ def test_bad_chunks_are_refused_and_nothing_moves(lift):
     np.testing.assert_array_equal(session.observation(), obs)
     with pytest.raises(ValueError, match="gamma"):
         BridgeSession(env, observe, gamma=0.0)
+
+
+def test_run_chunk_decides_on_the_current_observation_and_executes_the_whole_chunk(lift):
+    env, observe = lift
+    session = BridgeSession(env, observe, gamma=0.9, first_seed=0)
+    session.reset()
+    seen = []
+
+    def decide(obs):
+        seen.append(obs)
+        return np.tile([0.0, 0.0, 0.5, 0.0, 0.0, 0.0, -1.0], (4, 1))
+    start = session.observation()
+    transition = session.run_chunk(decide)
+    np.testing.assert_array_equal(seen[0], start)
+    np.testing.assert_array_equal(transition.obs, start)
+    assert (transition.steps, transition.sequence) == (4, 0) and not session.executing
+    assert transition.next_obs[2] > start[2] + 0.01            # the arm went up
+    assert session.run_chunk(decide).steps == 2 and session.done   # horizon 6 cuts the second chunk

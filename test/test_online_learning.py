@@ -129,11 +129,7 @@ def test_a_few_hundred_updates_on_lift_raise_the_compatibility_of_the_chosen_chu
     policy = ChunkPolicy(model, "torch", None, "sample", seed=0)
     session.reset()
     while learner.online_size < 100:
-        obs = session.observation()
-        session.start_chunk(policy.decide(obs), obs)
-        while session.executing:
-            session.step()
-        learner.add(session.finish_chunk().fields())
+        learner.add(session.run_chunk(policy.decide).fields())
         if session.done:
             session.end_episode()
             session.reset()

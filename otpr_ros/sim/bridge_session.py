@@ -165,6 +165,15 @@ class BridgeSession:
             self._discount *= self.gamma      # an ended episode executes no more of the chunk
         return float(reward)
 
+    def run_chunk(self, decide) -> Transition:
+        """One whole chunk without a bus: ``decide(observation)`` -> actions, executed to the
+        end (or the episode's), and its transition (in-process fine-tuning, tests)."""
+        obs = self.observation()
+        self.start_chunk(decide(obs), obs)
+        while self.executing:
+            self.step()
+        return self.finish_chunk()
+
     def finish_chunk(self) -> Transition:
         """The transition of the chunk just executed."""
         if self._plan is None or self.executing:

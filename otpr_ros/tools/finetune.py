@@ -104,11 +104,7 @@ def main(argv=None) -> int:
     update_seconds = 0.0
     with tqdm(total=args.env_steps, desc=f"finetune {args.task}", unit="step") as bar:
         while env_steps < args.env_steps:
-            obs = session.observation()
-            session.start_chunk(policy.decide(obs), obs)
-            while session.executing:
-                session.step()
-            transition = session.finish_chunk()
+            transition = session.run_chunk(policy.decide)
             learner.add(transition.fields())
             env_steps += transition.steps
             bar.update(transition.steps)
