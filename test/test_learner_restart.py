@@ -7,6 +7,8 @@ whose first episode starts cleanly, and the learner closes the old episode as tr
 import json
 import os
 import random
+import re
+import signal
 import time
 
 import pytest
@@ -151,3 +153,46 @@ def test_a_bridge_restarted_mid_episode(system):
     assert watcher.learner["interrupted_episodes"] == int(open_episode) and open_episode, \
         "the bridge was killed 20+ chunks into a 50-chunk episode"
     assert watcher.learner["lost"] == 0 and watcher.learner["duplicates"] == 0
+
+
+def test_a_stopped_bridge_waits_for_the_learner_to_acknowledge_its_last_transitions(system):
+    watcher, processes, model_dir, runs = system
+    learner = processes["learner"] = start_learner(model_dir, runs)
+    assert watcher.wait_for(lambda: watcher.learner.get("received", 0) >= 20, 240), watcher.learner
+    learner.send_signal(signal.SIGSTOP)         # a learner that cannot acknowledge for now
+    try:
+        sent = len(watcher.sent)
+        assert watcher.wait_for(lambda: len(watcher.sent) >= sent + 3, 60), "the bridge stopped acting"
+        processes["bridge"].terminate()
+        watcher.spin(3.0)
+        assert processes["bridge"].poll() is None, "the bridge exited with transitions not on the learner's disk"
+        assert watcher.bridge["stopping"], watcher.bridge
+        sent = len(watcher.sent)
+        watcher.spin(1.0)
+        assert len(watcher.sent) == sent, "a stopping bridge acts no more"
+    finally:
+        learner.send_signal(signal.SIGCONT)
+    output = processes["bridge"].communicate(timeout=60)[0]
+    assert processes["bridge"].returncode == 0 and "stopped: " in output, output[-3000:]
+    assert "not on the learner's disk" not in output, output[-3000:]
+    assert watcher.wait_for(lambda: watcher.learner.get("received") == len(watcher.sent), 30), \
+        (watcher.learner, len(watcher.sent))
+    assert watcher.learner["lost"] == 0 and watcher.learner["duplicates"] == 0
+
+    # with the learner frozen for longer than drain_timeout, the bridge gives up and says what it left behind
+    bridge = processes["bridge"] = start_node("otpr_ros.nodes.sim_bridge", DOMAIN, NS, "horizon:=200",
+                                              "drain_timeout:=2.0")
+    assert watcher.wait_for(lambda: watcher.learner.get("streams") == 2, 120), watcher.learner
+    learner.send_signal(signal.SIGSTOP)
+    try:
+        sent = len(watcher.sent)
+        assert watcher.wait_for(lambda: len(watcher.sent) >= sent + 3, 60), "the bridge stopped acting"
+        bridge.terminate()
+        started = time.monotonic()
+        output = bridge.communicate(timeout=30)[0]
+        waited = time.monotonic() - started
+    finally:
+        learner.send_signal(signal.SIGCONT)
+    assert bridge.returncode == 0 and 2.0 <= waited < 15.0, (waited, output[-3000:])
+    assert re.search(r"stopped with \d+ transitions of stream \d+ not on the learner's disk "
+                     r"\(not acknowledged within drain_timeout 2 s\)", output), output[-3000:]

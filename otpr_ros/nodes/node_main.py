@@ -2,8 +2,13 @@
 
 Exit codes: 0 after Ctrl-C / SIGTERM or when the node says it is finished, 2 when the node
 cannot start (bad parameters or model: the message names the problem).
+
+A node with a ``stop()`` method (the bridge: transitions still on their way to the learner)
+is asked to stop on the first Ctrl-C / SIGTERM and ends when its ``finished`` Future is
+done; a second signal stops it at once. Other nodes stop on the first signal.
 """
 
+import signal
 import sys
 
 import numpy as np
@@ -11,16 +16,29 @@ import rclpy
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
+from rclpy.signals import SignalHandlerOptions
 
 
-def run_node(name: str, make_node, args=None, startup_errors=(ValueError,)) -> int:
-    rclpy.init(args=args)
+def run_node(name: str, make_node, args=None, startup_errors=(ValueError,), stops_gracefully=False) -> int:
+    """``stops_gracefully``: the node has ``stop()`` and ``finished`` (rclpy's own signal
+    handlers would shut the context down before it could finish)."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO if stops_gracefully else None)
     try:
         node = make_node()
     except startup_errors as error:
         print(f"{name}: {error}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    if stops_gracefully:
+        signals = []
+
+        def on_signal(number, frame):
+            signals.append(number)
+            if len(signals) > 1:
+                raise KeyboardInterrupt
+            node.stop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, on_signal)
     try:
         finished = getattr(node, "finished", None)        # a Future set when the node's work is done
         # a node with callbacks that must run beside long ones (the learner's updates) says so

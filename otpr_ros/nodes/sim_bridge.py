@@ -26,6 +26,12 @@ Modes (parameter ``mode``):
   transitions are not yet on the learner's disk (a learner that crashed finds them in
   the bridge's transient-local history when it restarts). No learner heard: no pacing.
 
+Ctrl-C / SIGTERM: the bridge acts no more (no state, no chunk taken, no step) and exits
+once the learner it hears has acknowledged every transition of this run, the learner is gone,
+or ``drain_timeout`` s have passed (the transitions still unacknowledged are named in the log);
+the transient-local history dies with the process, so stopping at once would lose them.
+A second signal stops it at once.
+
 Each run of the bridge publishes its transitions under a new ``stream`` id with sequence
 numbers from 0, so a learner tells a restarted bridge from duplicates; the episode the
 bridge was in when it stopped is closed there as truncated, and the new run starts with a
@@ -97,6 +103,9 @@ class SimBridge(Node):
             description="fast mode, a learner heard: wait while this many transitions are not on its disk (below the "
                         f"transition history of {TRANSITION_HISTORY}, so a restarting learner gets them all)",
             read_only=True, integer_range=[IntegerRange(from_value=1, to_value=TRANSITION_HISTORY, step=1)]))
+        self.declare_parameter("drain_timeout", 10.0, ParameterDescriptor(
+            description="s a stopped bridge waits for the learner to acknowledge its last transitions",
+            read_only=True, floating_point_range=[FloatingPointRange(from_value=0.0, to_value=600.0, step=0.0)]))
         self.declare_parameter("frame_id", "world", ParameterDescriptor(description="frame of the poses",
                                                                        read_only=True))
         self.declare_parameter("otpr.critic.gamma", 0.999, ParameterDescriptor(
@@ -116,6 +125,7 @@ class SimBridge(Node):
         self.stream = new_stream_id()
         self.pace, self.max_unacknowledged = value("pace_with_learner"), value("max_unacknowledged")
         self.learner = None             # the learner's last progress message, once heard
+        self.drain_timeout, self.stopping_since = value("drain_timeout"), None
         self.holding_since = None       # fast mode: waiting for the learner since (monotonic s)
         self.held_s = 0.0
         self.finished = Future()
@@ -137,9 +147,10 @@ class SimBridge(Node):
         self.status_pub = self.create_publisher(String, "~/status", 10)
         self.create_subscription(JointTrajectory, "action_chunk", self._on_chunk,
                                  QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
-        self.create_subscription(String, "learner_progress", self._on_learner_progress, LATCHED)
+        self.progress_sub = self.create_subscription(String, "learner_progress", self._on_learner_progress, LATCHED)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0, lambda: self.status_pub.publish(String(data=json.dumps(self.status()))))
+        self.create_timer(0.1, self._drain)
 
         self.session.reset()
         if self.mode == "realtime":
@@ -152,6 +163,8 @@ class SimBridge(Node):
 
     # -- the robot's state ---------------------------------------------------------------------
     def _publish_state(self) -> None:
+        if self.stopping_since is not None:
+            return                          # stopped: no new decision is asked for
         now = self.get_clock().now()
         self.last_state_time = now.nanoseconds * 1e-9
         stamp = now.to_msg()
@@ -187,7 +200,7 @@ class SimBridge(Node):
 
     def _on_chunk(self, msg: JointTrajectory) -> None:
         actions = self._chunk_actions(msg)
-        if actions is None:
+        if actions is None or self.stopping_since is not None:
             return
         stamp = stamp_key(msg.header.stamp)
         earlier = [key for key in self.waiting_for if key <= stamp]
@@ -218,7 +231,7 @@ class SimBridge(Node):
 
     def _tick(self) -> None:
         """realtime mode: one control step."""
-        if self.finished.done():
+        if self.stopping_since is not None:
             return
         self._step()
         self._after_step()
@@ -233,7 +246,7 @@ class SimBridge(Node):
             self.counts["transitions"] += 1
         if session.done:
             self._close_episode()
-            if self.finished.done():
+            if self.stopping_since is not None:
                 return
         self._next_state()
 
@@ -249,8 +262,7 @@ class SimBridge(Node):
         """Why the next chunk must wait for the learner (None: it need not)."""
         if self.mode != "fast" or not self.pace or self.learner is None:
             return None
-        acknowledged = self.learner["acknowledged"].get((self.source_id, self.stream), -1)
-        unacknowledged = self.session.sequence - 1 - acknowledged
+        unacknowledged = self._unacknowledged()
         if unacknowledged >= self.max_unacknowledged:
             return f"{unacknowledged} transitions not yet on its disk"
         wanted = self.learner["wanted"]         # this bridge's unacknowledged ones count as on their way
@@ -258,6 +270,31 @@ class SimBridge(Node):
             return f"it has {self.learner['received']} transitions (+{unacknowledged} on their way) and is ready " \
                    f"for {wanted}"
         return None
+
+    def _unacknowledged(self) -> int:
+        """This run's transitions not yet on the learner's disk (a learner has been heard)."""
+        return self.session.sequence - 1 - self.learner["acknowledged"].get((self.source_id, self.stream), -1)
+
+    # -- stopping -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ctrl-C / SIGTERM (from a signal handler: only marks; ``_drain`` does the rest)."""
+        if self.stopping_since is None:
+            self.stopping_since = time.monotonic()
+
+    def _drain(self) -> None:
+        if self.stopping_since is None or self.finished.done():
+            return
+        left = 0 if self.learner is None else self._unacknowledged()
+        learner_gone = self.progress_sub.get_publisher_count() == 0
+        timed_out = time.monotonic() - self.stopping_since >= self.drain_timeout
+        if left > 0 and not learner_gone and not timed_out:
+            return
+        if left > 0:
+            why = "the learner is gone" if learner_gone else f"not acknowledged within drain_timeout {self.drain_timeout:g} s"
+            self.get_logger().warning(f"stopped with {left} transitions of stream {self.stream} not on the "
+                                      f"learner's disk ({why})")
+        self.get_logger().info(f"stopped: {json.dumps(self.status())}")
+        self.finished.set_result(True)
 
     def _next_state(self) -> None:
         """The state for the next decision, unless the learner asks to wait (then the
@@ -289,29 +326,28 @@ class SimBridge(Node):
         self.waiting_for.clear()
         if self.episodes and self.counts["episodes"] >= self.episodes:
             self.get_logger().info(f"all {self.episodes} episodes done: {json.dumps(self.status())}")
-            self.finished.set_result(True)
+            self.stop()                 # exits once the learner has the last transitions
             return
         self.session.reset()
 
     def _on_reset(self, request, response):
-        if self.finished.done():
-            response.success, response.message = False, "all episodes are done"
+        if self.stopping_since is not None:
+            response.success, response.message = False, "the bridge is stopping (all episodes done or stopped)"
             return response
         self._close_episode("reset")
-        if not self.finished.done():
-            self._publish_state()
+        self._publish_state()
         response.success, response.message = True, f"episode {self.session.episode} started"
         return response
 
     def status(self) -> dict:
         held = self.held_s + (time.monotonic() - self.holding_since if self.holding_since is not None else 0.0)
         return {**self.counts, "episode": self.session.episode, "mode": self.mode, "stream": self.stream,
-                "waiting_for_learner": self.holding_since is not None, "waited_for_learner_s": round(held, 1),
+                "waiting_for_learner": self.holding_since is not None, "stopping": self.stopping_since is not None, "waited_for_learner_s": round(held, 1),
                 **percentiles("round_trip_ms", self.round_trip_ms)}
 
 
 def main(args=None) -> int:
-    return run_node("sim_bridge", SimBridge, args, (ValueError, ModuleNotFoundError))
+    return run_node("sim_bridge", SimBridge, args, (ValueError, ModuleNotFoundError), stops_gracefully=True)
 
 
 if __name__ == "__main__":

@@ -41,18 +41,22 @@ def write_overrides(plan, directory: Path) -> Path:
     return path
 
 
-def stop(processes: dict) -> None:
-    for process in processes.values():
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for name, process in processes.items():
-        try:
-            process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"otpr-launch: {name} did not stop in {STOP_TIMEOUT:.0f} s; killed", file=sys.stderr)
-            process.kill()
-            process.wait()
+def stop(processes: dict, first=()) -> None:
+    """SIGINT to the nodes named in ``first`` (the bridges: they wait, up to their drain_timeout,
+    for the learner to acknowledge their last transitions), then to the others."""
+    bridges = {name: p for name, p in processes.items() if name in first}
+    for group in (bridges, {name: p for name, p in processes.items() if name not in bridges}):
+        for process in group.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for name, process in group.items():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"otpr-launch: {name} did not stop in {STOP_TIMEOUT:.0f} s; killed", file=sys.stderr)
+                process.kill()
+                process.wait()
 
 
 def run(plan, task: str) -> int:
@@ -75,7 +79,7 @@ def run(plan, task: str) -> int:
                 print(f"otpr-launch: {name} exited with code {returncode}; stopping the others", file=sys.stderr)
                 break
             time.sleep(0.2)
-        stop(processes)
+        stop(processes, first={node.full_name for node in plan if node.executable == "sim_bridge"})
     return code
 
 
