@@ -24,20 +24,13 @@ from pathlib import Path
 
 import torch
 
+from otpr_ros.model.ablation_variants import CPU_SETTINGS, VARIANTS as ABLATIONS
 from otpr_ros.model.directory import load_model
 from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.evaluation import EvalSettings, evaluate
 
-CPU_SETTINGS = ["agent.actor_batch=256", "agent.actor_sampler=ddim", "agent.actor_ddim_steps=5"]
-VARIANTS = {
-    "otpr": [],
-    "unmasked": ["transport.masked=false", "transport.beta=0"],
-    "mask_without_g": ["transport.beta=0"],
-    "advantage": ["agent.guidance=advantage"],
-    "q": ["agent.guidance=q"],
-    "uniform": [],
-}
+VARIANTS = {**ABLATIONS, "uniform": []}         # uniform: the weights are replaced, not configured
 
 
 def uniform_weights(states, candidates, stored_ids):

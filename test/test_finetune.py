@@ -33,6 +33,17 @@ def test_short_run_writes_curve_and_summary(tiny, tmp_path):
     assert (output / "policy" / "model.json").is_file()
 
 
+def test_without_the_offline_row_only_fine_tuned_weights_are_evaluated(tiny, tmp_path):
+    output = tmp_path / "run"
+    assert main(["--task", "lift", "--model", str(tiny), "--output", str(output), "--env-steps", "60",
+                 "--eval-every", "1000", "--eval-episodes", "1", "--warmup", "8", "--device", "cpu",
+                 "--set", "agent.actor_batch=16", "--processes", "1", "--no-offline-eval"]) == 0
+    rows = list(csv.DictReader(open(output / "curve.csv")))
+    assert len(rows) == 1 and int(rows[0]["env_steps"]) >= 60 and int(rows[0]["updates"]) > 0
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["offline"] is None and summary["final"]["env_steps"] == int(rows[0]["env_steps"])
+
+
 def test_bad_settings_are_refused_by_name(tiny, tmp_path, capsys):
     for setting, message in (("agent.hidden=[8]", "agent.hidden"), ("agent.guidance=magic", "guidance"),
                              ("transport.masked=false", "beta=0"),

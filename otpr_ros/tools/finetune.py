@@ -49,6 +49,9 @@ def parse_args(argv=None):
     parser.add_argument("--eval-seed", type=int, default=100_000)
     parser.add_argument("--train-seed", type=int, default=200_000)
     parser.add_argument("--processes", type=int, default=2, help="evaluation workers")
+    parser.add_argument("--no-offline-eval", action="store_true",
+                        help="skip the first row (the model before fine-tuning), e.g. when an ablation "
+                             "evaluates it once for all its variants")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="fine-tuning setting, e.g. agent.guidance=q, transport.masked=false, "
                              "transport.beta=0, agent.actor_batch=256")
@@ -98,7 +101,8 @@ def main(argv=None) -> int:
                    f"{summary.successes}/{summary.episodes} ({row['ci_low']:.2f}-{row['ci_high']:.2f})")
         return row
 
-    evaluation_row()                       # the model as it comes (BC only)
+    if not args.no_offline_eval:
+        evaluation_row()                   # the model as it comes (BC only)
     next_eval = args.eval_every
     session.reset()
     update_seconds = 0.0
@@ -125,15 +129,16 @@ def main(argv=None) -> int:
             if env_steps >= next_eval:
                 evaluation_row()
                 next_eval += args.eval_every
-    if rows[-1]["env_steps"] != env_steps:
+    if not rows or rows[-1]["env_steps"] != env_steps:
         evaluation_row()
     wall = time.perf_counter() - start
     result = {"task": args.task, "model": str(model_dir), "overrides": args.set, "env_steps": env_steps,
               "updates": updates, "utd": args.utd, "wall_s": round(wall, 1),
               "updates_per_s": round(updates / update_seconds, 3) if update_seconds else None,
-              "offline": rows[0], "final": rows[-1], "curve": rows}
+              "offline": None if args.no_offline_eval else rows[0], "final": rows[-1], "curve": rows}
     (output / "summary.json").write_text(json.dumps(result, indent=1))
-    print(f"finetune {args.task}: held-out success {rows[0]['success_rate']:.0%} -> {rows[-1]['success_rate']:.0%} "
+    before = "" if args.no_offline_eval else f"{rows[0]['success_rate']:.0%} -> "
+    print(f"finetune {args.task}: held-out success {before}{rows[-1]['success_rate']:.0%} "
           f"after {env_steps} env steps, {updates} updates, {wall / 60:.1f} min; {output}/curve.png")
     return 0
 
