@@ -17,7 +17,8 @@ from std_msgs.msg import Float32MultiArray, String  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
-from otpr_ros.nodes.bus_messages import transition_fields  # noqa: E402
+from otpr_ros.model.learner_store import ReplayLog  # noqa: E402
+from otpr_ros.nodes.bus_messages import TRANSITION_FIELDS, transition_fields  # noqa: E402
 from ros_fixtures import PrivateNode  # noqa: E402
 
 
@@ -30,8 +31,9 @@ def tiny(tmp_path_factory):
 
 
 def launch(domain, *args):
+    """In a process group of its own, as a shell starts a foreground command."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
-    return subprocess.Popen([sys.executable, "-m", "otpr_ros.tools.launch", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "otpr_ros.tools.launch", *args], env=env, process_group=0,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -77,14 +79,15 @@ def test_a_node_that_fails_fails_the_run():
     assert "/nonexistent/model" in output
 
 
-def test_ctrl_c_stops_every_node(tiny):
-    model_dir, runs = tiny
+def test_ctrl_c_stops_every_node_and_the_learner_keeps_every_transition(tiny, tmp_path):
+    model_dir, _ = tiny
+    runs = tmp_path / "runs"
     listener = Listener(65, "/t65")
-    process = launch(65, "finetune", "--namespace", "t65", "--model-dir", model_dir, "--output-dir", runs)
+    process = launch(65, "finetune", "--namespace", "t65", "--model-dir", model_dir, "--output-dir", str(runs))
     try:
         assert listener.wait_for(lambda: len(listener.transitions) >= 3, 120), "no transitions"
-        process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=60)[0]
+        os.killpg(process.pid, signal.SIGINT)       # a terminal's Ctrl-C: the whole foreground group
+        output = process.communicate(timeout=90)[0]
         assert process.returncode == 0, output[-3000:]
         pids = [int(p) for p in re.findall(r"started \S+ \(pid (\d+)\)", output)]
         assert len(pids) == 3          # bridge, server, learner
@@ -93,4 +96,9 @@ def test_ctrl_c_stops_every_node(tiny):
                 os.kill(pid, 0)
     finally:
         process.kill()
+        listener.spin(1.0)
         listener.close()
+    sent = {(int(f["stream"]), int(f["sequence"])) for f in map(transition_fields, listener.transitions)}
+    batches, report = ReplayLog(runs / "replay", TRANSITION_FIELDS).load()
+    kept = {(int(stream), int(sequence)) for b in batches for stream, sequence in zip(b["stream"], b["sequence"])}
+    assert sent and sent <= kept and not report["damaged"], (len(sent), len(kept), sorted(sent - kept)[:5])

@@ -6,8 +6,9 @@ Starts the same executables with the same parameter files as ``finetune.launch.p
     otpr-launch finetune --task lift --num-envs 2        (ros2 launch otpr_ros finetune.launch.py ...)
     otpr-launch serve --task lift --backend onnx --namespace arm
 
-Ctrl-C (or SIGTERM) stops every node and exits 0. When a node exits by itself the others are
-stopped too: exit 0 if it finished its work (a bridge after ``--episodes``), 1 if it failed.
+Ctrl-C (or SIGTERM, SIGHUP) stops every node, the bridges first, and exits 0. When a node
+exits by itself the others are stopped too: exit 0 if it finished its work (a bridge after
+``--episodes``), 1 if it failed.
 """
 
 import argparse
@@ -61,14 +62,16 @@ def stop(processes: dict, first=()) -> None:
 
 def run(plan, task: str) -> int:
     interrupted = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda number, frame: interrupted.append(number))
     config = task_config(task)
     with tempfile.TemporaryDirectory(prefix="otpr-launch-") as directory:
         processes = {}
         for node in plan:
             command = node_command(node, config, write_overrides(node, Path(directory)))
-            processes[node.full_name] = subprocess.Popen(command)
+            # a process group of its own: a terminal's Ctrl-C reaches only this launcher, which
+            # stops the nodes in order (bridges first)
+            processes[node.full_name] = subprocess.Popen(command, process_group=0)
             print(f"otpr-launch: started {node.full_name} (pid {processes[node.full_name].pid})", flush=True)
         code = 0
         while not interrupted:
