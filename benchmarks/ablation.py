@@ -64,13 +64,15 @@ def write_table(task: str, bc: dict, results: dict, output: Path, args) -> None:
         writer.writerows(rows)
     steps = sorted({row["env_steps"] for s in results.values() for row in s["curve"]})
     percent = lambda row: f"{row['success_rate']:.0%} ({row['ci_low']:.0%}-{row['ci_high']:.0%})"  # noqa: E731
-    lines = [f"| {task} | " + " | ".join(f"{n:,} steps".replace(",", " ") for n in [0, *steps]) + " | fine-tuning min |",
+    header = " | ".join(f"{n:,} steps".replace(",", " ") for n in [0, *steps])
+    lines = [f"| {task} | {header} | fine-tuning min |",
              "| --- " * (len(steps) + 3) + "|",
              f"| {LABELS['bc']} | {percent(bc)} |" + " |" * len(steps) + " |"]
     for variant, summary in results.items():
         by_step = {row["env_steps"]: row for row in summary["curve"]}
         cells = [percent(by_step[n]) if n in by_step else "" for n in steps]
-        lines.append(f"| {LABELS[variant]} | {percent(bc)} | " + " | ".join(cells) + f" | {summary['wall_s'] / 60:.1f} |")
+        minutes = summary["wall_s"] / 60
+        lines.append(f"| {LABELS[variant]} | {percent(bc)} | " + " | ".join(cells) + f" | {minutes:.1f} |")
     (output / "ablation.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -290,7 +290,8 @@ class SimBridge(Node):
         if left > 0 and not learner_gone and not timed_out:
             return
         if left > 0:
-            why = "the learner is gone" if learner_gone else f"not acknowledged within drain_timeout {self.drain_timeout:g} s"
+            why = ("the learner is gone" if learner_gone
+                   else f"not acknowledged within drain_timeout {self.drain_timeout:g} s")
             self.get_logger().warning(f"stopped with {left} transitions of stream {self.stream} not on the "
                                       f"learner's disk ({why})")
         self.get_logger().info(f"stopped: {json.dumps(self.status())}")
@@ -342,7 +343,8 @@ class SimBridge(Node):
     def status(self) -> dict:
         held = self.held_s + (time.monotonic() - self.holding_since if self.holding_since is not None else 0.0)
         return {**self.counts, "episode": self.session.episode, "mode": self.mode, "stream": self.stream,
-                "waiting_for_learner": self.holding_since is not None, "stopping": self.stopping_since is not None, "waited_for_learner_s": round(held, 1),
+                "waiting_for_learner": self.holding_since is not None, "waited_for_learner_s": round(held, 1),
+                "stopping": self.stopping_since is not None,
                 **percentiles("round_trip_ms", self.round_trip_ms)}
 
 
