@@ -132,12 +132,13 @@ def main(argv=None) -> int:
     if not rows or rows[-1]["env_steps"] != env_steps:
         evaluation_row()
     wall = time.perf_counter() - start
+    offline = None if args.no_offline_eval else rows[0]
     result = {"task": args.task, "model": str(model_dir), "overrides": args.set, "env_steps": env_steps,
               "updates": updates, "utd": args.utd, "wall_s": round(wall, 1),
               "updates_per_s": round(updates / update_seconds, 3) if update_seconds else None,
-              "offline": None if args.no_offline_eval else rows[0], "final": rows[-1], "curve": rows}
+              "offline": offline, "final": rows[-1], "curve": rows}
     (output / "summary.json").write_text(json.dumps(result, indent=1))
-    before = "" if args.no_offline_eval else f"{rows[0]['success_rate']:.0%} -> "
+    before = f"{offline['success_rate']:.0%} -> " if offline else ""
     print(f"finetune {args.task}: held-out success {before}{rows[-1]['success_rate']:.0%} "
           f"after {env_steps} env steps, {updates} updates, {wall / 60:.1f} min; {output}/curve.png")
     return 0
