@@ -80,6 +80,8 @@ def test_a_restarted_bridge_is_a_new_stream_and_its_open_episode_is_closed_trunc
     counts = learner.counts.summary()
     assert (counts["received"], counts["lost"], counts["streams"], counts["sources"]) == (4, 0, 2, 1)
     assert counts["interrupted_episodes"] == 1
+    assert counts["by_stream"] == {"0:5": {"received": 3, "last_sequence": 2},
+                                   "0:9": {"received": 1, "last_sequence": 0}}
     learner.add({**transition(1, reward=1.0), "stream": 9.0})        # ends its episode
     learner.add({**transition(0), "stream": 11.0})
     assert learner.counts.summary()["interrupted_episodes"] == 1, "an ended episode is not interrupted"
@@ -165,3 +167,15 @@ def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
     assert model.config.agent.actor_batch == 256
     # Can fine-tunes unmasked (OTPR-U): masked OT's keypoint cost pulls its actor off (README, "Can")
     assert model.config.transport.masked is (task != "can")
+
+
+def test_keypoint_cost_settings_can_be_overridden_for_fine_tuning(tiny):
+    from otpr_ros.model.online_learning import apply_overrides
+    model = learner_for(tiny).model
+    relation = model.agent.relation_cost
+    apply_overrides(model, ["transport.rho=0.25", "transport.beta=0.5"])
+    assert (model.agent.relation_cost.rho, model.agent.cost.beta) == (0.25, 0.5)
+    torch.testing.assert_close(model.agent.relation_cost.obs, relation.obs)     # the same keypoints
+    with pytest.raises(ValueError, match="rho"):
+        apply_overrides(model, ["transport.rho=0"])
+    assert model.config.transport.rho == 0.25 and model.agent.relation_cost.rho == 0.25, "a refused override changes nothing"

@@ -41,6 +41,11 @@ def check_config(config: OTPRConfig) -> None:
         raise ValueError(f"guidance: expected one of {GUIDANCES}, got {config.agent.guidance!r}")
     if config.agent.eval_mode not in ("single", "argmax"):
         raise ValueError(f"eval_mode: expected 'single' or 'argmax', got {config.agent.eval_mode!r}")
+    if config.transport.rho <= 0 or config.transport.lam <= 0:
+        raise ValueError(f"transport.rho and transport.lam must be positive, got rho={config.transport.rho}, "
+                         f"lam={config.transport.lam}")
+    if config.transport.distance not in ("sqeuclidean", "cosine"):
+        raise ValueError(f"transport.distance: expected 'sqeuclidean' or 'cosine', got {config.transport.distance!r}")
     if not config.transport.masked and config.transport.beta != 0.0:
         raise ValueError("beta: the unmasked variant (transport.masked=false) uses no keypoint cost; "
                          "set transport.beta=0")

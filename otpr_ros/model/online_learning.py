@@ -26,10 +26,11 @@ from otpr_ros.model.directory import Model, save_model
 from otpr_ros.model.pretraining import expert_buffer, normalise_chunks
 
 OBS_CLIP = 5.0        # as the acting policy clips normalised observations
+RECENT_STREAMS = 16   # streams listed one by one in the status (a bridge restart adds one)
 # what may differ from the pre-training configuration when fine-tuning (no network shape)
 TUNABLE = {"agent": ("num_candidates", "guidance", "actor_batch", "actor_sampler", "actor_ddim_steps",
                      "q_temperature", "advantage_temperature", "advantage_clip"),
-           "transport": ("masked", "beta", "ot_every", "ot_steps", "batch_states", "batch_actions"),
+           "transport": ("masked", "beta", "rho", "distance", "ot_every", "ot_steps", "batch_states", "batch_actions"),
            "critic": ("batch_size",)}
 
 
@@ -92,7 +93,9 @@ class TransitionCounts:
         return {"received": sum(s.received for s in self.streams.values()),
                 "duplicates": sum(s.duplicates for s in self.streams.values()),
                 "lost": sum(s.lost for s in self.streams.values()), "refused": self.refused,
-                "sources": len(self.current), "streams": len(self.streams), "interrupted_episodes": self.interrupted}
+                "sources": len(self.current), "streams": len(self.streams), "interrupted_episodes": self.interrupted,
+                "by_stream": {f"{source}:{stream}": {"received": s.received, "last_sequence": s.last_sequence}
+                              for (source, stream), s in list(self.streams.items())[-RECENT_STREAMS:]}}
 
     def stream(self, source: int, stream: int) -> StreamCounts:
         key = (source, stream)
