@@ -37,3 +37,20 @@ def test_evaluate_runs_the_shipped_lift_model(tmp_path, backend):
 def test_evaluate_refuses_a_model_of_another_task(capsys):
     assert evaluate_main(["--model", str(shipped_model("lift")), "--task", "can", "--episodes", "1"]) == 2
     assert "trained for 'lift', not 'can'" in capsys.readouterr().err
+
+
+def test_evaluate_acts_with_changed_settings_and_refuses_bad_ones(tmp_path, capsys):
+    from otpr_ros.sim.evaluation import EvalSettings, acting_model
+    lift = str(shipped_model("lift"))
+    assert acting_model(EvalSettings("lift", lift)) == lift
+    changed = acting_model(EvalSettings("lift", lift, overrides=("transport.beta=0.25",)))
+    assert changed.agent.cost.beta == 0.25 and changed.config.transport.beta == 0.25
+
+    output = tmp_path / "eval.json"
+    assert evaluate_main(["--task", "lift", "--episodes", "1", "--horizon", "8", "--num-candidates", "4",
+                          "--set", "transport.beta=0", "--output", str(output)]) == 0
+    assert json.loads(output.read_text())["overrides"] == ["transport.beta=0"]
+    assert evaluate_main(["--task", "lift", "--episodes", "1", "--set", "transport.size=3"]) == 2
+    assert "transport.size=3" in capsys.readouterr().err
+    assert evaluate_main(["--task", "lift", "--episodes", "1", "--backend", "onnx", "--set", "transport.beta=0"]) == 2
+    assert "only the torch backend" in capsys.readouterr().err

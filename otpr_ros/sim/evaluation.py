@@ -23,6 +23,22 @@ class EvalSettings:
     num_candidates: int | None = None
     selection: str = "argmax"
     horizon: int | None = None
+    overrides: tuple = ()        # acting settings (``finetune --set`` form), e.g. ("transport.beta=0",)
+
+
+def acting_model(settings: EvalSettings):
+    """The model directory, or the model loaded with ``settings.overrides`` applied (torch
+    only: an ONNX graph holds the exported cost). A ValueError names a bad override."""
+    if not settings.overrides:
+        return settings.model_dir
+    if settings.backend != "torch":
+        raise ValueError(f"overrides {list(settings.overrides)}: only the torch backend can act with changed "
+                         f"settings (the ONNX graph holds the exported ones)")
+    from otpr_ros.model.directory import load_model
+    from otpr_ros.model.online_learning import apply_overrides
+    model = load_model(settings.model_dir)
+    apply_overrides(model, settings.overrides)
+    return model
 
 
 def evaluation_candidates(model_dir) -> int:
@@ -41,7 +57,7 @@ def _init_worker(settings: EvalSettings):
     from otpr_ros.sim.robomimic_env import RobomimicEnv
     torch.set_num_threads(1)
     _worker["env"] = RobomimicEnv(settings.task, horizon=settings.horizon)
-    _worker["policy"] = ChunkPolicy(settings.model_dir, settings.backend, settings.num_candidates,
+    _worker["policy"] = ChunkPolicy(acting_model(settings), settings.backend, settings.num_candidates,
                                     settings.selection)
 
 

@@ -17,7 +17,7 @@ from otpr_ros.model.decision import SELECTIONS
 from otpr_ros.model.directory import ModelError, read_info
 from otpr_ros.model.policy import BACKENDS
 from otpr_ros.package_files import shipped_model
-from otpr_ros.sim.evaluation import EvalSettings, evaluate, evaluation_candidates
+from otpr_ros.sim.evaluation import EvalSettings, acting_model, evaluate, evaluation_candidates
 from otpr_ros.sim.robomimic_env import TASKS
 
 
@@ -34,6 +34,9 @@ def parse_args(argv=None):
     parser.add_argument("--selection", default="argmax", choices=SELECTIONS)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--horizon", type=int)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="act with a changed setting (torch backend), e.g. transport.beta=0 to pick "
+                             "candidates without the keypoint cost; the same settings as finetune --set")
     parser.add_argument("--output", help="JSON file to write")
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.processes < 1 or (args.num_candidates is not None and args.num_candidates < 1):
@@ -56,7 +59,13 @@ def main(argv=None) -> int:
         print(f"evaluate: {model_dir} was trained for {info.task!r}, not {task!r}", file=sys.stderr)
         return 2
     candidates = args.num_candidates or evaluation_candidates(model_dir)     # recorded in the JSON
-    settings = EvalSettings(task, str(model_dir), args.backend, candidates, args.selection, args.horizon)
+    settings = EvalSettings(task, str(model_dir), args.backend, candidates, args.selection, args.horizon,
+                            tuple(args.set))
+    try:
+        acting_model(settings)          # a bad setting is named here, before any worker starts
+    except (ModelError, ValueError) as error:
+        print(f"evaluate: {error}", file=sys.stderr)
+        return 2
     with tqdm(total=args.episodes, desc=f"evaluate {task} ({args.backend})", unit="ep") as bar:
         successes = []
 
@@ -68,7 +77,7 @@ def main(argv=None) -> int:
     providers = sorted({r.pop("provider") for r in records})
     print(f"evaluate: backend {args.backend} ran on {', '.join(providers)}")
     result = {"model": str(model_dir), "task": task, "backend": args.backend, "providers": providers,
-              "selection": args.selection,
+              "selection": args.selection, "overrides": args.set,
               "num_candidates": candidates, **summary.to_dict(), "episodes_detail": records}
     low, high = summary.ci95
     print(f"{task}: success {summary.successes}/{summary.episodes} = {summary.success_rate:.1%} "
