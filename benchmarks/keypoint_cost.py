@@ -39,7 +39,8 @@ def measure(task: str, args, results: dict) -> dict:
             continue
         settings = EvalSettings(task, str(shipped_model(task)), "torch", candidates, "argmax", None, overrides)
         summary, _ = evaluate(settings, seeds, args.processes)
-        results[label] = {"L": candidates, "overrides": list(overrides), "episodes": summary.episodes,
+        results[label] = {"L": candidates, "overrides": list(overrides), "eval_seed": args.eval_seed,
+                          "episodes": summary.episodes,
                           "success_rate": summary.success_rate, "ci95": [round(x, 3) for x in summary.ci95],
                           "mean_length": round(summary.mean_length, 1)}
         print(f"keypoint cost {task}: {label}: {summary.successes}/{summary.episodes}", flush=True)
@@ -74,7 +75,8 @@ def main(argv=None) -> int:
     for task in args.tasks:
         path = args.output / f"{task}.json"
         kept = json.loads(path.read_text()) if path.exists() else {}
-        kept = {k: v for k, v in kept.items() if v["episodes"] == args.episodes}
+        # only what was measured on the same held-out seeds goes on into the table
+        kept = {k: v for k, v in kept.items() if (v["episodes"], v.get("eval_seed")) == (args.episodes, args.eval_seed)}
         all_results[task] = measure(task, args, kept)
     text = table(all_results, args.episodes)
     (args.output / "keypoint_cost.md").write_text(text)
