@@ -24,6 +24,16 @@ def test_unknown_keys_are_errors(tmp_path):
         OTPRConfig.from_yaml(CONFIG_DIR / "lift.yaml", section="otpr_v2")
 
 
+def test_values_of_the_wrong_type_are_errors():
+    # YAML 1.1 reads 3e-6 as a string: a number written so is still the float it means
+    assert OTPRConfig.from_dict({"obs_dim": 3, "diffusion": {"finetune_lr": "3e-6"}}).diffusion.finetune_lr == 3e-6
+    assert OTPRConfig.from_dict({"obs_dim": 3, "transport": {"beta": 1}}).transport.beta == 1.0
+    for section, key, value in [("critic", "batch_size", 1.5), ("transport", "masked", "no"),
+                                ("transport", "lr", "fast"), ("agent", "num_candidates", True)]:
+        with pytest.raises(ValueError, match=rf"otpr.{section}.{key}: expected"):
+            OTPRConfig.from_dict({"obs_dim": 3, section: {key: value}})
+
+
 def test_round_trip_through_dict():
     config = OTPRConfig(obs_dim=5, chunk=2)
     assert OTPRConfig.from_dict(config.to_dict()) == config

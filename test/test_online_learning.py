@@ -179,3 +179,20 @@ def test_keypoint_cost_settings_can_be_overridden_for_fine_tuning(tiny):
     with pytest.raises(ValueError, match="rho"):
         apply_overrides(model, ["transport.rho=0"])
     assert model.config.transport.rho == 0.25 and model.agent.relation_cost.rho == 0.25, "a refused override changes nothing"
+
+
+def test_learning_rates_can_be_overridden_and_survive_a_restored_checkpoint(tiny):
+    from otpr_ros.model.online_learning import apply_overrides
+    agent = learner_for(tiny).model.agent
+    checkpoint = agent.state_dict()                     # optimisers at the pre-training rates
+    model = learner_for(tiny).model                     # a second learner from the same model
+    apply_overrides(model, ["diffusion.finetune_lr=3e-6", "transport.lr=1e-3", "critic.lr=1e-4"])
+    rates = lambda a: [g["lr"] for o in (a.actor_optimizer, a.potential_optimizer, a.iql.v_optimizer,  # noqa: E731
+                                         a.iql.q_optimizer) for g in o.param_groups]
+    assert rates(model.agent) == [3e-6, 1e-3, 1e-4, 1e-4]
+    model.agent.load_state_dict(checkpoint)             # a resumed learner keeps its overrides
+    assert rates(model.agent) == [3e-6, 1e-3, 1e-4, 1e-4]
+    assert rates(agent) != rates(model.agent)
+    with pytest.raises(ValueError, match="transport.lr"):
+        apply_overrides(model, ["transport.lr=0"])
+    assert rates(model.agent) == [3e-6, 1e-3, 1e-4, 1e-4], "a refused override changes nothing"

@@ -44,6 +44,11 @@ def check_config(config: OTPRConfig) -> None:
     if config.transport.rho <= 0 or config.transport.lam <= 0:
         raise ValueError(f"transport.rho and transport.lam must be positive, got rho={config.transport.rho}, "
                          f"lam={config.transport.lam}")
+    rates = {"diffusion.finetune_lr": config.diffusion.finetune_lr, "critic.lr": config.critic.lr,
+             "transport.lr": config.transport.lr}
+    for name, rate in rates.items():
+        if not rate > 0:
+            raise ValueError(f"{name}: a learning rate must be positive, got {rate}")
     if config.transport.distance not in ("sqeuclidean", "cosine"):
         raise ValueError(f"transport.distance: expected 'sqeuclidean' or 'cosine', got {config.transport.distance!r}")
     if not config.transport.masked and config.transport.beta != 0.0:
@@ -73,6 +78,16 @@ class OTPRAgent:
         self.cost = TransportCost(self.critic, self.q_scale)
         self.dual_steps = 0
         self.updates = 0
+
+    def set_learning_rates(self) -> None:
+        """The optimisers take the configuration's rates: fine-tuning overrides change the
+        configuration after they were built, and a restored optimiser state brings its own."""
+        rates = ((self.actor_optimizer, self.config.diffusion.finetune_lr),
+                 (self.potential_optimizer, self.config.transport.lr),
+                 (self.iql.v_optimizer, self.config.critic.lr), (self.iql.q_optimizer, self.config.critic.lr))
+        for optimizer, rate in rates:
+            for group in optimizer.param_groups:
+                group["lr"] = rate
 
     # -- keypoints ---------------------------------------------------------------------------
     def set_keypoints(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
@@ -251,3 +266,4 @@ class OTPRAgent:
         self.potential_optimizer.load_state_dict(state["potential_optimizer"])
         self.iql.v_optimizer.load_state_dict(state["v_optimizer"])
         self.iql.q_optimizer.load_state_dict(state["q_optimizer"])
+        self.set_learning_rates()

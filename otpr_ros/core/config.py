@@ -106,6 +106,23 @@ class OTPRConfig:
         raise ValueError(f"{path}: no '{section}' section (top level or under /**: ros__parameters:)")
 
 
+def _typed(value, kind, where):
+    """A scalar as its field's type. YAML 1.1 reads ``3e-6`` as a string (it wants ``3.0e-6``)
+    and ``1`` as an int: numbers become the float a field asks for; anything else of the
+    wrong type is refused by name (a string learning rate would fail deep inside torch)."""
+    kind = {"int": int, "float": float, "str": str, "bool": bool}.get(kind, kind)
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float, str, bool) and not (isinstance(value, kind) and not (kind is int and isinstance(value, bool))):
+        raise ValueError(f"{where}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
 def _build(cls, data, where):
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
@@ -120,6 +137,8 @@ def _build(cls, data, where):
             value = _build(type(default), value, f"{where}.{name}")
         elif isinstance(default, tuple):
             value = tuple(value)
+        else:
+            value = _typed(value, known[name].type, f"{where}.{name}")
         values[name] = value
     try:
         return cls(**values)

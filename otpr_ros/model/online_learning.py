@@ -30,8 +30,10 @@ RECENT_STREAMS = 16   # streams listed one by one in the status (a bridge restar
 # what may differ from the pre-training configuration when fine-tuning (no network shape)
 TUNABLE = {"agent": ("num_candidates", "guidance", "actor_batch", "actor_sampler", "actor_ddim_steps",
                      "q_temperature", "advantage_temperature", "advantage_clip"),
-           "transport": ("masked", "beta", "rho", "distance", "ot_every", "ot_steps", "batch_states", "batch_actions"),
-           "critic": ("batch_size",)}
+           "transport": ("masked", "beta", "rho", "distance", "ot_every", "ot_steps", "batch_states", "batch_actions",
+                         "lr"),
+           "critic": ("batch_size", "lr"),
+           "diffusion": ("finetune_lr",)}
 
 
 def apply_overrides(model: Model, overrides) -> None:
@@ -55,6 +57,7 @@ def apply_overrides(model: Model, overrides) -> None:
     except ValueError as error:
         raise ValueError(f"overrides: {error}") from None
     model.config = model.agent.config = config
+    model.agent.set_learning_rates()
     relation = model.agent.relation_cost
     if relation is not None:          # the transport cost holds beta
         model.agent.set_keypoints(relation.obs, relation.actions)

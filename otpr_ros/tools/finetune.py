@@ -12,7 +12,8 @@ model's eval_mode); the first row is the model before fine-tuning (BC only).
     finetune --task can --set agent.guidance=q --output runs/can_q          # an ablation
 
 Writes <output>/curve.csv and curve.png (env steps vs held-out success), summary.json,
-policy/ (the last evaluated weights) and tensorboard/.
+policy/ (the last evaluated weights), tensorboard/, and with --keep-evaluated every
+evaluated model under evaluated/.
 """
 
 import argparse
@@ -52,6 +53,9 @@ def parse_args(argv=None):
     parser.add_argument("--no-offline-eval", action="store_true",
                         help="skip the first row (the model before fine-tuning), e.g. when an ablation "
                              "evaluates it once for all its variants")
+    parser.add_argument("--keep-evaluated", action="store_true",
+                        help="keep every evaluated model as <output>/evaluated/step_<env steps> (the "
+                             "learner node's layout), to look into the curve afterwards")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="fine-tuning setting, e.g. agent.guidance=q, transport.masked=false, "
                              "transport.beta=0, agent.actor_batch=256")
@@ -85,7 +89,10 @@ def main(argv=None) -> int:
     start = time.perf_counter()
 
     def evaluation_row():
-        path = learner.snapshot(output / "policy", f"# finetune {args.task}: {env_steps} env steps, {updates} updates\n")
+        card = f"# finetune {args.task}: {env_steps} env steps, {updates} updates\n"
+        path = learner.snapshot(output / "policy", card)
+        if args.keep_evaluated:
+            learner.snapshot(output / "evaluated" / f"step_{env_steps:09d}", card)
         summary, _ = evaluate(EvalSettings(args.task, str(path)), range(args.eval_seed,
                                                                        args.eval_seed + args.eval_episodes),
                               args.processes)
