@@ -23,7 +23,7 @@ from otpr_ros.sim.evaluation import EvalSettings, evaluate
 # (label, L, overrides); the shipped configs use beta 1, rho 1
 SETTINGS = [
     ("L = 1 (diffusion policy alone)", 1, ()),
-    ("beta 0 (Q only)", 8, ("transport.beta=0",)),
+    ("beta 0 (no g: Q and v)", 8, ("transport.beta=0",)),
     ("beta 0.1, rho 1", 8, ("transport.beta=0.1",)),
     ("beta 0.3, rho 1", 8, ("transport.beta=0.3",)),
     ("beta 1, rho 1 (shipped)", 8, ()),
