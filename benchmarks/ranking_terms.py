@@ -32,6 +32,7 @@ RANKINGS = [("L = 1 (diffusion policy alone)", 1, None),
             ("H (as the model acts)", 8, None),
             ("cost alone (v = 0)", 8, "v"),
             ("v alone (Q = 0)", 8, "q")]
+EVALUATIONS = {name for name, _, _ in RANKINGS}
 
 
 def output_layers(module: torch.nn.Module):
@@ -78,7 +79,7 @@ def term_statistics(model_dir: str, overrides, states: int = 512) -> dict:
 
 
 def measure(args, label: str, model_dir: str, results: dict) -> dict:
-    row = results.setdefault(label, {"model": model_dir})
+    row = results[label]
     seeds = range(args.eval_seed, args.eval_seed + args.episodes)
     for name, candidates, zeroed in RANKINGS:
         if name in row:
@@ -136,10 +137,11 @@ def main(argv=None) -> int:
     for model_dir in args.model:
         label = Path(model_dir).name
         row = kept.get(label, {})
-        # only what was measured on this model, these seeds and settings goes on
-        same = row.get("model") == model_dir and row.get("settings") == args.set
-        results[label] = {k: v for k, v in row.items() if same and (not isinstance(v, dict) or "episodes" not in v
-                          or (v["episodes"], v["eval_seed"]) == (args.episodes, args.eval_seed))}
+        if (row.get("model"), row.get("settings")) != (model_dir, args.set):
+            row = {}                       # another model or other settings: measure it all again
+        # evaluations on other held-out seeds are measured again; the offline terms are kept
+        results[label] = {k: v for k, v in row.items() if k not in EVALUATIONS
+                          or (v["episodes"], v["eval_seed"]) == (args.episodes, args.eval_seed)}
         results[label].update(model=model_dir, settings=args.set)
         measure(args, label, model_dir, results)
     text = table(results, args.episodes)
