@@ -5,7 +5,7 @@ import csv
 from pathlib import Path
 
 CURVE_FIELDS = ("env_steps", "updates", "episodes", "wall_s", "success_rate", "ci_low", "ci_high",
-                "train_success_rate")
+                "train_success_rate", "validation_success_rate")
 
 
 def write_curve(output: Path, rows: list, title: str) -> None:
@@ -21,6 +21,9 @@ def write_curve(output: Path, rows: list, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(steps, [r["success_rate"] for r in rows], marker="o", label="held-out success")
     ax.fill_between(steps, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.2, label="95 % CI")
+    if any(r.get("validation_success_rate") is not None for r in rows):
+        ax.plot(steps, [r.get("validation_success_rate") for r in rows], marker="s", linestyle="--",
+                label="validation success (chooses)")
     ax.set(xlabel="environment steps", ylabel="success rate", ylim=(0, 1), title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")

@@ -44,6 +44,31 @@ def test_without_the_offline_row_only_fine_tuned_weights_are_evaluated(tiny, tmp
     assert summary["offline"] is None and summary["final"]["env_steps"] == int(rows[0]["env_steps"])
 
 
+def test_validation_seeds_choose_the_selected_model(tiny, tmp_path):
+    output = tmp_path / "run"
+    assert main(["--task", "lift", "--model", str(tiny), "--output", str(output), "--env-steps", "120",
+                 "--eval-every", "60", "--eval-episodes", "1", "--warmup", "8", "--device", "cpu",
+                 "--set", "agent.actor_batch=16", "--processes", "1", "--validation-seed", "300000"]) == 0
+    rows = list(csv.DictReader(open(output / "curve.csv")))
+    assert len(rows) == 3 and all(row["validation_success_rate"] != "" for row in rows)
+    summary = json.loads((output / "summary.json").read_text())
+    chosen = summary["selected"]
+    best = max(row["validation_success_rate"] for row in summary["curve"])
+    assert chosen["validation_success_rate"] == best
+    assert chosen == next(row for row in summary["curve"] if row["validation_success_rate"] == best)
+    card = (output / "selected" / "MODEL_CARD.md").read_text()
+    assert f"{chosen['env_steps']} env steps" in card and "seeds from 300000" in card
+    assert json.loads((output / "selected" / "model.json").read_text())["files"]
+
+
+def test_validation_seeds_overlapping_the_others_are_refused(tiny, tmp_path, capsys):
+    for first, message in (("100010", "held-out"), ("200100", "training")):
+        assert main(["--task", "lift", "--model", str(tiny), "--output", str(tmp_path / "run"),
+                     "--env-steps", "1000", "--validation-seed", first]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_settings_are_refused_by_name(tiny, tmp_path, capsys):
     for setting, message in (("agent.hidden=[8]", "agent.hidden"), ("agent.guidance=magic", "guidance"),
                              ("transport.masked=false", "beta=0"),

@@ -14,6 +14,12 @@ model's eval_mode); the first row is the model before fine-tuning (BC only).
 Writes <output>/curve.csv and curve.png (env steps vs held-out success), summary.json,
 policy/ (the last evaluated weights), tensorboard/, and with --keep-evaluated every
 evaluated model under evaluated/.
+
+With --validation-seed every evaluation point is also run on a second set of seeds, and the
+weights with the best validation success are kept as <output>/selected (ties: the earlier
+point). The selected model's held-out success is then a result that no choice has seen:
+the held-out seeds only measure, the validation seeds only choose (early stopping, the way
+robomimic keeps its best rollout checkpoint, without choosing on the test).
 """
 
 import argparse
@@ -49,6 +55,9 @@ def parse_args(argv=None):
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--eval-seed", type=int, default=100_000)
     parser.add_argument("--train-seed", type=int, default=200_000)
+    parser.add_argument("--validation-seed", type=int,
+                        help="first seed of the validation episodes (--eval-episodes of them) that choose "
+                             "<output>/selected; apart from the held-out and the training seeds")
     parser.add_argument("--processes", type=int, default=2, help="evaluation workers")
     parser.add_argument("--no-offline-eval", action="store_true",
                         help="skip the first row (the model before fine-tuning), e.g. when an ablation "
@@ -64,8 +73,22 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def seed_overlap(args) -> str | None:
+    """Which seed range the validation seeds share, if any (a training episode takes >= 1 step)."""
+    validation = range(args.validation_seed, args.validation_seed + args.eval_episodes)
+    for name, other in (("held-out (--eval-seed)", range(args.eval_seed, args.eval_seed + args.eval_episodes)),
+                        ("training (--train-seed)", range(args.train_seed, args.train_seed + args.env_steps))):
+        if validation.start < other.stop and other.start < validation.stop:
+            return name
+    return None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.validation_seed is not None and seed_overlap(args):
+        print(f"finetune: --validation-seed {args.validation_seed}: its {args.eval_episodes} seeds overlap the "
+              f"{seed_overlap(args)} seeds; choose a range apart from both", file=sys.stderr)
+        return 2
     output = Path(args.output)
     model_dir = Path(args.model) if args.model else shipped_model(args.task)
     try:
@@ -85,22 +108,33 @@ def main(argv=None) -> int:
     policy = ChunkPolicy(model, "torch", config.agent.num_candidates, "sample", seed=args.seed)
 
     rows, train_successes = [], []
+    selected = None                        # the row whose weights are in <output>/selected
     env_steps = updates = 0
     start = time.perf_counter()
 
+    def success_on(path, first_seed):
+        summary, _ = evaluate(EvalSettings(args.task, str(path)), range(first_seed, first_seed + args.eval_episodes),
+                              args.processes)
+        return summary
+
     def evaluation_row():
+        nonlocal selected
         card = f"# finetune {args.task}: {env_steps} env steps, {updates} updates\n"
         path = learner.snapshot(output / "policy", card)
         if args.keep_evaluated:
             learner.snapshot(output / "evaluated" / f"step_{env_steps:09d}", card)
-        summary, _ = evaluate(EvalSettings(args.task, str(path)), range(args.eval_seed,
-                                                                       args.eval_seed + args.eval_episodes),
-                              args.processes)
+        summary = success_on(path, args.eval_seed)
         recent = train_successes[-20:]
         row = {"env_steps": env_steps, "updates": updates, "episodes": len(train_successes),
                "wall_s": round(time.perf_counter() - start, 1), "success_rate": summary.success_rate,
                "ci_low": round(summary.ci95[0], 3), "ci_high": round(summary.ci95[1], 3),
                "train_success_rate": round(float(np.mean(recent)), 3) if recent else None}
+        if args.validation_seed is not None:
+            row["validation_success_rate"] = success_on(path, args.validation_seed).success_rate
+            if selected is None or row["validation_success_rate"] > selected["validation_success_rate"]:
+                selected = row
+                learner.snapshot(output / "selected", card + f"Chosen by validation success "
+                                 f"{row['validation_success_rate']:.0%} on seeds from {args.validation_seed}.\n")
         rows.append(row)
         writer.add_scalar("eval/success_rate", summary.success_rate, env_steps)
         write_curve(output, rows, f"OTPR fine-tuning, {args.task}")
@@ -143,11 +177,15 @@ def main(argv=None) -> int:
     result = {"task": args.task, "model": str(model_dir), "overrides": args.set, "env_steps": env_steps,
               "updates": updates, "utd": args.utd, "wall_s": round(wall, 1),
               "updates_per_s": round(updates / update_seconds, 3) if update_seconds else None,
-              "offline": offline, "final": rows[-1], "curve": rows}
+              "offline": offline, "final": rows[-1], "selected": selected, "curve": rows}
     (output / "summary.json").write_text(json.dumps(result, indent=1))
     before = f"{offline['success_rate']:.0%} -> " if offline else ""
     print(f"finetune {args.task}: held-out success {before}{rows[-1]['success_rate']:.0%} "
           f"after {env_steps} env steps, {updates} updates, {wall / 60:.1f} min; {output}/curve.png")
+    if selected:
+        print(f"finetune {args.task}: selected by validation success {selected['validation_success_rate']:.0%}: "
+              f"the weights at {selected['env_steps']} env steps, held-out success {selected['success_rate']:.0%}; "
+              f"{output}/selected")
     return 0
 
 
