@@ -131,6 +131,7 @@ def main(argv=None) -> int:
                "train_success_rate": round(float(np.mean(recent)), 3) if recent else None}
         if args.validation_seed is not None:
             row["validation_success_rate"] = success_on(path, args.validation_seed).success_rate
+            writer.add_scalar("eval/validation_success_rate", row["validation_success_rate"], env_steps)
             if selected is None or row["validation_success_rate"] > selected["validation_success_rate"]:
                 selected = row
                 learner.snapshot(output / "selected", card + f"Chosen by validation success "
