@@ -56,3 +56,31 @@ def test_stale_export_is_refused(exported, tmp_path):
     (copy / "onnx" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="exported from other weights"):
         ChunkPolicy(load_model(copy, "cpu"), "onnx")
+
+
+def test_mish_closed_form_equals_mish_over_the_whole_float_range(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from otpr_ros.model.onnx_export import OPSET, mish_closed_form
+
+    path = tmp_path / "mish.onnx"
+    x = torch.cat([torch.linspace(-100, 100, 20001), torch.tensor([-1e30, -3e38, 1e30, 3e38, 0.0])])
+    torch.onnx.register_custom_op_symbolic("aten::mish", mish_closed_form, OPSET)
+    try:
+        torch.onnx.export(torch.nn.Mish(), (x,), str(path), input_names=["x"], opset_version=OPSET, dynamo=False)
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::mish", OPSET)
+    assert "Softplus" not in {n.op_type for n in onnx.load(str(path)).graph.node}
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    expected = torch.nn.functional.mish(x).numpy()
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_exported_decision_has_no_softplus(exported):
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(exported / "onnx" / "decision.onnx")).graph.node}
+    assert "Softplus" not in ops and "Exp" in ops

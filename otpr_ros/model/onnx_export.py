@@ -9,6 +9,11 @@
 Inputs are normalised; batch, candidates are dynamic axes. The legacy TorchScript-based
 exporter is used (``dynamo=False``): the dynamo exporter needs onnxscript, and the traced
 graph of the unrolled denoising loop is what we want.
+
+Mish is written in the graphs in closed form (``mish_closed_form``): ONNX Runtime's CPU
+Softplus kernel is scalar and took about 40 % of a decision's kernel time, while Exp, Mul
+and Div are vectorised; the closed form halves the decision's time (README, decision
+latency) and equals ``x * tanh(softplus(x))`` to float rounding.
 """
 
 import json
@@ -21,6 +26,16 @@ from otpr_ros.model.decision import DecisionGraph
 from otpr_ros.model.directory import load_model
 
 OPSET = 17
+MISH_CLIP = 20.0          # e^x beyond it: n / (n + 2) is 1 in float32, and e^(2x) would overflow
+
+
+def mish_closed_form(g, x):
+    """ONNX symbolic of ``aten::mish``: ``x * n / (n + 2)`` with ``n = e^x (e^x + 2)``, since
+    ``tanh(log(1 + e^x)) = ((1 + e^x)^2 - 1) / ((1 + e^x)^2 + 1)``."""
+    exp = g.op("Exp", g.op("Min", x, g.op("Constant", value_t=torch.tensor(MISH_CLIP))))
+    two = g.op("Constant", value_t=torch.tensor(2.0))
+    n = g.op("Mul", exp, g.op("Add", exp, two))
+    return g.op("Mul", x, g.op("Div", n, g.op("Add", n, two)))
 
 
 class _Method(nn.Module):
@@ -58,10 +73,14 @@ def export_onnx(model_dir, out_dir=None, num_candidates: int | None = None) -> P
         "potential_v.onnx": (_Method(agent.potentials, "v"), (actions,), ["actions"], ["v"],
                              {"actions": {0: "batch"}, "v": {0: "batch"}}),
     }
-    for name, (module, inputs, input_names, output_names, axes) in graphs.items():
-        with torch.no_grad():
-            torch.onnx.export(module.eval(), inputs, str(out / name), input_names=input_names,
-                              output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    torch.onnx.register_custom_op_symbolic("aten::mish", mish_closed_form, OPSET)
+    try:
+        for name, (module, inputs, input_names, output_names, axes) in graphs.items():
+            with torch.no_grad():
+                torch.onnx.export(module.eval(), inputs, str(out / name), input_names=input_names,
+                                  output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::mish", OPSET)   # other exports keep torch's own
     manifest = {"weights_sha256": model.weights_sha256, "sampler": d.sampler, "ddim_steps": d.ddim_steps,
                 "eta": d.eta, "sampling_steps": int(noise.shape[0]), "num_candidates": candidates,
                 "potentials_ready": agent.potentials_ready, "opset": OPSET, "graphs": sorted(graphs)}
