@@ -31,7 +31,7 @@ test: setup
 
 # The shipped models in models/, exactly as their cards say: mixed-quality scripted
 # demonstrations, pre-training, evaluation on 50 held-out seeds (100000-100049), ONNX export.
-# About 10-20 min a task on 2 cores (Square about 35); data/ is not committed.
+# About 10-20 min a task on 2 cores (Square about 60); data/ is not committed.
 BIN := $(VENV)/bin
 models: setup
 	$(BIN)/collect-demos --task lift --episodes 100 --quality mixed --seed 10000 --output data/lift_mixed.hdf5
@@ -43,5 +43,6 @@ models: setup
 	  --policy-steps 12000 --critic-steps 2000 --eval-episodes 50
 	$(BIN)/collect-demos --task square --episodes 100 --quality mixed --seed 10000 --output data/square_mixed.hdf5
 	$(BIN)/collect-demos --task square --episodes 250 --quality mixed --seed 20000 --output data/square_mixed_b.hdf5
-	$(BIN)/pretrain --task square --dataset data/square_mixed.hdf5 data/square_mixed_b.hdf5 --output models/square \
-	  --policy-steps 80000 --critic-steps 2000 --eval-episodes 50
+	$(BIN)/collect-demos --task square --episodes 250 --quality mixed --seed 30000 --output data/square_mixed_c.hdf5
+	$(BIN)/pretrain --task square --dataset data/square_mixed.hdf5 data/square_mixed_b.hdf5 data/square_mixed_c.hdf5 \
+	  --output models/square --policy-steps 160000 --critic-steps 2000 --eval-episodes 50
