@@ -23,7 +23,7 @@ from pathlib import Path
 
 from otpr_ros.model.ablation_variants import CPU_SETTINGS, VARIANTS
 from otpr_ros.package_files import shipped_model
-from otpr_ros.sim.evaluation import EvalSettings, evaluate
+from otpr_ros.sim.evaluation import EvalSettings, evaluate, success_cell
 
 DEFAULT_VARIANTS = ["otpr", "unmasked", "q", "advantage"]
 # (env steps, steps between evaluations), fixed before the runs: the Lift budget is where the
@@ -69,7 +69,7 @@ def task_table(task: str, budget: tuple, bc: dict, results: dict, output: Path) 
     # the i-th evaluation of every variant in one column: a chunk ends a few steps past the mark
     nominal = lambda i: min(budget[1] * (i + 1), budget[0])  # noqa: E731
     steps = sorted({nominal(i) for s in results.values() for i in range(len(s["curve"]))})
-    percent = lambda row: f"{row['success_rate']:.0%} ({row['ci_low']:.0%}-{row['ci_high']:.0%})"  # noqa: E731
+    percent = lambda row: success_cell(row["success_rate"], (row["ci_low"], row["ci_high"]))  # noqa: E731
     header = " | ".join(f"{n:,} steps".replace(",", " ") for n in [0, *steps])
     lines = [f"| {task} | {header} | min (with evaluations) |",
              "| --- " * (len(steps) + 3) + "|",

@@ -28,7 +28,7 @@ from otpr_ros.model.ablation_variants import CPU_SETTINGS, VARIANTS as ABLATIONS
 from otpr_ros.model.directory import load_model
 from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 from otpr_ros.package_files import shipped_model
-from otpr_ros.sim.evaluation import EvalSettings, evaluate
+from otpr_ros.sim.evaluation import EvalSettings, evaluate, success_cell
 
 VARIANTS = {**ABLATIONS, "uniform": []}         # uniform: the weights are replaced, not configured
 
@@ -65,9 +65,8 @@ def main():
         path = drifted_model(args.task, variant, args.updates, output, args.device)
         summary, _ = evaluate(EvalSettings(args.task, str(path)), seeds)
         results[variant] = summary.to_dict()
-        low, high = summary.ci95
         print(f"{args.task} {variant}: {args.updates} updates, no online data: success "
-              f"{summary.successes}/{summary.episodes} ({low:.0%}-{high:.0%})", flush=True)
+              f"{summary.successes}/{summary.episodes}, {success_cell(summary.success_rate, summary.ci95)}", flush=True)
     (output / "results.json").write_text(json.dumps(results, indent=1))
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from otpr_ros.package_files import shipped_model
-from otpr_ros.sim.evaluation import EvalSettings, evaluate
+from otpr_ros.sim.evaluation import EvalSettings, evaluate, success_cell
 
 # (label, L, overrides); the shipped configs use beta 1, rho 1
 SETTINGS = [
@@ -40,9 +40,7 @@ def measure(task: str, args, results: dict) -> dict:
         settings = EvalSettings(task, str(shipped_model(task)), "torch", candidates, "argmax", None, overrides)
         summary, _ = evaluate(settings, seeds, args.processes)
         results[label] = {"L": candidates, "overrides": list(overrides), "eval_seed": args.eval_seed,
-                          "episodes": summary.episodes,
-                          "success_rate": summary.success_rate, "ci95": [round(x, 3) for x in summary.ci95],
-                          "mean_length": round(summary.mean_length, 1)}
+                          **summary.record()}
         print(f"keypoint cost {task}: {label}: {summary.successes}/{summary.episodes}", flush=True)
         (args.output / f"{task}.json").write_text(json.dumps(results, indent=1))
     return results
@@ -56,8 +54,7 @@ def table(all_results: dict, episodes: int) -> str:
         cells = []
         for task in tasks:
             row = all_results[task][label]
-            low, high = row["ci95"]
-            cells.append(f"{row['success_rate']:.0%} ({low:.0%}-{high:.0%})")
+            cells.append(success_cell(row["success_rate"], row["ci95"]))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -26,7 +26,7 @@ import torch
 
 from otpr_ros.model.directory import load_model, save_model
 from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
-from otpr_ros.sim.evaluation import EvalSettings, evaluate
+from otpr_ros.sim.evaluation import EvalSettings, evaluate, success_cell
 
 RANKINGS = [("L = 1 (diffusion policy alone)", 1, None),
             ("H (as the model acts)", 8, None),
@@ -88,8 +88,7 @@ def measure(args, label: str, model_dir: str, results: dict) -> dict:
             model_dir, zeroed, args.output / "models" / f"{label}_{zeroed}_zeroed")
         settings = EvalSettings(args.task, path, "torch", candidates, "argmax", None, tuple(args.set))
         summary, _ = evaluate(settings, seeds, args.processes)
-        row[name] = {"success_rate": summary.success_rate, "ci95": [round(x, 3) for x in summary.ci95],
-                     "episodes": summary.episodes, "eval_seed": args.eval_seed}
+        row[name] = {**summary.record(), "eval_seed": args.eval_seed}
         print(f"ranking terms {label}: {name}: {summary.successes}/{summary.episodes}", flush=True)
         save(args, results)
     if "terms" not in row:
@@ -110,8 +109,7 @@ def table(results: dict, episodes: int) -> str:
     for label, row in results.items():
         cells = []
         for name, _, _ in RANKINGS:
-            low, high = row[name]["ci95"]
-            cells.append(f"{row[name]['success_rate']:.0%} ({low:.0%}-{high:.0%})")
+            cells.append(success_cell(row[name]["success_rate"], row[name]["ci95"]))
         t = row["terms"]
         cells += [f"{t['v_std']} / {t['qn_std']}", str(t["corr_v_qn"]), f"{t['corr_v_gripper']} / {t['corr_qn_gripper']}"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

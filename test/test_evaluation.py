@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from otpr_ros.sim.evaluation import summarise, wilson_interval
+from otpr_ros.sim.evaluation import success_cell, summarise, wilson_interval
 
 pytest.importorskip("robosuite", reason="the simulation extra is not installed")
 
@@ -16,6 +16,13 @@ def test_wilson_interval():
     assert wilson_interval(50, 50)[1] == 1.0 and wilson_interval(0, 50)[0] == 0.0
     summary = summarise([{"seed": 1, "success": True, "length": 10}, {"seed": 2, "success": False, "length": 30}])
     assert summary.success_rate == 0.5 and summary.mean_length == 20.0 and summary.seeds == [1, 2]
+
+
+def test_a_benchmark_record_and_its_table_cell():
+    summary = summarise([{"seed": s, "success": s % 4 != 0, "length": 100 + s} for s in range(50)])
+    record = summary.record()
+    assert record == {"episodes": 50, "success_rate": 0.74, "ci95": [0.604, 0.841], "mean_length": 124.5}
+    assert success_cell(record["success_rate"], record["ci95"]) == "74% (60%-84%)"
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])

@@ -98,6 +98,17 @@ class EvalSummary:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def record(self) -> dict:
+        """What a benchmark keeps of an evaluation: episodes, rate, interval and length, rounded."""
+        return {"episodes": self.episodes, "success_rate": self.success_rate,
+                "ci95": [round(x, 3) for x in self.ci95], "mean_length": round(self.mean_length, 1)}
+
+
+def success_cell(success_rate: float, ci95) -> str:
+    """A success rate and its 95 % interval as the README's tables write them: '74% (60%-84%)'."""
+    low, high = ci95
+    return f"{success_rate:.0%} ({low:.0%}-{high:.0%})"
+
 
 def summarise(records) -> EvalSummary:
     successes = sum(r["success"] for r in records)
