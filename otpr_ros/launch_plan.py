@@ -53,13 +53,15 @@ def check_namespace(namespace: str) -> str:
 def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", backend: str = "torch",
                   model_dir: str = "", use_sim: bool = True, namespace: str = "otpr",
                   episodes: int = 0, mode: str = "fast", output_dir: str = "", env_steps: int = 0,
-                  eval_every: int = 0, eval_episodes: int = 50) -> list[NodePlan]:
+                  eval_every: int = 0, eval_episodes: int = 50, validation_seed: int = -1) -> list[NodePlan]:
     if mode not in ("fast", "realtime"):
         raise ValueError(f"mode: expected fast or realtime, got {mode!r}")
     if backend not in ("torch", "onnx"):
         raise ValueError(f"backend: expected torch or onnx, got {backend!r}")
     if eval_episodes < 1:
         raise ValueError(f"eval_episodes: expected >= 1, got {eval_episodes}")
+    if validation_seed < -1:
+        raise ValueError(f"validation_seed: expected a seed >= 0, or -1 for none, got {validation_seed}")
     for name, number in (("episodes", episodes), ("env_steps", env_steps), ("eval_every", eval_every)):
         if number < 0:
             raise ValueError(f"{name}: expected >= 0, got {number}")
@@ -75,7 +77,7 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
               "selection": "sample", "num_candidates": -1}    # -1: the model's L (acting for training)
     learner = node_plan("learner", ns or "/", {"task": task, "model_dir": model_dir, "device": device,
                                                "max_env_steps": env_steps, "eval_every": eval_every,
-                                               "eval_episodes": eval_episodes,
+                                               "eval_episodes": eval_episodes, "validation_seed": validation_seed,
                                                **({"output_dir": output_dir} if output_dir else {})})
     if not use_sim:
         return [node_plan("policy_server", ns or "/", server, {"policy_update": f"{ns}/policy_update"}), learner]
@@ -105,6 +107,8 @@ FINETUNE_ARGUMENTS = {
     "env_steps": ("0", "the learner stops after this many environment steps (final evaluation); 0: never"),
     "eval_every": ("0", "environment steps between the learner's held-out evaluations; 0: none"),
     "eval_episodes": ("50", "episodes per held-out evaluation"),
+    "validation_seed": ("-1", "first seed of validation episodes run beside each held-out evaluation; the "
+                              "weights they rate best are kept as <output_dir>/selected; -1: none"),
 }
 SERVE_ARGUMENTS = {
     "task": ("lift", "lift | can | square"),
@@ -137,7 +141,8 @@ def plan_from_arguments(kind: str, values: dict) -> list:
                          values["backend"], values["model_dir"], flag(values["use_sim"], "use_sim"),
                          values["namespace"], whole(values["episodes"], "episodes"), values["mode"],
                          values["output_dir"], whole(values["env_steps"], "env_steps"),
-                         whole(values["eval_every"], "eval_every"), whole(values["eval_episodes"], "eval_episodes"))
+                         whole(values["eval_every"], "eval_every"), whole(values["eval_episodes"], "eval_episodes"),
+                         whole(values["validation_seed"], "validation_seed"))
 
 
 def serve_plan(task: str = "lift", backend: str = "torch", model_dir: str = "", namespace: str = "",

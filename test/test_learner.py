@@ -17,6 +17,7 @@ pytest.importorskip("robosuite", reason="the simulation extra is not installed")
 from std_msgs.msg import String  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
+from otpr_ros.model.directory import load_model  # noqa: E402
 from ros_fixtures import PrivateNode  # noqa: E402
 
 DOMAIN = 66
@@ -28,7 +29,8 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
     process = subprocess.Popen([sys.executable, "-m", "otpr_ros.tools.launch", "finetune", "--namespace", "t66",
                                 "--model-dir", str(model_dir), "--output-dir", str(runs), "--env-steps", "300",
-                                "--eval-every", "300", "--eval-episodes", "1"],
+                                "--eval-every", "300", "--eval-episodes", "1",
+                                "--validation-seed", "300000"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     watcher = PrivateNode(DOMAIN, "watcher", "/t66")
     node = watcher.node
@@ -56,6 +58,11 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
     assert steps[0] == 0 and steps[-1] >= 300 and len(rows) >= 2, rows
     assert all(0.0 <= float(r["success_rate"]) <= 1.0 for r in rows)
     assert (runs / "curve.png").is_file() and (runs / "evaluated" / "final" / "model.json").is_file()
+    # validation episodes beside each evaluation; the weights they rate best are kept whole
+    assert all(r["validation_success_rate"] != "" for r in rows), rows
+    best = max(rows, key=lambda r: float(r["validation_success_rate"]))
+    assert load_model(runs / "selected").info.task == "lift" and not (runs / "selected.partial").exists()
+    assert f"selected: the weights at {best['env_steps']} env steps" in output, output[-3000:]
 
 
 def test_a_learner_without_a_model_exits_with_a_clear_error(tmp_path):
@@ -67,3 +74,14 @@ def test_a_learner_without_a_model_exits_with_a_clear_error(tmp_path):
                             timeout=120)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "missing: not a model directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_validation_seeds_overlapping_the_held_out_seeds_are_refused(tmp_path):
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
+    result = subprocess.run([sys.executable, "-m", "otpr_ros.nodes.learner", "--ros-args", "-p", "eval_seed:=1000",
+                             "-p", "eval_episodes:=50", "-p", "validation_seed:=1040", "-p",
+                             f"output_dir:={tmp_path / 'runs'}"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "validation_seed 1040: its 50 seeds overlap the held-out seeds from 1000" in result.stderr
+    assert not (tmp_path / "runs").exists(), "nothing written"

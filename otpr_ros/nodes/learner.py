@@ -55,15 +55,25 @@ KEEP_SNAPSHOTS = 3
 
 class Evaluation:
     """Evaluations of snapshots by ``evaluate`` in a child process, one at a time, each row
-    added to ``<output>/curve.csv`` and ``curve.png``."""
+    added to ``<output>/curve.csv`` and ``curve.png``. With validation seeds each snapshot is
+    also run on those, and the one they rate best (ties: the earlier) is copied to
+    ``<output>/selected``: the held-out seeds only measure, the validation seeds only choose,
+    as ``finetune --validation-seed`` does."""
 
-    def __init__(self, output: Path, task: str, episodes: int, seed: int):
+    def __init__(self, output: Path, task: str, episodes: int, seed: int, validation_seed: int | None = None):
         self.output, self.task, self.episodes, self.seed = output, task, episodes, seed
+        self.validation_seed = validation_seed
         self.waiting, self.running, self.rows = [], None, []
 
     @property
     def idle(self) -> bool:
         return self.running is None and not self.waiting
+
+    @property
+    def selected(self) -> dict | None:
+        """The row of the weights in ``<output>/selected`` (None before the first validation)."""
+        rated = [row for row in self.rows if row.get("validation_success_rate") is not None]
+        return max(rated, key=lambda row: row["validation_success_rate"]) if rated else None
 
     def queue(self, core, row: dict, final: bool = False) -> None:
         name = "final" if final else f"step_{row['env_steps']:09d}"
@@ -71,15 +81,17 @@ class Evaluation:
         self.waiting.append((path, row))
         self._start()
 
+    def _launch(self, path: Path, row: dict, seed: int, result: Path) -> None:
+        command = [sys.executable, "-m", "otpr_ros.tools.evaluate", "--model", str(path), "--episodes",
+                   str(self.episodes), "--seed", str(seed), "--processes", "1", "--output", str(result)]
+        self.running = (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
+                        path, row, result)
+
     def _start(self) -> None:
         if self.running is not None or not self.waiting:
             return
         path, row = self.waiting.pop(0)
-        result = path / "evaluation.json"
-        command = [sys.executable, "-m", "otpr_ros.tools.evaluate", "--model", str(path), "--episodes",
-                   str(self.episodes), "--seed", str(self.seed), "--processes", "1", "--output", str(result)]
-        self.running = (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
-                        path, row, result)
+        self._launch(path, row, self.seed, path / "evaluation.json")
 
     def stop(self) -> None:
         """The learner is stopping: so is a running evaluation (it would outlive it otherwise)."""
@@ -89,23 +101,42 @@ class Evaluation:
         self.running, self.waiting = None, []
 
     def poll(self) -> dict | None:
-        """The row of an evaluation that just ended (None if none did)."""
+        """The row of an evaluation that just ended (None if none did, or only its held-out half)."""
         if self.running is None or self.running[0].poll() is None:
             return None
         process, path, row, result = self.running
         self.running = None
-        self._start()
         if process.returncode != 0:
+            self._start()
             raise RuntimeError(f"evaluation of {path} failed: {process.stderr.read()[-2000:]}")
         summary = json.loads(result.read_text())
-        row = {**row, "success_rate": summary["success_rate"], "ci_low": round(summary["ci95"][0], 3),
-               "ci_high": round(summary["ci95"][1], 3)}
+        if "success_rate" not in row:           # the held-out half
+            row = {**row, "success_rate": summary["success_rate"], "ci_low": round(summary["ci95"][0], 3),
+                   "ci_high": round(summary["ci95"][1], 3)}
+            if self.validation_seed is not None:
+                self._launch(path, row, self.validation_seed, path / "validation.json")
+                return None
+        else:
+            row = {**row, "validation_success_rate": summary["success_rate"]}
+        self._start()
+        best = self.selected
         self.rows.append(row)
+        if "validation_success_rate" in row and (best is None or row["validation_success_rate"]
+                                                 > best["validation_success_rate"]):
+            self._select(path)
         write_curve(self.output, self.rows, f"OTPR fine-tuning over ROS 2, {self.task}")
         if not path.name == "final":
             for old in sorted((self.output / "evaluated").glob("step_*"))[:-1]:
                 shutil.rmtree(old, ignore_errors=True)
         return row
+
+    def _select(self, path: Path) -> None:
+        """Copy the snapshot at ``path`` to ``<output>/selected``, replacing the one there whole."""
+        staged = self.output / "selected.partial"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(path, staged)
+        shutil.rmtree(self.output / "selected", ignore_errors=True)
+        staged.rename(self.output / "selected")
 
 
 class Learner(Node):
@@ -159,8 +190,16 @@ class Learner(Node):
         self.declare_parameter("eval_seed", 100000, ParameterDescriptor(
             description="first held-out seed", read_only=True,
             integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)]))
+        self.declare_parameter("validation_seed", -1, ParameterDescriptor(
+            description="first seed of validation episodes (eval_episodes of them) run beside each held-out "
+                        "evaluation; the weights they rate best are copied to <output_dir>/selected; -1: none",
+            read_only=True, integer_range=[IntegerRange(from_value=-1, to_value=2**31 - 1, step=1)]))
 
         value = lambda name: self.get_parameter(name).value  # noqa: E731
+        episodes, held_out, validation = value("eval_episodes"), value("eval_seed"), value("validation_seed")
+        if validation >= 0 and validation < held_out + episodes and held_out < validation + episodes:
+            raise ValueError(f"validation_seed {validation}: its {episodes} seeds overlap the held-out seeds from "
+                             f"{held_out}; a choice made on them would not be measured on unseen seeds")
         model_dir = value("model_dir") or str(shipped_model(value("task")))
         model = load_model(model_dir, value("device"))
         if model.info.task != value("task"):
@@ -176,7 +215,8 @@ class Learner(Node):
         self.metrics = {}
         self.env_steps, self.episodes, self.start = 0, 0, time.perf_counter()
         self.max_env_steps, self.eval_every = value("max_env_steps"), value("eval_every")
-        self.evaluation = Evaluation(self.output, value("task"), value("eval_episodes"), value("eval_seed"))
+        self.evaluation = Evaluation(self.output, value("task"), episodes, held_out,
+                                     validation if validation >= 0 else None)
         self.next_eval = self.eval_every or None
         self.finishing = False
         if not value("resume") and any((self.output / d).is_dir() and any((self.output / d).iterdir())
@@ -345,6 +385,13 @@ class Learner(Node):
             self.get_logger().info(f"held-out success after {row['env_steps']} env steps: {row['success_rate']:.0%} "
                                    f"({row['ci_low']:.2f}-{row['ci_high']:.2f})")
             self.writer.add_scalar("eval/success_rate", row["success_rate"], row["env_steps"])
+            if "validation_success_rate" in row:
+                selected = self.evaluation.selected
+                self.get_logger().info(f"validation success {row['validation_success_rate']:.0%}; selected: the "
+                                       f"weights at {selected['env_steps']} env steps (validation "
+                                       f"{selected['validation_success_rate']:.0%}) in {self.output / 'selected'}")
+                self.writer.add_scalar("eval/validation_success_rate", row["validation_success_rate"],
+                                       row["env_steps"])
         if self.max_env_steps and self.env_steps >= self.max_env_steps and not self.finishing:
             self.finishing = True
             self._publish_snapshot(checkpoint=True)
