@@ -126,8 +126,12 @@ class Evaluation:
             self._select(path)
         write_curve(self.output, self.rows, f"OTPR fine-tuning over ROS 2, {self.task}")
         if not path.name == "final":
+            # snapshots still queued or being evaluated stay (validation doubles an evaluation's
+            # time, so a queue forms when evaluations take longer than eval_every env steps)
+            pending = {p.name for p, _ in self.waiting} | ({self.running[1].name} if self.running else set())
             for old in sorted((self.output / "evaluated").glob("step_*"))[:-1]:
-                shutil.rmtree(old, ignore_errors=True)
+                if old.name not in pending:
+                    shutil.rmtree(old, ignore_errors=True)
         return row
 
     def _select(self, path: Path) -> None:
