@@ -95,10 +95,6 @@ def onnx_session(rows, n_in, n_out=None):
     return lambda: session.run(None, {"x": x})
 
 
-def median(times):
-    return sorted(times)[len(times) // 2]
-
-
 def gemm_floor_seconds(gemms, reps=400):
     """The decision's GEMMs at their shapes: seconds with torch's (MKL) kernels, with ONNX
     Runtime's, and with the faster of the two for each shape (the floor). ONNX Runtime's time is
@@ -108,9 +104,10 @@ def gemm_floor_seconds(gemms, reps=400):
     with torch.inference_mode():
         for rows, n_in, n_out, calls in gemms:
             x, w = torch.randn(rows, n_in), torch.randn(n_out, n_in)
-            kernels = {"torch": median(time_calls(lambda: torch.nn.functional.linear(x, w), reps, 20)),
-                       "onnxruntime": max(0.0, median(time_calls(onnx_session(rows, n_in, n_out), reps, 20))
-                                          - median(time_calls(onnx_session(rows, n_in), reps, 20)))}
+            median = lambda fn: percentile_ms(time_calls(fn, reps, 20), 50) / 1e3  # noqa: E731
+            kernels = {"torch": median(lambda: torch.nn.functional.linear(x, w)),
+                       "onnxruntime": max(0.0, median(onnx_session(rows, n_in, n_out))
+                                          - median(onnx_session(rows, n_in)))}
             kernels["best"] = min(kernels.values())
             for name, seconds in kernels.items():
                 totals[name] += calls * seconds
