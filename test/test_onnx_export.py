@@ -63,15 +63,12 @@ def test_mish_closed_form_equals_mish_over_the_whole_float_range(tmp_path):
     import onnxruntime as ort
     import torch
 
-    from otpr_ros.model.onnx_export import OPSET, mish_closed_form
+    from otpr_ros.model.onnx_export import OPSET, closed_form_mish
 
     path = tmp_path / "mish.onnx"
     x = torch.cat([torch.linspace(-100, 100, 20001), torch.tensor([-1e30, -3e38, 1e30, 3e38, 0.0])])
-    torch.onnx.register_custom_op_symbolic("aten::mish", mish_closed_form, OPSET)
-    try:
+    with closed_form_mish():
         torch.onnx.export(torch.nn.Mish(), (x,), str(path), input_names=["x"], opset_version=OPSET, dynamo=False)
-    finally:
-        torch.onnx.unregister_custom_op_symbolic("aten::mish", OPSET)
     assert "Softplus" not in {n.op_type for n in onnx.load(str(path)).graph.node}
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     expected = torch.nn.functional.mish(x).numpy()

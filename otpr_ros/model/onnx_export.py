@@ -17,6 +17,7 @@ latency) and equals ``x * tanh(softplus(x))`` to float rounding.
 """
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -36,6 +37,16 @@ def mish_closed_form(g, x):
     two = g.op("Constant", value_t=torch.tensor(2.0))
     n = g.op("Mul", exp, g.op("Add", exp, two))
     return g.op("Mul", x, g.op("Div", n, g.op("Add", n, two)))
+
+
+@contextmanager
+def closed_form_mish():
+    """Exports inside write Mish as ``mish_closed_form``; other exports keep torch's own."""
+    torch.onnx.register_custom_op_symbolic("aten::mish", mish_closed_form, OPSET)
+    try:
+        yield
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::mish", OPSET)
 
 
 class _Method(nn.Module):
@@ -73,14 +84,10 @@ def export_onnx(model_dir, out_dir=None, num_candidates: int | None = None) -> P
         "potential_v.onnx": (_Method(agent.potentials, "v"), (actions,), ["actions"], ["v"],
                              {"actions": {0: "batch"}, "v": {0: "batch"}}),
     }
-    torch.onnx.register_custom_op_symbolic("aten::mish", mish_closed_form, OPSET)
-    try:
+    with closed_form_mish(), torch.no_grad():
         for name, (module, inputs, input_names, output_names, axes) in graphs.items():
-            with torch.no_grad():
-                torch.onnx.export(module.eval(), inputs, str(out / name), input_names=input_names,
-                                  output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    finally:
-        torch.onnx.unregister_custom_op_symbolic("aten::mish", OPSET)   # other exports keep torch's own
+            torch.onnx.export(module.eval(), inputs, str(out / name), input_names=input_names,
+                              output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     manifest = {"weights_sha256": model.weights_sha256, "sampler": d.sampler, "ddim_steps": d.ddim_steps,
                 "eta": d.eta, "sampling_steps": int(noise.shape[0]), "num_candidates": candidates,
                 "potentials_ready": agent.potentials_ready, "opset": OPSET, "graphs": sorted(graphs)}
