@@ -60,12 +60,20 @@ def transitions_published(output: str) -> int:
 
 
 def kill_while_writing(process, folder, timeout=60.0) -> bool:
-    """SIGKILL ``process`` the moment a checkpoint being written (``*.partial``) appears in ``folder``."""
+    """SIGKILL ``process`` while a checkpoint is being written (``*.partial`` in ``folder``). The
+    process is stopped first and the partial looked for again: a write can finish between
+    seeing it and the kill (seen once in CI), and then the process goes on and is watched again."""
+    partial = lambda: any(entry.name.endswith(".partial") for entry in os.scandir(folder))  # noqa: E731
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if any(entry.name.endswith(".partial") for entry in os.scandir(folder)):
-            process.kill()
-            return True
+        if partial():
+            process.send_signal(signal.SIGSTOP)
+            while open(f"/proc/{process.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+                time.sleep(0.001)        # stopped only once a running system call (a rename) is done
+            if partial():
+                process.kill()
+                return True
+            process.send_signal(signal.SIGCONT)
     return False
 
 
