@@ -86,17 +86,8 @@ def session(path, threads, optimised_copy=None):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="model directory (e.g. models/lift)")
-    parser.add_argument("--rounds", type=int, default=20, help="rounds of 40 timed decisions per graph")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", help="also write the results here")
-    args = parser.parse_args()
-    if args.rounds < 5:
-        parser.error("--rounds: at least 5 (200 decisions per graph)")
-
-    work = Path(tempfile.mkdtemp(prefix="otpr_anatomy_"))
+def measure(args, work: Path) -> list:
+    """Exports the three graphs under ``work``, times them, prints the table; returns its rows."""
     num_candidates = load_model(args.model, device="cpu").config.agent.num_candidates
     graphs = {"shipped (closed-form Mish)": export(args.model, work / "shipped"),
               "ReLU for Mish (bound)": export(args.model, work / "relu", relu_for_mish),
@@ -109,7 +100,7 @@ def main():
         node_kinds[name] = collections.Counter(node.op_type for node in onnx.load(optimised).graph.node)
         feed = {}
         for tensor in sessions[name].get_inputs():
-            shape = [1 if dim in ("batch",) else num_candidates if dim == "candidates" else dim
+            shape = [1 if dim == "batch" else num_candidates if dim == "candidates" else dim
                      for dim in tensor.shape]
             feed[tensor.name] = rng.uniform(-1, 1, shape).astype(np.float32)
         feeds[name] = feed
@@ -137,6 +128,21 @@ def main():
                "node_kinds": dict(kinds.most_common())}
         rows.append(row)
         print(f"| {name:<27} | {row['nodes']:5d} | {row['gemms']:11d} | {row['p10_ms']:6.2f} | {row['p50_ms']:6.2f} |")
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="model directory (e.g. models/lift)")
+    parser.add_argument("--rounds", type=int, default=20, help="rounds of 40 timed decisions per graph")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    if args.rounds < 5:
+        parser.error("--rounds: at least 5 (200 decisions per graph)")
+
+    with tempfile.TemporaryDirectory(prefix="otpr_anatomy_") as work:
+        rows = measure(args, Path(work))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "threads": args.threads, "onnxruntime": ort.__version__, "rows": rows},
