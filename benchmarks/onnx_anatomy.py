@@ -29,7 +29,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from otpr_ros.model import onnx_export
+from otpr_ros.model.onnx_export import OPSET, export_onnx
 from otpr_ros.model.directory import load_model
 
 
@@ -37,21 +37,9 @@ def relu_for_mish(g, x):
     return g.op("Relu", x)
 
 
-def export(model_dir, out_dir, mish_symbolic=None):
-    """The model's graphs; with ``mish_symbolic``, Mish written as it says instead."""
-    shipped = onnx_export.mish_closed_form
-    if mish_symbolic is not None:
-        onnx_export.mish_closed_form = mish_symbolic
-    try:
-        return onnx_export.export_onnx(model_dir, out_dir) / "decision.onnx"
-    finally:
-        onnx_export.mish_closed_form = shipped
-
-
-def gemm_chain(model_dir, path, num_candidates):
+def gemm_chain(model, path, num_candidates):
     """The policy's GEMMs of one decision, chained: K x (action part of the first layer,
     each block, output layer), with the model's weights and biases."""
-    model = load_model(model_dir, device="cpu")
     policy, config = model.agent.policy, model.config
     net = policy.ema_net
     steps = len(policy.sampling_steps(config.diffusion.sampler, config.diffusion.ddim_steps))
@@ -72,7 +60,7 @@ def gemm_chain(model_dir, path, num_candidates):
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [num_candidates, width])],
                               [helper.make_tensor_value_info(current, TensorProto.FLOAT, [num_candidates, width])],
                               initializers)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_export.OPSET)], ir_version=8),
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8),
               path)
     return path
 
@@ -88,10 +76,12 @@ def session(path, threads, optimised_copy=None):
 
 def measure(args, work: Path) -> list:
     """Exports the three graphs under ``work``, times them, prints the table; returns its rows."""
-    num_candidates = load_model(args.model, device="cpu").config.agent.num_candidates
-    graphs = {"shipped (closed-form Mish)": export(args.model, work / "shipped"),
-              "ReLU for Mish (bound)": export(args.model, work / "relu", relu_for_mish),
-              "GEMMs only": gemm_chain(args.model, work / "gemms.onnx", num_candidates)}
+    model = load_model(args.model, device="cpu")
+    num_candidates = model.config.agent.num_candidates
+    graphs = {"shipped (closed-form Mish)": export_onnx(args.model, work / "shipped") / "decision.onnx",
+              "ReLU for Mish (bound)": export_onnx(args.model, work / "relu", mish_symbolic=relu_for_mish)
+              / "decision.onnx",
+              "GEMMs only": gemm_chain(model, work / "gemms.onnx", num_candidates)}
     sessions, feeds, node_kinds = {}, {}, {}
     rng = np.random.default_rng(0)
     for name, path in graphs.items():

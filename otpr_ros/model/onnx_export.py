@@ -40,9 +40,10 @@ def mish_closed_form(g, x):
 
 
 @contextmanager
-def closed_form_mish():
-    """Exports inside write Mish as ``mish_closed_form``; other exports keep torch's own."""
-    torch.onnx.register_custom_op_symbolic("aten::mish", mish_closed_form, OPSET)
+def closed_form_mish(symbolic=mish_closed_form):
+    """Exports inside write Mish as ``symbolic`` (``mish_closed_form`` unless a benchmark asks
+    for another); other exports keep torch's own."""
+    torch.onnx.register_custom_op_symbolic("aten::mish", symbolic, OPSET)
     try:
         yield
     finally:
@@ -61,8 +62,9 @@ class _Method(nn.Module):
         return getattr(self.owner, self.method)(*args)
 
 
-def export_onnx(model_dir, out_dir=None, num_candidates: int | None = None) -> Path:
-    """Write the graphs of the model in ``model_dir`` (loaded on the CPU) under ``out_dir``."""
+def export_onnx(model_dir, out_dir=None, num_candidates: int | None = None, mish_symbolic=mish_closed_form) -> Path:
+    """Write the graphs of the model in ``model_dir`` (loaded on the CPU) under ``out_dir``;
+    ``mish_symbolic`` is how Mish is written (benchmarks/onnx_anatomy.py tries another)."""
     model = load_model(model_dir, device="cpu")
     agent, config = model.agent, model.config
     out = Path(out_dir) if out_dir is not None else model.path / "onnx"
@@ -84,7 +86,7 @@ def export_onnx(model_dir, out_dir=None, num_candidates: int | None = None) -> P
         "potential_v.onnx": (_Method(agent.potentials, "v"), (actions,), ["actions"], ["v"],
                              {"actions": {0: "batch"}, "v": {0: "batch"}}),
     }
-    with closed_form_mish(), torch.no_grad():
+    with closed_form_mish(mish_symbolic), torch.no_grad():
         for name, (module, inputs, input_names, output_names, axes) in graphs.items():
             torch.onnx.export(module.eval(), inputs, str(out / name), input_names=input_names,
                               output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
