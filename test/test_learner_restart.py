@@ -68,8 +68,10 @@ def kill_while_writing(process, folder, timeout=60.0) -> bool:
     while time.monotonic() < end:
         if partial():
             process.send_signal(signal.SIGSTOP)
-            while open(f"/proc/{process.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
-                time.sleep(0.001)        # stopped only once a running system call (a rename) is done
+            # stopped only once a running system call (a rename) is done; a process that died
+            # meanwhile (zombie) would never show T, so that ends the wait too
+            while open(f"/proc/{process.pid}/stat").read().rsplit(")", 1)[1].split()[0] not in ("T", "Z"):
+                time.sleep(0.001)
             if partial():
                 process.kill()
                 return True
