@@ -33,6 +33,7 @@ setup(
         "gymnasium>=1.0,<2",
         "h5py>=3.10,<4",
         "onnxruntime-gpu>=1.20,<2",
+        "openvino==2026.4.1",         # the fastest CPU backend; a minor release changes its kernels
         "pyyaml>=6,<7",
         "tqdm>=4.60,<5",
         "onnx>=1.16,<2",

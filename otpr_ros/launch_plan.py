@@ -56,8 +56,8 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
                   eval_every: int = 0, eval_episodes: int = 50, validation_seed: int = -1) -> list[NodePlan]:
     if mode not in ("fast", "realtime"):
         raise ValueError(f"mode: expected fast or realtime, got {mode!r}")
-    if backend not in ("torch", "onnx"):
-        raise ValueError(f"backend: expected torch or onnx, got {backend!r}")
+    if backend not in ("torch", "onnx", "openvino"):
+        raise ValueError(f"backend: expected torch, onnx or openvino, got {backend!r}")
     if eval_episodes < 1:
         raise ValueError(f"eval_episodes: expected >= 1, got {eval_episodes}")
     if validation_seed < -1:
@@ -97,7 +97,7 @@ FINETUNE_ARGUMENTS = {
     "task": ("lift", "lift | can | square"),
     "num_envs": ("1", "simulation bridges, each with its policy server"),
     "device": ("auto", "auto (CUDA when present) | cpu | cuda[:i]"),
-    "backend": ("torch", "torch | onnx"),
+    "backend": ("torch", "torch | onnx | openvino"),
     "model_dir": ("", "empty: the shipped model of the task"),
     "use_sim": ("true", "false: a robot's drivers publish the state instead of bridges"),
     "namespace": ("otpr", "namespace of every node and topic"),
@@ -112,7 +112,7 @@ FINETUNE_ARGUMENTS = {
 }
 SERVE_ARGUMENTS = {
     "task": ("lift", "lift | can | square"),
-    "backend": ("torch", "torch | onnx"),
+    "backend": ("torch", "torch | onnx | openvino"),
     "model_dir": ("", "empty: the shipped model of the task"),
     "namespace": ("", "namespace of the robot's topics"),
     "start_enabled": ("false", "publish before an operator calls policy_server/enable"),

@@ -25,7 +25,7 @@ def test_a_benchmark_record_and_its_table_cell():
     assert success_cell(record["success_rate"], record["ci95"]) == "74% (60%-84%)"
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
 def test_evaluate_runs_the_shipped_lift_model(tmp_path, backend):
     output = tmp_path / "eval.json"
     code = evaluate_main(["--task", "lift", "--episodes", "2", "--horizon", "24", "--seed", "7",
@@ -36,8 +36,8 @@ def test_evaluate_runs_the_shipped_lift_model(tmp_path, backend):
     assert result["num_candidates"] == 1          # the shipped config evaluates as the paper: L = 1
     assert 0 < result["mean_length"] <= 24 and 0.0 <= result["ci95"][0] <= result["ci95"][1] <= 1.0
     assert [r["seed"] for r in result["episodes_detail"]] == [7, 8]
-    expected = ("cpu", "cuda") if backend == "torch" else ("CPUExecutionProvider", "CUDAExecutionProvider",
-                                                           "TensorrtExecutionProvider")
+    expected = {"torch": ("cpu", "cuda"), "onnx": ("CPUExecutionProvider", "CUDAExecutionProvider",
+                                                   "TensorrtExecutionProvider"), "openvino": ("OpenVINO CPU",)}[backend]
     assert len(result["providers"]) == 1 and result["providers"][0].split(":")[0] in expected
 
 

@@ -1,6 +1,7 @@
-"""Two backends for the same decision graph: torch (the live agent) and ONNX Runtime.
+"""Three backends for the same decision graph: torch (the live agent), and the exported
+graph on ONNX Runtime or on OpenVINO (the fastest on a CPU, see the README's latency table).
 
-Both take normalised observations (B, obs_dim) and noise (S, B, L, D) as float32 numpy
+All take normalised observations (B, obs_dim) and noise (S, B, L, D) as float32 numpy
 arrays and return (candidates, weights, score) as numpy arrays.
 """
 
@@ -31,23 +32,29 @@ class TorchBackend:
         return tuple(t.float().cpu().numpy() for t in outputs)
 
 
+def exported_decision(model, onnx_dir=None) -> Path:
+    """The model's exported decision graph, checked against the model it must match."""
+    onnx_dir = Path(onnx_dir) if onnx_dir is not None else model.path / "onnx"
+    try:
+        manifest = json.loads((onnx_dir / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{onnx_dir}: no ONNX export; run export-onnx --model {model.path}") from None
+    if manifest["weights_sha256"] != model.weights_sha256:
+        raise ValueError(f"{onnx_dir}: exported from other weights than {model.path}/weights.pt; "
+                         f"run export-onnx --model {model.path} again")
+    d = model.config.diffusion
+    if (manifest["sampler"], manifest["ddim_steps"], manifest["eta"]) != (d.sampler, d.ddim_steps, d.eta):
+        raise ValueError(f"{onnx_dir}: exported for sampler {manifest['sampler']}, the config says {d.sampler}")
+    return onnx_dir / "decision.onnx"
+
+
 class OnnxBackend:
     name = "onnx"
 
     def __init__(self, model, onnx_dir=None, providers=PREFERRED_PROVIDERS, threads: int | None = None):
         import onnxruntime as ort
 
-        onnx_dir = Path(onnx_dir) if onnx_dir is not None else model.path / "onnx"
-        try:
-            manifest = json.loads((onnx_dir / "manifest.json").read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{onnx_dir}: no ONNX export; run export-onnx --model {model.path}") from None
-        if manifest["weights_sha256"] != model.weights_sha256:
-            raise ValueError(f"{onnx_dir}: exported from other weights than {model.path}/weights.pt; "
-                             f"run export-onnx --model {model.path} again")
-        d = model.config.diffusion
-        if (manifest["sampler"], manifest["ddim_steps"], manifest["eta"]) != (d.sampler, d.ddim_steps, d.eta):
-            raise ValueError(f"{onnx_dir}: exported for sampler {manifest['sampler']}, the config says {d.sampler}")
+        path = exported_decision(model, onnx_dir)
         options = ort.SessionOptions()
         options.log_severity_level = 3          # errors only; the provider it got is reported by the caller
         if threads:
@@ -58,8 +65,50 @@ class OnnxBackend:
         gpu = torch.cuda.is_available()
         wanted = [p for p in providers if p in available and (gpu or p == "CPUExecutionProvider")]
         ort.set_default_logger_severity(3)
-        self.session = ort.InferenceSession(str(onnx_dir / "decision.onnx"), options, providers=wanted)
+        self.session = ort.InferenceSession(str(path), options, providers=wanted)
         self.provider = self.session.get_providers()[0]
 
     def __call__(self, obs: np.ndarray, noise: np.ndarray):
         return tuple(self.session.run(None, {"obs": obs, "noise": noise}))
+
+
+class OpenVinoBackend:
+    """The exported graph on OpenVINO's CPU runtime, which fuses each chain of elementwise
+    nodes (Mish's closed form, the sampler's update) into one JIT kernel: about a third of
+    ONNX Runtime's nodes run. It is compiled for each input shape it meets (with the batch and
+    L left dynamic it runs at half the speed), the policy's own shape (one state, L
+    candidates) at construction, so the first decision does not wait ~1 s for it; and in
+    float32, which OpenVINO would otherwise lower to bfloat16 on CPUs that have it."""
+    name = "openvino"
+
+    def __init__(self, model, num_candidates: int, onnx_dir=None, threads: int | None = None, profile: bool = False):
+        import openvino as ov
+
+        self.core = ov.Core()
+        self.graph = self.core.read_model(str(exported_decision(model, onnx_dir)))
+        self.options = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            self.options["INFERENCE_NUM_THREADS"] = threads
+        if profile:
+            self.options["PERF_COUNT"] = True    # per-node kernel times (benchmarks/openvino_profile.py)
+        self.requests = {}
+        d = model.config.diffusion
+        steps = model.agent.policy.noise_shape(1, 1, d.sampler, d.ddim_steps)[0]
+        self.policy_shape = ((1, model.info.obs_dim), (steps, 1, num_candidates, model.config.action_dim))
+        self.request(*self.policy_shape)
+        self.provider = "OpenVINO CPU"
+
+    def request(self, obs_shape, noise_shape):
+        """The compiled graph's inference request for these input shapes (compiled on first use)."""
+        key = (tuple(obs_shape), tuple(noise_shape))
+        if key not in self.requests:
+            graph = self.graph.clone()
+            graph.reshape({"obs": list(obs_shape), "noise": list(noise_shape)})
+            self.requests[key] = self.core.compile_model(graph, "CPU", self.options).create_infer_request()
+        return self.requests[key]
+
+    def __call__(self, obs: np.ndarray, noise: np.ndarray):
+        request = self.request(obs.shape, noise.shape)
+        request.infer({"obs": obs, "noise": noise}, share_inputs=True)      # read in place, not copied
+        # copies: the request's output buffers are overwritten by its next decision
+        return tuple(request.get_tensor(name).data.copy() for name in ("candidates", "weights", "score"))

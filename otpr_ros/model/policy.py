@@ -1,18 +1,18 @@
 """The acting policy: a robot observation in, an action chunk in robot units out.
 
 Normalises the observation with the model's stats, draws the denoising noise from its own
-generator, runs one decision on a backend (torch or ONNX Runtime: same graph, same noise),
+generator, runs one decision on a backend (torch, ONNX Runtime or OpenVINO: same graph, same noise),
 picks a candidate (a draw from H, or its arg-max), and returns the chunk de-normalised and
 clipped to the model's action bounds. Anything that is not finite is refused, never acted on.
 """
 
 import numpy as np
 
-from otpr_ros.model.backends import OnnxBackend, TorchBackend
+from otpr_ros.model.backends import OnnxBackend, OpenVinoBackend, TorchBackend
 from otpr_ros.model.decision import SELECTIONS, select
 from otpr_ros.model.directory import Model, load_model
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "openvino")
 
 
 def evaluation_candidates(config) -> int:
@@ -38,7 +38,12 @@ class ChunkPolicy:
         if selection not in SELECTIONS:
             raise ValueError(f"selection: expected one of {SELECTIONS}, got {selection!r}")
         self.selection = selection
-        self.backend = TorchBackend(self.model, compiled) if backend == "torch" else OnnxBackend(self.model)
+        if backend == "torch":
+            self.backend = TorchBackend(self.model, compiled)
+        elif backend == "onnx":
+            self.backend = OnnxBackend(self.model)
+        else:
+            self.backend = OpenVinoBackend(self.model, self.num_candidates)
         info = self.model.info
         self.low, self.high = np.asarray(info.action_low, np.float64), np.asarray(info.action_high, np.float64)
         self.rng = np.random.default_rng(seed)

@@ -61,7 +61,8 @@ class PolicyServer(Node):
                                                                    read_only=True))
         self.declare_parameter("model_dir", "", ParameterDescriptor(
             description="model directory; empty: the shipped model of the task"))
-        self.declare_parameter("backend", "torch", ParameterDescriptor(description="torch | onnx", read_only=True))
+        self.declare_parameter("backend", "torch", ParameterDescriptor(
+            description="torch | onnx (ONNX Runtime) | openvino (OpenVINO CPU: the fastest on a CPU)", read_only=True))
         self.declare_parameter("num_candidates", 0, ParameterDescriptor(
             description="L candidates per decision; 0: as evaluate acts (1 for the model's eval_mode single); "
                         "-1: the model's agent.num_candidates (acting for training)",
