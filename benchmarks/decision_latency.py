@@ -3,15 +3,18 @@
 One decision = L candidate chunks denoised over K steps for one state, then H for each
 candidate (critic, potentials, keypoint cost) and the compatibility resampling: exactly
 ``OTPRAgent.act`` with trained potentials, through torch (eager, optimised, compiled) and
-through ONNX Runtime (the exported decision graph of the same agent). Default shape: L=8,
-K=20, chunk 4x7, obs 23, hidden 512x3, 64 keypoints.
+through ONNX Runtime and OpenVINO (the exported decision graph of the same agent). Default
+shape: L=8, K=20, chunk 4x7, obs 23, hidden 512x3, 64 keypoints.
 
 The floor is stated two ways, both measured in the same run:
-- peak: the decision's matmul FLOPs at this machine's large-GEMM throughput (1024^3);
+- peak: the decision's matmul FLOPs at this machine's large-GEMM throughput (1024^3,
+  before and after the paths, the higher kept);
 - at shape: the time of the decision's own GEMMs alone, each timed at its real shape
-  (M = L rows) with torch's (MKL) and with ONNX Runtime's kernel, the faster counted.
-  Small-M GEMMs stream their weights from cache and run far below peak, so this is the
-  floor any implementation using these kernels can reach.
+  (M = L rows) with torch's (MKL) and with ONNX Runtime's kernel (MLAS, which OpenVINO's
+  CPU runtime also calls for these layers), the faster counted. Small-M GEMMs stream their
+  weights from cache and run far below peak, so this is the floor any implementation using
+  these kernels can reach. It is timed in every round of the paths' interleaved timing and
+  the lowest round kept.
 
 Usage: python benchmarks/decision_latency.py [--decisions 300] [--threads N] [--json out.json]
 """
@@ -25,6 +28,7 @@ import torch
 
 from otpr_ros.core.agent import OTPRAgent
 from otpr_ros.core.config import AgentConfig, OTPRConfig, TransportConfig
+from otpr_ros.model.policy import ChunkPolicy
 
 
 def percentile_ms(times, q):
@@ -95,23 +99,29 @@ def onnx_session(rows, n_in, n_out=None):
     return lambda: session.run(None, {"x": x})
 
 
-def gemm_floor_seconds(gemms, reps=400):
+class GemmFloor:
     """The decision's GEMMs at their shapes: seconds with torch's (MKL) kernels, with ONNX
     Runtime's, and with the faster of the two for each shape (the floor). ONNX Runtime's time is
     a run of a one-MatMul graph less a run of a one-Identity graph of the same input, so the call
     itself is not counted."""
-    totals = {"torch": 0.0, "onnxruntime": 0.0, "best": 0.0}
-    with torch.inference_mode():
+
+    def __init__(self, gemms):
+        self.kernels = []
         for rows, n_in, n_out, calls in gemms:
             x, w = torch.randn(rows, n_in), torch.randn(n_out, n_in)
-            median = lambda fn: percentile_ms(time_calls(fn, reps, 20), 50) / 1e3  # noqa: E731
-            kernels = {"torch": median(lambda: torch.nn.functional.linear(x, w)),
-                       "onnxruntime": max(0.0, median(onnx_session(rows, n_in, n_out))
-                                          - median(onnx_session(rows, n_in)))}
-            kernels["best"] = min(kernels.values())
-            for name, seconds in kernels.items():
-                totals[name] += calls * seconds
-    return totals
+            self.kernels.append((calls, lambda x=x, w=w: torch.nn.functional.linear(x, w),
+                                 onnx_session(rows, n_in, n_out), onnx_session(rows, n_in)))
+
+    def seconds(self, reps):
+        totals = {"torch": 0.0, "onnxruntime": 0.0, "best": 0.0}
+        median = lambda fn: percentile_ms(time_calls(fn, reps, 20), 50) / 1e3  # noqa: E731
+        with torch.inference_mode():
+            for calls, torch_gemm, onnx_gemm, onnx_call in self.kernels:
+                kernels = {"torch": median(torch_gemm), "onnxruntime": max(0.0, median(onnx_gemm) - median(onnx_call))}
+                kernels["best"] = min(kernels.values())
+                for name, seconds in kernels.items():
+                    totals[name] += calls * seconds
+        return totals
 
 
 def build_agent(args):
@@ -125,15 +135,14 @@ def build_agent(args):
     return agent
 
 
-def onnx_chunk_policy(agent):
-    """Save the agent as a model directory (identity normalisation), export it, load it on ONNX Runtime."""
+def export_model(agent):
+    """Save the agent as a model directory (identity normalisation) with its ONNX export."""
     import tempfile
     from pathlib import Path
 
     from otpr_ros.core.normalizer import MinMaxNormalizer
     from otpr_ros.model.directory import ModelInfo, save_model
     from otpr_ros.model.onnx_export import export_onnx
-    from otpr_ros.model.policy import ChunkPolicy
 
     config = agent.config
     directory = Path(tempfile.mkdtemp(prefix="otpr_bench_")) / "model"
@@ -143,7 +152,7 @@ def onnx_chunk_policy(agent):
                 MinMaxNormalizer([-1.0] * config.act_dim, [1.0] * config.act_dim))
     save_model(directory, agent, info, *identity, "benchmark model")
     export_onnx(directory)
-    return ChunkPolicy(directory, "onnx", selection="sample")
+    return directory
 
 
 def main():
@@ -169,35 +178,51 @@ def main():
     gemms = decision_gemms(agent)
     flops = sum(2 * rows * n_in * n_out * calls for rows, n_in, n_out, calls in gemms)
     peak = peak_gflops()
-    at_shape = gemm_floor_seconds(gemms)
-    floor_shape = at_shape["best"]
+    floor = GemmFloor(gemms)
 
     # eager: full network every step, autograd on; optimised: inference mode, observation and
     # time parts of the first layer once per decision, schedule folded into constants;
     # compiled: the optimised sampler through torch.compile (diffusion.compile in the YAML).
-    paths = {"torch eager": (False, False), "torch optimised": (True, False), "torch compiled": (True, True)}
-    rows = []
-    for name, (fast, compiled) in paths.items():
-        agent.config.diffusion.compile = compiled
-        if compiled:
-            start = time.perf_counter()
-            agent.act(obs)
-            print(f"(torch.compile took {time.perf_counter() - start:.0f} s, once)")
-        times = time_calls(lambda: agent.act(obs, mode="sample", fast=fast), args.decisions, args.warmup)
-        p50, p99 = percentile_ms(times, 50), percentile_ms(times, 99)
-        rows.append({"path": name, "p50_ms": p50, "p99_ms": p99})
+    def torch_path(fast, compiled):
+        def decide():
+            agent.config.diffusion.compile = compiled
+            return agent.act(obs, mode="sample", fast=fast)
+        return decide
 
-    # ONNX Runtime (CPU provider here): the exported decision graph of the same agent, noise
-    # drawn with numpy, the candidate picked from H outside the graph (as the policy server does)
-    onnx_policy = onnx_chunk_policy(agent)
-    obs_np = obs.numpy()
-    times = time_calls(lambda: onnx_policy.decide_batch(obs_np), args.decisions, args.warmup)
-    p50, p99 = percentile_ms(times, 50), percentile_ms(times, 99)
-    rows.append({"path": f"onnxruntime ({onnx_policy.backend.provider.replace('ExecutionProvider', '')})",
-                 "p50_ms": p50, "p99_ms": p99})
+    paths = {"torch eager": torch_path(False, False), "torch optimised": torch_path(True, False),
+             "torch compiled": torch_path(True, True)}
+    start = time.perf_counter()
+    paths["torch compiled"]()
+    print(f"(torch.compile took {time.perf_counter() - start:.0f} s, once)")
+    # the exported decision graph of the same agent on ONNX Runtime (CPU provider here) and on
+    # OpenVINO, noise drawn with numpy, the candidate picked from H outside the graph (as the
+    # policy server does)
+    directory, obs_np = export_model(agent), obs.numpy()
+    for backend, label in (("onnx", "onnxruntime"), ("openvino", "openvino")):
+        policy = ChunkPolicy(directory, backend, selection="sample")
+        paths[f"{label} ({policy.backend.provider.replace('ExecutionProvider', '')})"] = \
+            lambda policy=policy: policy.decide_batch(obs_np)
 
-    # peak measured again at the end and the higher kept: on a shared machine a neighbour's
-    # burst during one measurement would otherwise lower the floor
+    # interleaved in rounds with the at-shape floor, so a neighbour's burst on a shared machine
+    # slows every path and the floor alike; each path's round starts with untimed decisions, so
+    # the previous path's idle spinning threads (every runtime has its own pool) have gone quiet
+    times, floors = {name: [] for name in paths}, []
+    rounds = max(1, args.decisions // 50)
+    for name, decide in paths.items():
+        time_calls(decide, 0, args.warmup)
+    for r in range(rounds):
+        count = args.decisions // rounds + (r < args.decisions % rounds)
+        for name, decide in paths.items():
+            times[name] += time_calls(decide, count, 10)
+        floors.append(floor.seconds(reps=400))
+    rows = [{"path": name, "p50_ms": percentile_ms(t, 50), "p99_ms": percentile_ms(t, 99)} for name, t in times.items()]
+    # the quietest round's floor: a busy spell inflates the GEMMs' times too, and a higher floor
+    # would flatter every ratio
+    at_shape = {name: min(f[name] for f in floors) for name in floors[0]}
+    floor_shape = at_shape["best"]
+
+    # peak measured again at the end and the higher kept: a neighbour's burst during one
+    # measurement would otherwise lower the peak (and flatter every ratio)
     peak = max(peak, peak_gflops())
     floor_peak = flops / (peak * 1e9)
     for row in rows:
