@@ -1,7 +1,7 @@
 """policy_server: robot state in, action chunk out (see ../shared/docs/ROS_INTERFACES.md).
 
 Builds the model's observation from the configured sources, refuses what must not be acted
-on (otpr_ros/model/observation_gate.py), decides with the model (torch or ONNX Runtime),
+on (otpr_ros/model/observation_gate.py), decides with the model (torch, ONNX Runtime or OpenVINO),
 and publishes the chunk as a JointTrajectory in robot units, every action finite and inside
 the model's bounds, stamped with the stamp of the state it answers. A decision is made per
 robot state: with ``state_sync: exact`` when eef_pose, gripper_state and object_poses carry
