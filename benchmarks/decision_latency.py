@@ -208,7 +208,7 @@ def main():
     # the previous path's idle spinning threads (every runtime has its own pool) have gone quiet
     times, floors = {name: [] for name in paths}, []
     rounds = max(1, args.decisions // 50)
-    for name, decide in paths.items():
+    for decide in paths.values():
         time_calls(decide, 0, args.warmup)
     for r in range(rounds):
         count = args.decisions // rounds + (r < args.decisions % rounds)

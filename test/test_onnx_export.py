@@ -19,17 +19,17 @@ def exported(tmp_path_factory):
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_exported_decision_equals_torch_for_the_same_inputs(exported, backend):
     model = load_model(exported, "cpu")
-    torch_policy, onnx_policy = ChunkPolicy(model, "torch"), ChunkPolicy(model, backend)
-    assert onnx_policy.backend.provider in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider",
+    torch_policy, graph_policy = ChunkPolicy(model, "torch"), ChunkPolicy(model, backend)
+    assert graph_policy.backend.provider in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider",
                                             "OpenVINO CPU")
     rng = np.random.default_rng(1)
     # batch and L are dynamic in the graph (OpenVINO compiles each new shape, in float32: a
-    # bfloat16 compilation, its default on CPUs that have it, is off by ~1e-2 and fails here)
+    # bfloat16 compilation, its default on CPUs that have it, is off by ~6e-3 and fails here)
     for batch, candidates in ((1, 4), (5, 4), (3, 9), (1, 4)):
-        torch_policy.num_candidates = onnx_policy.num_candidates = candidates
+        torch_policy.num_candidates = graph_policy.num_candidates = candidates
         obs = rng.normal(size=(batch, 19)).astype(np.float32)
         noise = torch_policy.draw_noise(batch)
-        expected, got = torch_policy.backend(obs, noise), onnx_policy.backend(obs, noise)
+        expected, got = torch_policy.backend(obs, noise), graph_policy.backend(obs, noise)
         for name, a, b in zip(("candidates", "weights", "score"), expected, got):
             assert a.shape == b.shape, name
             np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4, err_msg=name)

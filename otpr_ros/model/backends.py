@@ -92,9 +92,10 @@ class OpenVinoBackend:
         if profile:
             self.options["PERF_COUNT"] = True    # per-node kernel times (benchmarks/openvino_profile.py)
         self.requests = {}
-        d = model.config.diffusion
-        steps = model.agent.policy.noise_shape(1, 1, d.sampler, d.ddim_steps)[0]
-        self.policy_shape = ((1, model.info.obs_dim), (steps, 1, num_candidates, model.config.action_dim))
+        # the graph's fixed sizes (steps, obs and action widths) with one state and L candidates
+        obs, noise = self.graph.input("obs").get_partial_shape(), self.graph.input("noise").get_partial_shape()
+        self.policy_shape = ((1, obs[1].get_length()),
+                             (noise[0].get_length(), 1, num_candidates, noise[3].get_length()))
         self.request(*self.policy_shape)
         self.provider = "OpenVINO CPU"
 
