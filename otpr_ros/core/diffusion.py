@@ -230,6 +230,12 @@ class DenoisingSampler(nn.Module):
             p = math.sqrt(abar_prev) - keep * math.sqrt(abar) / math.sqrt(1 - abar)
             q = keep / math.sqrt(1 - abar)
             self.coefficients.append((1 / math.sqrt(abar), math.sqrt(1 - abar) / math.sqrt(abar), p, q, sigma))
+        # each noise slice's scale (1 for the initial noise, then each step's sigma), applied to
+        # the whole noise tensor at once: one operation instead of one per step in an exported
+        # graph (OpenVINO would otherwise scale the whole tensor again at every step)
+        scales = [1.0] + [c[4] for c in self.coefficients[:-1]]
+        self.register_buffer("noise_scales", torch.tensor(scales, device=alpha_bars.device).view(-1, 1, 1, 1),
+                             persistent=False)
 
     @property
     def num_sampling_steps(self) -> int:
@@ -244,8 +250,9 @@ class DenoisingSampler(nn.Module):
             step_terms = net.step_terms(self.steps)
         else:
             flat_obs = obs.repeat_interleave(num_candidates, dim=0)
+        noise = noise * self.noise_scales
         x = noise[0].reshape(batch * num_candidates, width)
-        for i, (a, b, p, q, sigma) in enumerate(self.coefficients):
+        for i, (a, b, p, q, _) in enumerate(self.coefficients):
             if self.split_first_layer:
                 eps = net.forward_conditioned(x, step_terms[i], obs_term)
             else:
@@ -254,5 +261,5 @@ class DenoisingSampler(nn.Module):
             if i + 1 == len(self.coefficients):
                 x = x0                                   # abar_prev = 1: the last step returns x0
             else:
-                x = x0 * p + x * q + noise[i + 1].reshape_as(x) * sigma
+                x = x0 * p + x * q + noise[i + 1].reshape_as(x)
         return x.reshape(batch, num_candidates, width)
