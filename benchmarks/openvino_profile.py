@@ -31,17 +31,17 @@ def main():
     model = load_model(args.model, "cpu")
     backend = OpenVinoBackend(model, model.config.agent.num_candidates, profile=True)
     obs_shape, noise_shape = backend.policy_shape
-    request = backend.request(obs_shape, noise_shape)
+    request, inputs, _ = backend.request(obs_shape, noise_shape)
     rng = np.random.default_rng(0)
-    inputs = {"obs": rng.uniform(-1, 1, obs_shape).astype(np.float32),
-              "noise": rng.standard_normal(noise_shape, dtype=np.float32)}
+    inputs["obs"][:] = rng.uniform(-1, 1, obs_shape)
+    inputs["noise"][:] = rng.standard_normal(noise_shape)
 
     for _ in range(args.warmup):
-        request.infer(inputs)
+        request.infer()
     per_kind, kernels, walls = collections.defaultdict(list), [], []
     for _ in range(args.decisions):
         start = time.perf_counter()
-        request.infer(inputs)
+        request.infer()
         walls.append(time.perf_counter() - start)
         totals = collections.defaultdict(float)
         for node in request.profiling_info:

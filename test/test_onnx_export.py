@@ -25,11 +25,14 @@ def test_exported_decision_equals_torch_for_the_same_inputs(exported, backend):
     rng = np.random.default_rng(1)
     # batch and L are dynamic in the graph (OpenVINO compiles each new shape, in float32: a
     # bfloat16 compilation, its default on CPUs that have it, is off by ~6e-3 and fails here)
-    for batch, candidates in ((1, 4), (5, 4), (3, 9), (1, 4)):
+    # checked after all calls: a backend that reuses its buffers must not hand out views of them
+    results = []
+    for batch, candidates in ((1, 4), (5, 4), (3, 9), (1, 4), (1, 4)):
         torch_policy.num_candidates = graph_policy.num_candidates = candidates
         obs = rng.normal(size=(batch, 19)).astype(np.float32)
         noise = torch_policy.draw_noise(batch)
-        expected, got = torch_policy.backend(obs, noise), graph_policy.backend(obs, noise)
+        results.append((torch_policy.backend(obs, noise), graph_policy.backend(obs, noise)))
+    for expected, got in results:
         for name, a, b in zip(("candidates", "weights", "score"), expected, got):
             assert a.shape == b.shape, name
             np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4, err_msg=name)
