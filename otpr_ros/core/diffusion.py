@@ -222,18 +222,19 @@ class DenoisingSampler(nn.Module):
         self.net, self.split_first_layer = net, split_first_layer
         self.register_buffer("steps", steps.to(alpha_bars.device), persistent=False)
         abars = alpha_bars.double().cpu()[steps.cpu()].tolist()
-        self.coefficients = []
+        self.coefficients, sigmas = [], []
         for i, abar in enumerate(abars):
             abar_prev = abars[i + 1] if i + 1 < len(abars) else 1.0
             sigma = eta * math.sqrt((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev))
             keep = math.sqrt(max(1 - abar_prev - sigma ** 2, 0.0))
             p = math.sqrt(abar_prev) - keep * math.sqrt(abar) / math.sqrt(1 - abar)
             q = keep / math.sqrt(1 - abar)
-            self.coefficients.append((1 / math.sqrt(abar), math.sqrt(1 - abar) / math.sqrt(abar), p, q, sigma))
-        # each noise slice's scale (1 for the initial noise, then each step's sigma), applied to
-        # the whole noise tensor at once: one operation instead of one per step in an exported
-        # graph (OpenVINO would otherwise scale the whole tensor again at every step)
-        scales = [1.0] + [c[4] for c in self.coefficients[:-1]]
+            self.coefficients.append((1 / math.sqrt(abar), math.sqrt(1 - abar) / math.sqrt(abar), p, q))
+            sigmas.append(sigma)
+        # each noise slice's scale (1 for the initial noise, then each step's sigma; the last step
+        # draws none), applied to the whole noise tensor at once: one operation instead of one per
+        # step in an exported graph (OpenVINO would otherwise scale the whole tensor at every step)
+        scales = [1.0] + sigmas[:-1]
         self.register_buffer("noise_scales", torch.tensor(scales, device=alpha_bars.device).view(-1, 1, 1, 1),
                              persistent=False)
 
@@ -252,7 +253,7 @@ class DenoisingSampler(nn.Module):
             flat_obs = obs.repeat_interleave(num_candidates, dim=0)
         noise = noise * self.noise_scales
         x = noise[0].reshape(batch * num_candidates, width)
-        for i, (a, b, p, q, _) in enumerate(self.coefficients):
+        for i, (a, b, p, q) in enumerate(self.coefficients):
             if self.split_first_layer:
                 eps = net.forward_conditioned(x, step_terms[i], obs_term)
             else:
