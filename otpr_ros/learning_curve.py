@@ -5,11 +5,12 @@ import csv
 from pathlib import Path
 
 CURVE_FIELDS = ("env_steps", "updates", "episodes", "wall_s", "success_rate", "ci_low", "ci_high",
-                "train_success_rate", "validation_success_rate")
+                "train_success_rate", "validation_success_rate", "critic_error", "q_start", "return_start")
 
 
 def write_curve(output: Path, rows: list, title: str) -> None:
-    """``rows``: dicts with CURVE_FIELDS (missing ones left empty)."""
+    """``rows``: dicts with CURVE_FIELDS (missing ones left empty); critic_error, q_start and
+    return_start: the critic on held-out demonstrations (``OnlineLearner.critic_diagnostic``)."""
     with open(output / "curve.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, CURVE_FIELDS, restval="")
         writer.writeheader()

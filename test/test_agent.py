@@ -222,3 +222,37 @@ def test_bad_agent_config_is_refused():
         OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(guidance="reward")))
     with pytest.raises(ValueError, match="eval_mode"):
         OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(eval_mode="sample")))
+
+
+def test_critic_steps_per_update_run_that_many_iql_steps():
+    agent = small_agent()
+    buffer = filled_buffer(agent)
+    agent.config.critic.steps_per_update = 3
+    agent.update(buffer)
+    agent.update(buffer)
+    state = agent.iql.q_optimizer.state_dict()["state"]
+    assert {int(s["step"]) for s in state.values()} == {6}       # Adam counts its steps
+
+
+def test_fixed_batch_mix_gives_the_critic_its_online_share():
+    """Expert transitions are marked by reward -1: a fixed mix of 0.25 gives the critic 32 of
+    128 rows from the online data whatever its share of the buffer (here 512 of 576)."""
+    agent = small_agent()
+    buffer = filled_buffer(agent)
+    buffer.expert.data["reward"][:buffer.expert.size] = -1.0
+    seen = []
+    update = agent.iql.update
+    agent.iql.update = lambda batch: seen.append(int((batch.reward >= 0).sum())) or update(batch)
+    agent.critic_step(buffer)
+    agent.config.critic.batch_mix, agent.config.critic.online_fraction = "fixed", 0.25
+    metrics = agent.critic_step(buffer)
+    assert seen[0] > 90 and seen[1] == 32 and metrics["critic/online_share"] == 0.25
+
+
+def test_bad_critic_settings_are_refused():
+    with pytest.raises(ValueError, match="critic.batch_mix"):
+        OTPRAgent(OTPRConfig(obs_dim=1, critic=CriticConfig(batch_mix="rlpd")))
+    with pytest.raises(ValueError, match="critic.online_fraction"):
+        OTPRAgent(OTPRConfig(obs_dim=1, critic=CriticConfig(batch_mix="fixed", online_fraction=1.5)))
+    with pytest.raises(ValueError, match="critic.steps_per_update"):
+        OTPRAgent(OTPRConfig(obs_dim=1, critic=CriticConfig(steps_per_update=0)))

@@ -196,3 +196,20 @@ def test_learning_rates_can_be_overridden_and_survive_a_restored_checkpoint(tiny
     with pytest.raises(ValueError, match="transport.lr"):
         apply_overrides(model, ["transport.lr=0"])
     assert rates(model.agent) == [3e-6, 1e-3, 1e-4, 1e-4], "a refused override changes nothing"
+
+
+def test_critic_settings_can_be_overridden_and_the_critic_is_measured_on_held_out_demos(tiny):
+    from otpr_ros.model.online_learning import apply_overrides
+    model_dir, demos = tiny
+    learner = learner_for(tiny)
+    assert learner.critic_diagnostic() == {}                     # no held-out demonstrations given
+    apply_overrides(learner.model, ["critic.steps_per_update=4", "critic.batch_mix=fixed",
+                                    "critic.online_fraction=0.5"])
+    critic = learner.model.config.critic
+    assert (critic.steps_per_update, critic.batch_mix, critic.online_fraction) == (4, "fixed", 0.5)
+    with pytest.raises(ValueError, match="critic.batch_mix"):
+        apply_overrides(learner.model, ["critic.batch_mix=sometimes"])
+    model = load_model(model_dir, "cpu")
+    demonstrations = RobomimicDataset([demos], model.info.obs_keys, split="train")
+    measured = OnlineLearner(model, demonstrations, demonstrations).critic_diagnostic()
+    assert set(measured) == {"critic_error", "q_start", "return_start"} and measured["critic_error"] > 0

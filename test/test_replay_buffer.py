@@ -76,3 +76,24 @@ def test_sampling_errors():
         buffer.add_expert(**transitions(1))
     with pytest.raises(ValueError, match="only 2 expert"):
         buffer.select_keypoints(3)
+
+
+def test_mixed_batches_take_the_asked_share_of_online_transitions():
+    buffer = ReplayBuffer(3, 2, capacity=1000, expert_capacity=1000)
+    buffer.add_expert(**transitions(900))                  # obs 0..899
+    buffer.add(**transitions(10, start=5000))              # obs 5000..5009: 1 % of what is stored
+    generator = torch.Generator().manual_seed(0)
+    batch = buffer.sample_mixed(256, 0.5, generator)
+    online = batch.obs[:, 0] >= 5000
+    assert batch.obs.shape == (256, 3) and int(online.sum()) == 128
+    assert torch.equal(batch.next_obs, batch.obs + 1)      # rows stay whole
+    assert int(buffer.sample_mixed(256, 0.0, generator).obs[:, 0].ge(5000).sum()) == 0
+    assert int(buffer.sample_mixed(256, 1.0, generator).obs[:, 0].ge(5000).sum()) == 256
+    with pytest.raises(ValueError, match="online_fraction"):
+        buffer.sample_mixed(8, 1.5)
+
+
+def test_mixed_batches_without_online_data_come_from_the_expert():
+    buffer = ReplayBuffer(3, 2, capacity=10, expert_capacity=50)
+    buffer.add_expert(**transitions(50))
+    assert buffer.sample_mixed(32, 0.5, torch.Generator().manual_seed(0)).obs.shape == (32, 3)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from otpr_ros.core.resampling import expectile_weights, resample
+from otpr_ros.core.resampling import effective_sample_size, expectile_weights, resample
 
 
 def test_chosen_index_follows_h_over_sum_h():
@@ -45,3 +45,8 @@ def test_expectile_weights():
 def test_bad_weights_are_refused(weights, score, message):
     with pytest.raises(ValueError, match=message):
         resample(weights, score)
+
+
+def test_effective_sample_size_runs_from_one_to_l():
+    weights = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 3.0, 0.0, 0.0], [2.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    assert effective_sample_size(weights).tolist() == [4.0, 1.0, 2.0, 0.0]

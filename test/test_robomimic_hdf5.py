@@ -110,6 +110,7 @@ def test_not_hdf5_and_missing_split(tmp_path, dataset_file):
         RobomimicDataset(text, KEYS)
     with pytest.raises(ValueError, match="no 'mask/test' split"):
         RobomimicDataset(dataset_file, KEYS, split="test")
+    assert RobomimicDataset(dataset_file, KEYS, split="test", split_required=False).demos == []
 
 
 def test_collect_demos_command_writes_a_loadable_file(tmp_path):
@@ -126,3 +127,13 @@ def test_collect_demos_command_writes_a_loadable_file(tmp_path):
     record = run_expert_episode(EpisodeJob(seed=3, noise=0.1, speed=1.0))
     assert np.array_equal(data.demos[0].actions, record["actions"])
     assert np.array_equal(data.demos[0].obs, np.concatenate([record["obs"][k] for k in KEYS], axis=1))
+
+
+def test_chunked_episodes_give_the_discounted_return_from_every_step(dataset_file):
+    data = RobomimicDataset(dataset_file, KEYS)
+    episodes = data.chunked_episodes(chunk=4, gamma=0.5)
+    assert [len(returns) for _, _, returns in episodes] == [6, 9, 5]
+    obs, chunks, returns = episodes[0]          # succeeds at its 6th and last step
+    assert np.allclose(returns, 0.5 ** np.arange(5, -1, -1))
+    assert np.array_equal(obs, data.demos[0].obs)
+    assert np.array_equal(chunks[4], data.demos[0].actions[[4, 5, 5, 5]].reshape(-1))

@@ -18,12 +18,13 @@ from otpr_ros.core.config import OTPRConfig
 from otpr_ros.core.critic import IQL, ChunkCritic
 from otpr_ros.core.device import resolve_device
 from otpr_ros.core.diffusion import DiffusionPolicy
-from otpr_ros.core.resampling import expectile_weights, resample
+from otpr_ros.core.resampling import effective_sample_size, expectile_weights, resample
 from otpr_ros.core.transport import (KeypointRelationCost, NeuralPotentials, RunningScale, TransportCost,
                                      compatibility, dual_objective, keypoint_mask, transport_score)
 
 GUIDANCES = ("compatibility", "q", "advantage")
 ACT_MODES = ("sample", "argmax", "single")
+BATCH_MIXES = ("uniform", "fixed")
 
 
 @dataclass
@@ -51,6 +52,13 @@ def check_config(config: OTPRConfig) -> None:
             raise ValueError(f"{name}: a learning rate must be positive, got {rate}")
     if config.transport.distance not in ("sqeuclidean", "cosine"):
         raise ValueError(f"transport.distance: expected 'sqeuclidean' or 'cosine', got {config.transport.distance!r}")
+    critic = config.critic
+    if critic.batch_mix not in BATCH_MIXES:
+        raise ValueError(f"critic.batch_mix: expected one of {BATCH_MIXES}, got {critic.batch_mix!r}")
+    if not 0.0 <= critic.online_fraction <= 1.0:
+        raise ValueError(f"critic.online_fraction: expected a share in [0, 1], got {critic.online_fraction}")
+    if critic.steps_per_update < 1:
+        raise ValueError(f"critic.steps_per_update: expected >= 1 IQL step per update, got {critic.steps_per_update}")
     if not config.transport.masked and config.transport.beta != 0.0:
         raise ValueError("beta: the unmasked variant (transport.masked=false) uses no keypoint cost; "
                          "set transport.beta=0")
@@ -142,20 +150,30 @@ class OTPRAgent:
 
     # -- learning ----------------------------------------------------------------------------
     def update(self, buffer) -> dict:
-        """One iteration of the loop: dual steps (every ot_every), IQL, OT-guided actor step."""
+        """One iteration of the loop: dual steps (every ot_every), ``critic.steps_per_update``
+        IQL steps, the OT-guided actor step."""
         t = self.config.transport
         metrics = {}
         if self.updates % t.ot_every == 0:
             for _ in range(t.ot_steps):
                 metrics.update(self.dual_step(buffer))
-        metrics.update(self.critic_step(buffer))
+        for _ in range(self.config.critic.steps_per_update):
+            metrics.update(self.critic_step(buffer))
         metrics.update(self.actor_step(buffer))
         self.updates += 1
         return metrics
 
     def critic_step(self, buffer) -> dict:
-        batch = buffer.sample(self.config.critic.batch_size, self.generator)
+        """One IQL step on a batch drawn as ``critic.batch_mix`` says."""
+        c = self.config.critic
+        if c.batch_mix == "fixed" and buffer.online.size and buffer.expert.size:
+            batch = buffer.sample_mixed(c.batch_size, c.online_fraction, self.generator)
+            online_share = round(c.online_fraction * c.batch_size) / c.batch_size
+        else:
+            batch = buffer.sample(c.batch_size, self.generator)
+            online_share = buffer.online.size / len(buffer)        # expected share of a uniform draw
         metrics = self.iql.update(batch)
+        metrics["critic/online_share"] = online_share
         self.q_scale.update(metrics["critic/q_abs_mean"])
         metrics["critic/q_scale"] = self.q_scale.scale
         return metrics
@@ -195,7 +213,8 @@ class OTPRAgent:
         loss.backward()
         self.actor_optimizer.step()
         self.policy.update_ema(self.config.diffusion.ema_decay)
-        return {"actor/loss": float(loss.detach()), "actor/stored_weight": float(weights[:, -1].mean())}
+        return {"actor/loss": float(loss.detach()), "actor/stored_weight": float(weights[:, -1].mean()),
+                "actor/guidance_ess": float(effective_sample_size(weights).mean())}
 
     def guidance_weights(self, states, candidates, stored_ids) -> torch.Tensor:
         """Per-state weights over candidates (the last one is the stored action), rows summing to 1.

@@ -34,6 +34,9 @@ class CriticConfig:
     gamma: float = 0.999
     polyak: float = 0.005
     batch_size: int = 256
+    steps_per_update: int = 1                # IQL steps in each fine-tuning update (cheap beside the actor's)
+    batch_mix: str = "uniform"               # uniform: every stored transition alike | fixed: online_fraction
+    online_fraction: float = 0.5             # batch_mix fixed: share of each critic batch from online data
 
 
 @dataclass

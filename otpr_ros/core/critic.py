@@ -90,3 +90,31 @@ class IQL:
         return {"critic/v_loss": float(v_loss.detach()), "critic/q_loss": float(q_loss.detach()),
                 "critic/q_mean": float(q_target.mean()),
                 "critic/q_abs_mean": float(q_target.abs().mean()), "critic/v_mean": float(v.detach().mean())}
+
+
+CONVERGED_ERROR = 0.1   # mean |Q - return| on held-out episodes below which a critic counts as a value function
+
+
+@torch.no_grad()
+def value_error(critic: ChunkCritic, episodes) -> dict:
+    """How far Q is from a value function along whole episodes the critic has not trained on.
+
+    ``episodes``: (obs (T, obs_dim), chunks (T, action_dim), returns (T,)) each, normalised as
+    the critic's inputs, ``returns[t]`` the discounted return earned from step t on. Returns
+    ``mean_abs_error`` (each episode's mean |target Q - return|, averaged over episodes),
+    ``q_start`` and ``return_start`` (means over episodes at their first step) and
+    ``converged`` (``mean_abs_error < CONVERGED_ERROR``). A critic that has learned values
+    only near the episodes' ends shows Q ~ 0 at the start where the return is ~ gamma^T.
+    """
+    if not episodes:
+        raise ValueError("episodes: no held-out episodes to measure the critic on")
+    errors, q_start, return_start = [], [], []
+    for obs, chunks, returns in episodes:
+        q = critic.target_q(obs, chunks)
+        errors.append(float((q - returns).abs().mean()))
+        q_start.append(float(q[0]))
+        return_start.append(float(returns[0]))
+    error = sum(errors) / len(errors)
+    return {"mean_abs_error": error, "q_start": sum(q_start) / len(q_start),
+            "return_start": sum(return_start) / len(return_start), "episodes": len(episodes),
+            "converged": error < CONVERGED_ERROR}

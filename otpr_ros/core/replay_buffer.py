@@ -115,6 +115,20 @@ class ReplayBuffer:
         parts = [self.expert.gather(index[from_expert]), self.online.gather(index[~from_expert] - self.expert.size)]
         return TransitionBatch(**{name: torch.cat([p[name] for p in parts]) for name in FIELDS})
 
+    def sample_mixed(self, batch_size: int, online_fraction: float, generator=None) -> TransitionBatch:
+        """``round(online_fraction * batch_size)`` online transitions and the rest expert ones,
+        each part uniform over its store (RLPD's symmetric sampling at 0.5). While either store
+        is empty the whole batch comes from the other."""
+        check_count("batch_size", batch_size)
+        if not 0.0 <= online_fraction <= 1.0:
+            raise ValueError(f"online_fraction: expected a share in [0, 1], got {online_fraction}")
+        if self.online.size == 0 or self.expert.size == 0:
+            return self.sample(batch_size, generator)
+        n_online = int(round(online_fraction * batch_size))
+        parts = [store.gather(torch.randint(0, store.size, (n,), generator=generator, device=self.device))
+                 for store, n in ((self.expert, batch_size - n_online), (self.online, n_online))]
+        return TransitionBatch(**{name: torch.cat([p[name] for p in parts]) for name in FIELDS})
+
     def sample_for_transport(self, num_states: int, num_actions: int, generator=None):
         """Independent state and action batches for the dual, keypoint pairs placed first.
 

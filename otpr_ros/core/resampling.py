@@ -28,3 +28,11 @@ def resample(weights: torch.Tensor, fallback_score: torch.Tensor, generator=None
 def expectile_weights(advantage: torch.Tensor, tau: float) -> torch.Tensor:
     """IDQL's weights ``|tau - 1(Q - V < 0)|``, used before the potentials are trained."""
     return torch.where(advantage < 0, 1.0 - tau, tau)
+
+
+def effective_sample_size(weights: torch.Tensor) -> torch.Tensor:
+    """Per row of (B, L) non-negative weights: ``(sum w)^2 / sum w^2``, from 1 (one candidate
+    takes all) to L (uniform: the weighting does not discriminate). All-zero rows give 0."""
+    total = weights.sum(dim=1)
+    squares = weights.pow(2).sum(dim=1)
+    return torch.where(squares > 0, total.pow(2) / squares.clamp_min(1e-30), torch.zeros_like(total))

@@ -71,7 +71,9 @@ def _demo_order(name: str) -> int:
 
 
 class RobomimicDataset:
-    def __init__(self, paths, obs_keys, act_dim: int = 7, split: str | None = None):
+    def __init__(self, paths, obs_keys, act_dim: int = 7, split: str | None = None, split_required: bool = True):
+        """``split``: only the demonstrations a file's ``mask/<split>`` lists (None: all); a
+        file without that mask is refused, or gives none when ``split_required`` is False."""
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         if not paths:
             raise ValueError("paths: no dataset given")
@@ -81,9 +83,9 @@ class RobomimicDataset:
         self.env_args = None            # of the last file
         self.env_args_by_file: dict = {}
         for path in paths:
-            self._read(Path(path), split)
+            self._read(Path(path), split, split_required)
 
-    def _read(self, path: Path, split):
+    def _read(self, path: Path, split, split_required):
         def fail(problem):
             raise ValueError(f"{path}: {problem}")
 
@@ -98,9 +100,10 @@ class RobomimicDataset:
             if not names:
                 fail("not a robomimic dataset (no demo_N groups under 'data')")
             if split is not None:
-                if f"mask/{split}" not in f:
+                if f"mask/{split}" not in f and split_required:
                     fail(f"no 'mask/{split}' split")
-                wanted = {n.decode() if isinstance(n, bytes) else str(n) for n in f[f"mask/{split}"][()]}
+                wanted = {n.decode() if isinstance(n, bytes) else str(n)
+                          for n in (f[f"mask/{split}"][()] if f"mask/{split}" in f else ())}
                 names = [n for n in names if n in wanted]
             if "env_args" in f["data"].attrs:
                 self.env_args = json.loads(f["data"].attrs["env_args"])
@@ -186,3 +189,20 @@ class RobomimicDataset:
                 out["terminal"].append(float(d.dones[end - 1] > 0 and d.rewards[end - 1] > 0))
                 out["steps"].append(float(steps))
         return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+
+    def chunked_episodes(self, chunk: int, gamma: float):
+        """Each demonstration as (obs (T, obs_dim), the chunk started at each step (T, chunk *
+        act_dim), the discounted return earned from each step on (T,)), up to its first done:
+        what a value function of the demonstrated behaviour must give at every step."""
+        episodes = []
+        for d in self.demos:
+            done = np.flatnonzero(d.dones)
+            length = int(done[0]) + 1 if done.size else len(d.actions)
+            index = np.minimum(np.arange(length)[:, None] + np.arange(chunk), length - 1)
+            returns = np.zeros(length)
+            running = 0.0
+            for t in range(length - 1, -1, -1):
+                running = float(d.rewards[t]) + gamma * running
+                returns[t] = running
+            episodes.append((d.obs[:length], d.actions[index].reshape(length, -1), returns))
+        return episodes

@@ -21,18 +21,18 @@ import numpy as np
 import torch
 
 from otpr_ros.core.agent import check_config
+from otpr_ros.core.critic import value_error
 from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
 from otpr_ros.model.directory import Model, save_model
-from otpr_ros.model.pretraining import expert_buffer, normalise_chunks
+from otpr_ros.model.pretraining import OBS_CLIP, expert_buffer, held_out_episodes, normalise_chunks
 
-OBS_CLIP = 5.0        # as the acting policy clips normalised observations
 RECENT_STREAMS = 16   # streams listed one by one in the status (a bridge restart adds one)
 # what may differ from the pre-training configuration when fine-tuning (no network shape)
 TUNABLE = {"agent": ("num_candidates", "guidance", "actor_batch", "actor_sampler", "actor_ddim_steps",
                      "q_temperature", "advantage_temperature", "advantage_clip"),
            "transport": ("masked", "beta", "rho", "distance", "ot_every", "ot_steps", "batch_states", "batch_actions",
                          "lr"),
-           "critic": ("batch_size", "lr"),
+           "critic": ("batch_size", "lr", "steps_per_update", "batch_mix", "online_fraction"),
            "diffusion": ("finetune_lr",)}
 
 
@@ -63,16 +63,19 @@ def apply_overrides(model: Model, overrides) -> None:
         model.agent.set_keypoints(relation.obs, relation.actions)
 
 
-def expert_demonstrations(model: Model, paths=()) -> RobomimicDataset:
+def expert_demonstrations(model: Model, paths=(), split: str = "train") -> RobomimicDataset:
     """The expert demonstrations for fine-tuning ``model``: ``paths``, or else the model's
-    pre-training datasets; a ValueError names missing files and the commands that make them."""
+    pre-training datasets; a ValueError names missing files and the commands that make them.
+    ``split="valid"``: the files' held-out demonstrations (the critic's diagnostic), none
+    from a file without a valid split."""
     paths = [p for p in paths if p] or model.info.extra.get("datasets", [])
     missing = [p for p in paths if not Path(p).is_file()]
     if not paths or missing:
         commands = "; ".join(model.info.extra.get("dataset_commands", []))
         raise ValueError(f"datasets: expert demonstrations {missing or '(none)'} not found; make them with: "
                          f"{commands or 'collect-demos'}")
-    return RobomimicDataset(paths, model.info.obs_keys, act_dim=model.info.act_dim, split="train")
+    return RobomimicDataset(paths, model.info.obs_keys, act_dim=model.info.act_dim, split=split,
+                            split_required=split == "train")
 
 
 @dataclass
@@ -126,13 +129,16 @@ def find_rows(table: torch.Tensor, rows: torch.Tensor, atol: float = 1e-5):
 
 
 class OnlineLearner:
-    def __init__(self, model: Model, dataset):
+    def __init__(self, model: Model, dataset, held_out=None):
         """``model``: loaded on the learning device; ``dataset``: the expert demonstrations
-        (a RobomimicDataset with the model's observation keys)."""
+        (a RobomimicDataset with the model's observation keys); ``held_out``: demonstrations
+        kept out of training, on which ``critic_diagnostic`` measures Q (none: no diagnostic)."""
         if dataset.obs_dim != model.info.obs_dim:
             raise ValueError(f"dataset: observations of {dataset.obs_dim} values, the model takes {model.info.obs_dim}")
         self.model, self.agent, config = model, model.agent, model.config
         self.buffer = expert_buffer(dataset, config, model.obs_normalizer, model.action_normalizer, self.agent.device)
+        self.held_out = [] if held_out is None or not held_out.demos else held_out_episodes(
+            held_out, config, model.obs_normalizer, model.action_normalizer, self.agent.device)
         self.keypoints_reused = self._reuse_keypoints()
         self.counts = TransitionCounts()
         self.log = None             # a ReplayLog, where transitions must survive a crash
@@ -217,6 +223,15 @@ class OnlineLearner:
     # -- learning -----------------------------------------------------------------------------
     def update(self) -> dict:
         return self.agent.update(self.buffer)
+
+    def critic_diagnostic(self) -> dict:
+        """For a learning curve's row: ``value_error`` of the current critic on the held-out
+        demonstrations as ``critic_error``, ``q_start`` and ``return_start`` (empty without them)."""
+        if not self.held_out:
+            return {}
+        check = value_error(self.agent.critic, self.held_out)
+        return {"critic_error": round(check["mean_abs_error"], 4), "q_start": round(check["q_start"], 4),
+                "return_start": round(check["return_start"], 4)}
 
     def snapshot(self, path, card: str) -> Path:
         """The current weights as a model directory (atomic: a crash leaves no half model)."""

@@ -20,6 +20,8 @@ from otpr_ros.core.agent import OTPRAgent
 from otpr_ros.core.config import OTPRConfig
 from otpr_ros.core.replay_buffer import ReplayBuffer
 
+OBS_CLIP = 5.0        # as the acting policy clips normalised observations
+
 
 @dataclass
 class PretrainResult:
@@ -43,6 +45,17 @@ def expert_buffer(dataset, config: OTPRConfig, obs_normalizer, action_normalizer
                       transitions["reward"], obs_normalizer.normalize(transitions["next_obs"]).astype(np.float32),
                       transitions["terminal"], transitions["steps"])
     return buffer
+
+
+def held_out_episodes(dataset, config: OTPRConfig, obs_normalizer, action_normalizer, device) -> list:
+    """``dataset``'s demonstrations as normalised tensors for ``value_error`` (the critic's
+    diagnostic): give it episodes the critic never trained on, e.g. the files' valid split."""
+    return [(torch.as_tensor(np.clip(obs_normalizer.normalize(obs), -OBS_CLIP, OBS_CLIP), dtype=torch.float32,
+                             device=device),
+             torch.as_tensor(normalise_chunks(action_normalizer, chunks, config.act_dim), dtype=torch.float32,
+                             device=device),
+             torch.as_tensor(returns, dtype=torch.float32, device=device))
+            for obs, chunks, returns in dataset.chunked_episodes(config.chunk, config.critic.gamma)]
 
 
 def pretrain(dataset, config: OTPRConfig, policy_steps: int, critic_steps: int, batch_size: int = 256,

@@ -210,7 +210,7 @@ class Learner(Node):
             raise ModelError(f"{model_dir}: trained for {model.info.task!r}, the learner is for {value('task')!r}")
         apply_overrides(model, [o for o in value("overrides") if o])
         dataset = expert_demonstrations(model, value("datasets"))
-        self.core = OnlineLearner(model, dataset)
+        self.core = OnlineLearner(model, dataset, expert_demonstrations(model, value("datasets"), split="valid"))
         self.output = Path(value("output_dir"))
         self.utd, self.warmup = value("updates_per_transition"), value("warmup_transitions")
         self.publish_every, self.lead = value("publish_every"), value("max_lead_transitions")
@@ -411,7 +411,7 @@ class Learner(Node):
 
     def _row(self) -> dict:
         return {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
-                "wall_s": round(time.perf_counter() - self.start, 1)}
+                "wall_s": round(time.perf_counter() - self.start, 1), **self.core.critic_diagnostic()}
 
     def _publish_snapshot(self, checkpoint: bool = False) -> None:
         self.version += 1

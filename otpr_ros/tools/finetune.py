@@ -94,7 +94,8 @@ def main(argv=None) -> int:
     try:
         model = load_model(model_dir, args.device)
         apply_overrides(model, args.set)
-        learner = OnlineLearner(model, expert_demonstrations(model, args.datasets or ()))
+        learner = OnlineLearner(model, expert_demonstrations(model, args.datasets or ()),
+                                expert_demonstrations(model, args.datasets or (), split="valid"))
     except (ModelError, ValueError, OSError) as error:
         print(f"finetune: {error}", file=sys.stderr)
         return 2
@@ -128,7 +129,8 @@ def main(argv=None) -> int:
         row = {"env_steps": env_steps, "updates": updates, "episodes": len(train_successes),
                "wall_s": round(time.perf_counter() - start, 1), "success_rate": summary.success_rate,
                "ci_low": round(summary.ci95[0], 3), "ci_high": round(summary.ci95[1], 3),
-               "train_success_rate": round(float(np.mean(recent)), 3) if recent else None}
+               "train_success_rate": round(float(np.mean(recent)), 3) if recent else None,
+               **learner.critic_diagnostic()}
         if args.validation_seed is not None:
             row["validation_success_rate"] = success_on(path, args.validation_seed).success_rate
             writer.add_scalar("eval/validation_success_rate", row["validation_success_rate"], env_steps)
@@ -138,6 +140,8 @@ def main(argv=None) -> int:
                                  f"{row['validation_success_rate']:.0%} on seeds from {args.validation_seed}.\n")
         rows.append(row)
         writer.add_scalar("eval/success_rate", summary.success_rate, env_steps)
+        if "critic_error" in row:
+            writer.add_scalar("eval/critic_error", row["critic_error"], env_steps)
         write_curve(output, rows, f"OTPR fine-tuning, {args.task}")
         tqdm.write(f"finetune: {env_steps} env steps, {updates} updates: held-out success "
                    f"{summary.successes}/{summary.episodes} ({row['ci_low']:.2f}-{row['ci_high']:.2f})")

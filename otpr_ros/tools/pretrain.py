@@ -19,9 +19,10 @@ import torch
 from tqdm import tqdm
 
 from otpr_ros.core.config import OTPRConfig
+from otpr_ros.core.critic import CONVERGED_ERROR, value_error
 from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
 from otpr_ros.model.directory import ModelInfo, save_model
-from otpr_ros.model.pretraining import pretrain
+from otpr_ros.model.pretraining import held_out_episodes, pretrain
 from otpr_ros.package_files import task_config
 from otpr_ros.sim.robomimic_env import CONTROL_HZ, OBS_KEYS, TASKS
 
@@ -66,12 +67,17 @@ def main(argv=None) -> int:
         result = pretrain(dataset, config, args.policy_steps, args.critic_steps, args.batch_size,
                           log=writer.add_scalar, progress=bar.update)
     writer.close()
+    critic_check = critic_diagnostic(args.dataset, config, result)
+    if critic_check:
+        print(f"pretrain: critic on {critic_check['episodes']} held-out demonstrations: "
+              f"{describe_critic(critic_check)}")
     info = ModelInfo(task=args.task, obs_keys=list(OBS_KEYS), obs_dim=config.obs_dim, act_dim=config.act_dim,
                      chunk=config.chunk, action_low=[-1.0] * config.act_dim, action_high=[1.0] * config.act_dim,
                      control_hz=CONTROL_HZ,
                      extra={"datasets": [str(p) for p in args.dataset], "demos": len(dataset.demos),
                             "dataset_commands": dataset_commands(dataset),
-                            "seed": args.seed, "torch": torch.__version__, **result.stats})
+                            "seed": args.seed, "torch": torch.__version__, **result.stats,
+                            "critic_diagnostic": critic_check})
     card = model_card(args, command, info, config, None)
     output = save_model(args.output, result.agent, info, result.obs_normalizer, result.action_normalizer, card)
     summary = None
@@ -89,6 +95,23 @@ def main(argv=None) -> int:
     print(json.dumps({"output": str(output), **result.stats,
                       "evaluation": summary.to_dict() if summary else None}, default=float))
     return 0
+
+
+def critic_diagnostic(paths, config, result) -> dict | None:
+    """``value_error`` of the pre-trained critic on the files' held-out (valid split)
+    demonstrations; None when the files hold none."""
+    held_out = RobomimicDataset(paths, OBS_KEYS, act_dim=config.act_dim, split="valid", split_required=False)
+    if not held_out.demos:
+        return None
+    return value_error(result.agent.critic, held_out_episodes(held_out, config, result.obs_normalizer,
+                                                              result.action_normalizer, result.agent.device))
+
+
+def describe_critic(check: dict) -> str:
+    verdict = ("converged" if check["converged"] else
+               f"NOT converged (>= {CONVERGED_ERROR}: Q is not yet a value function; more --critic-steps)")
+    return (f"mean |Q - discounted return| {check['mean_abs_error']:.3f}, Q at the first step "
+            f"{check['q_start']:.3f} against the return {check['return_start']:.3f}: {verdict}")
 
 
 def dataset_commands(dataset) -> list:
@@ -119,7 +142,11 @@ def model_card(args, command, info, config, summary) -> str:
              f"{extra['pairs']} observation/chunk pairs)",
              f"- steps: {extra['policy_steps']} policy (noise matching), {extra['critic_steps']} critic (IQL), "
              f"{extra['dual_steps']} dual (potentials)",
-             f"- seed {extra['seed']}, torch {extra['torch']}", "",
+             f"- seed {extra['seed']}, torch {extra['torch']}"]
+    check = extra.get("critic_diagnostic")
+    lines.append(f"- critic on {check['episodes']} held-out demonstrations (valid split): {describe_critic(check)}"
+                 if check else "- critic: no held-out demonstrations to measure it on")
+    lines += ["",
              "## Offline evaluation", ""]
     if summary is None:
         lines.append("Not evaluated.")
