@@ -19,7 +19,8 @@ On a robot (``use_sim`` false) the robot's drivers take the bridge's place: one 
 
 from dataclasses import dataclass, field
 
-SEEDS_PER_BRIDGE = 1_000_000       # bridge i starts from seed i * this: bridges never share a scene
+from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE
+
 TASKS = ("lift", "can", "square")
 
 
@@ -78,6 +79,7 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
     learner = node_plan("learner", ns or "/", {"task": task, "model_dir": model_dir, "device": device,
                                                "max_env_steps": env_steps, "eval_every": eval_every,
                                                "eval_episodes": eval_episodes, "validation_seed": validation_seed,
+                                               "training_seeds": [i * SEEDS_PER_BRIDGE for i in range(num_envs)],
                                                **({"output_dir": output_dir} if output_dir else {})})
     if not use_sim:
         return [node_plan("policy_server", ns or "/", server, {"policy_update": f"{ns}/policy_update"}), learner]

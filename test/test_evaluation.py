@@ -61,3 +61,12 @@ def test_evaluate_acts_with_changed_settings_and_refuses_bad_ones(tmp_path, caps
     assert "transport.size=3" in capsys.readouterr().err
     assert evaluate_main(["--task", "lift", "--episodes", "1", "--backend", "onnx", "--set", "transport.beta=0"]) == 2
     assert "only the torch backend" in capsys.readouterr().err
+
+
+def test_seed_overlap_names_the_first_range_the_validation_seeds_share():
+    from otpr_ros.sim.evaluation import seed_overlap
+    others = {"held-out": range(100_000, 100_050), "training": range(0, 8_000)}
+    assert seed_overlap(300_000, 50, others) is None
+    assert seed_overlap(100_049, 50, others) == "held-out"
+    assert seed_overlap(99_951, 50, others) == "held-out" and seed_overlap(99_950, 50, others) is None
+    assert seed_overlap(0, 50, others) == "training" and seed_overlap(7_999, 1, others) == "training"

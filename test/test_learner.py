@@ -88,6 +88,18 @@ def test_validation_seeds_overlapping_the_held_out_seeds_are_refused(tmp_path):
     assert not (tmp_path / "runs").exists(), "nothing written"
 
 
+def test_validation_seeds_overlapping_the_bridges_training_seeds_are_refused(tmp_path):
+    """The bridges of a launch run episodes from seeds 0.. (bridge i: i * 1 000 000..): validation
+    seeds among them would choose on episodes the policy trained on."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
+    result = subprocess.run([sys.executable, "-m", "otpr_ros.nodes.learner", "--ros-args", "-p", "validation_seed:=0",
+                             "-p", "max_env_steps:=8000", "-p", f"output_dir:={tmp_path / 'runs'}"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "validation_seed 0: its 50 seeds overlap the training seeds from 0" in result.stderr
+    assert not (tmp_path / "runs").exists(), "nothing written"
+
+
 def test_evaluations_queued_faster_than_they_run_are_all_evaluated(tmp_path):
     """Three snapshots queued at once, each evaluated on held-out and validation seeds: none
     is removed while it waits (the newest-only clean-up once deleted queued snapshots)."""

@@ -47,6 +47,7 @@ from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_FIELDS, TRANSITION_
                                          policy_update_message, transition_fields)
 from otpr_ros.nodes.node_main import declare_cpu_threads, run_node
 from otpr_ros.package_files import shipped_model
+from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE, seed_overlap
 
 SLICE_SECONDS = 0.2        # s of updates before the executor has its thread back
 STATUS_PERIOD = 1.0        # s between two ~/status messages
@@ -194,6 +195,10 @@ class Learner(Node):
         self.declare_parameter("eval_seed", 100000, ParameterDescriptor(
             description="first held-out seed", read_only=True,
             integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)]))
+        self.declare_parameter("training_seeds", [0], ParameterDescriptor(
+            description="first episode seed of each bridge feeding this learner (the launch sets them); each "
+                        f"uses up to max_env_steps seeds from it ({SEEDS_PER_BRIDGE} when unbounded)",
+            read_only=True))
         self.declare_parameter("validation_seed", -1, ParameterDescriptor(
             description="first seed of validation episodes (eval_episodes of them) run beside each held-out "
                         "evaluation; the weights they rate best are copied to <output_dir>/selected; -1: none",
@@ -201,9 +206,13 @@ class Learner(Node):
 
         value = lambda name: self.get_parameter(name).value  # noqa: E731
         episodes, held_out, validation = value("eval_episodes"), value("eval_seed"), value("validation_seed")
-        if validation >= 0 and validation < held_out + episodes and held_out < validation + episodes:
-            raise ValueError(f"validation_seed {validation}: its {episodes} seeds overlap the held-out seeds from "
-                             f"{held_out}; a choice made on them would not be measured on unseen seeds")
+        span = value("max_env_steps") or SEEDS_PER_BRIDGE        # a training episode takes >= 1 step
+        overlap = validation >= 0 and seed_overlap(validation, episodes, {
+            f"held-out seeds from {held_out}": range(held_out, held_out + episodes),
+            **{f"training seeds from {first}": range(first, first + span) for first in value("training_seeds")}})
+        if overlap:
+            raise ValueError(f"validation_seed {validation}: its {episodes} seeds overlap the {overlap}; a choice "
+                             "made on them would not be measured on unseen seeds")
         model_dir = value("model_dir") or str(shipped_model(value("task")))
         model = load_model(model_dir, value("device"))
         if model.info.task != value("task"):

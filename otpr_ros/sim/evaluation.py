@@ -110,6 +110,21 @@ def success_cell(success_rate: float, ci95) -> str:
     return f"{success_rate:.0%} ({low:.0%}-{high:.0%})"
 
 
+SEEDS_PER_BRIDGE = 1_000_000       # bridge i starts from seed i * this: bridges never share a scene
+
+
+def seed_overlap(validation_seed: int, episodes: int, others: dict) -> str | None:
+    """The name of the first of ``others`` (name -> range of seeds) that the ``episodes``
+    validation seeds from ``validation_seed`` share, or None when they are apart from all:
+    the one rule by which ``finetune`` and the learner keep choosing apart from measuring
+    and from training."""
+    validation = range(validation_seed, validation_seed + episodes)
+    for name, other in others.items():
+        if validation.start < other.stop and other.start < validation.stop:
+            return name
+    return None
+
+
 def summarise(records) -> EvalSummary:
     successes = sum(r["success"] for r in records)
     n = len(records)

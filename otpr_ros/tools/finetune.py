@@ -38,7 +38,7 @@ from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, exper
 from otpr_ros.model.policy import ChunkPolicy
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.bridge_session import BridgeSession, make_environment
-from otpr_ros.sim.evaluation import EvalSettings, evaluate
+from otpr_ros.sim.evaluation import EvalSettings, evaluate, seed_overlap
 from otpr_ros.sim.robomimic_env import TASKS
 
 def parse_args(argv=None):
@@ -73,21 +73,18 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def seed_overlap(args) -> str | None:
+def overlapping_seeds(args) -> str | None:
     """Which seed range the validation seeds share, if any (a training episode takes >= 1 step)."""
-    validation = range(args.validation_seed, args.validation_seed + args.eval_episodes)
-    for name, other in (("held-out (--eval-seed)", range(args.eval_seed, args.eval_seed + args.eval_episodes)),
-                        ("training (--train-seed)", range(args.train_seed, args.train_seed + args.env_steps))):
-        if validation.start < other.stop and other.start < validation.stop:
-            return name
-    return None
+    return seed_overlap(args.validation_seed, args.eval_episodes, {
+        "held-out (--eval-seed)": range(args.eval_seed, args.eval_seed + args.eval_episodes),
+        "training (--train-seed)": range(args.train_seed, args.train_seed + args.env_steps)})
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.validation_seed is not None and seed_overlap(args):
+    if args.validation_seed is not None and overlapping_seeds(args):
         print(f"finetune: --validation-seed {args.validation_seed}: its {args.eval_episodes} seeds overlap the "
-              f"{seed_overlap(args)} seeds; choose a range apart from both", file=sys.stderr)
+              f"{overlapping_seeds(args)} seeds; choose a range apart from both", file=sys.stderr)
         return 2
     output = Path(args.output)
     model_dir = Path(args.model) if args.model else shipped_model(args.task)
