@@ -40,7 +40,7 @@ models: setup
 	$(BIN)/collect-demos --task can --episodes 100 --quality mixed --seed 10000 --output data/can_mixed.hdf5
 	$(BIN)/collect-demos --task can --episodes 150 --quality mixed --seed 20000 --output data/can_mixed_b.hdf5
 	$(BIN)/pretrain --task can --dataset data/can_mixed.hdf5 data/can_mixed_b.hdf5 --output models/can \
-	  --policy-steps 12000 --critic-steps 2000 --eval-episodes 50
+	  --policy-steps 12000 --critic-steps 12000 --eval-episodes 50
 	$(BIN)/collect-demos --task square --episodes 100 --quality mixed --seed 10000 --output data/square_mixed.hdf5
 	$(BIN)/collect-demos --task square --episodes 250 --quality mixed --seed 20000 --output data/square_mixed_b.hdf5
 	$(BIN)/collect-demos --task square --episodes 250 --quality mixed --seed 30000 --output data/square_mixed_c.hdf5
