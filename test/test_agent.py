@@ -256,3 +256,31 @@ def test_bad_critic_settings_are_refused():
         OTPRAgent(OTPRConfig(obs_dim=1, critic=CriticConfig(batch_mix="fixed", online_fraction=1.5)))
     with pytest.raises(ValueError, match="critic.steps_per_update"):
         OTPRAgent(OTPRConfig(obs_dim=1, critic=CriticConfig(steps_per_update=0)))
+
+
+@pytest.mark.parametrize("guidance", ["q", "advantage"])
+def test_candidates_normalisation_weighs_by_the_ranking_however_flat_q_is(guidance):
+    """Q that differs by 1e-3 across candidates: divided by its scale the guidance is uniform
+    (effective sample size ~ L + 1); standardised over each state's candidates it follows Q's
+    order, and shifting or scaling Q changes nothing."""
+    from otpr_ros.core.resampling import effective_sample_size
+    agent = small_agent()
+    agent.config.agent.guidance = guidance
+    states, candidates = torch.rand(6, 1), torch.rand(6, 9, 2) * 2 - 1
+    flat = torch.linspace(0.5, 0.501, 9).expand(6, 9)
+    agent.critic.target_q = lambda obs, actions: flat.clone()
+    uniform = agent.guidance_weights(states, candidates, torch.full((6,), -1))
+    agent.config.agent.q_normalisation = "candidates"
+    ranked = agent.guidance_weights(states, candidates, torch.full((6,), -1))
+    assert effective_sample_size(uniform).min() > 8.99 and effective_sample_size(ranked).max() < 7.5
+    assert bool((ranked.diff(dim=1) > 0).all()) and torch.allclose(ranked.sum(1), torch.ones(6))
+    agent.critic.target_q = lambda obs, actions: 3.0 * flat + 7.0
+    shifted = agent.guidance_weights(states, candidates, torch.full((6,), -1))
+    torch.testing.assert_close(shifted, ranked, atol=1e-3, rtol=0)          # float32 rounding of 1e-3 steps
+
+
+def test_candidates_normalisation_with_compatibility_guidance_is_refused():
+    with pytest.raises(ValueError, match="agent.q_normalisation"):
+        OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(q_normalisation="candidates")))
+    with pytest.raises(ValueError, match="agent.q_normalisation"):
+        OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(guidance="q", q_normalisation="rank")))

@@ -25,6 +25,7 @@ from otpr_ros.core.transport import (KeypointRelationCost, NeuralPotentials, Run
 GUIDANCES = ("compatibility", "q", "advantage")
 ACT_MODES = ("sample", "argmax", "single")
 BATCH_MIXES = ("uniform", "fixed")
+Q_NORMALISATIONS = ("scale", "candidates")
 
 
 @dataclass
@@ -52,6 +53,12 @@ def check_config(config: OTPRConfig) -> None:
             raise ValueError(f"{name}: a learning rate must be positive, got {rate}")
     if config.transport.distance not in ("sqeuclidean", "cosine"):
         raise ValueError(f"transport.distance: expected 'sqeuclidean' or 'cosine', got {config.transport.distance!r}")
+    if config.agent.q_normalisation not in Q_NORMALISATIONS:
+        raise ValueError(f"agent.q_normalisation: expected one of {Q_NORMALISATIONS}, "
+                         f"got {config.agent.q_normalisation!r}")
+    if config.agent.q_normalisation == "candidates" and config.agent.guidance == "compatibility":
+        raise ValueError("agent.q_normalisation: 'candidates' applies to guidance q or advantage; compatibility "
+                         "guidance weighs by H")
     critic = config.critic
     if critic.batch_mix not in BATCH_MIXES:
         raise ValueError(f"critic.batch_mix: expected one of {BATCH_MIXES}, got {critic.batch_mix!r}")
@@ -238,11 +245,17 @@ class OTPRAgent:
             fallback = F.one_hot(score.argmax(1), candidates.shape[1]).float()
             raw = torch.where(raw.sum(1, keepdim=True) > 0, raw, fallback)
         else:
-            q = self.critic.target_q(obs_b, candidates) / self.q_scale.scale
+            q = self.critic.target_q(obs_b, candidates)
+            if a.q_normalisation == "candidates":     # the ranking among a state's candidates, whatever its spread
+                # (V(s) is one number per state: it drops out of Q - V standardised over the candidates)
+                q = (q - q.mean(1, keepdim=True)) / q.std(1, keepdim=True).clamp_min(1e-8)
+                advantage = q
+            else:
+                q = q / self.q_scale.scale
+                advantage = q - self.critic.value(states)[:, None] / self.q_scale.scale
             if a.guidance == "q":
                 raw = torch.softmax(q / a.q_temperature, dim=1)
             else:
-                advantage = q - self.critic.value(states)[:, None] / self.q_scale.scale
                 raw = torch.exp(a.advantage_temperature * advantage).clamp(max=a.advantage_clip)
         return raw / raw.sum(1, keepdim=True)
 

@@ -65,6 +65,8 @@ class AgentConfig:
     actor_batch: int = 1024
     actor_sampler: str = "ddpm"              # how training candidates are drawn
     actor_ddim_steps: int = 20
+    q_normalisation: str = "scale"           # guidance q/advantage: Q / its running scale | candidates: per
+                                             # state, (Q - mean) / std over that state's candidates
     q_temperature: float = 1.0               # guidance q: softmax(Qn / temperature)
     advantage_temperature: float = 3.0       # guidance advantage: exp(temperature * (Q - V) / scale)
     advantage_clip: float = 100.0
