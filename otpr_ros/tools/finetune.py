@@ -82,9 +82,10 @@ def overlapping_seeds(args) -> str | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.validation_seed is not None and overlapping_seeds(args):
+    overlap = args.validation_seed is not None and overlapping_seeds(args)
+    if overlap:
         print(f"finetune: --validation-seed {args.validation_seed}: its {args.eval_episodes} seeds overlap the "
-              f"{overlapping_seeds(args)} seeds; choose a range apart from both", file=sys.stderr)
+              f"{overlap} seeds; choose a range apart from both", file=sys.stderr)
         return 2
     output = Path(args.output)
     model_dir = Path(args.model) if args.model else shipped_model(args.task)
