@@ -24,7 +24,7 @@ run: setup data/lift_mixed.hdf5
 	  --output-dir runs/finetune_lift
 
 data/lift_mixed.hdf5: | setup
-	$(VENV)/bin/collect-demos --task lift --episodes 100 --quality mixed --seed 10000 --output $@
+	$(VENV)/bin/otpr-collect-demos --task lift --episodes 100 --quality mixed --seed 10000 --output $@
 
 test: setup
 	$(PY) -m pytest -q
@@ -34,15 +34,15 @@ test: setup
 # About 10-20 min a task on 2 cores (Square about 60); data/ is not committed.
 BIN := $(VENV)/bin
 models: setup
-	$(BIN)/collect-demos --task lift --episodes 100 --quality mixed --seed 10000 --output data/lift_mixed.hdf5
-	$(BIN)/pretrain --task lift --dataset data/lift_mixed.hdf5 --output models/lift \
+	$(BIN)/otpr-collect-demos --task lift --episodes 100 --quality mixed --seed 10000 --output data/lift_mixed.hdf5
+	$(BIN)/otpr-pretrain --task lift --dataset data/lift_mixed.hdf5 --output models/lift \
 	  --policy-steps 4000 --critic-steps 2000 --eval-episodes 50
-	$(BIN)/collect-demos --task can --episodes 100 --quality mixed --seed 10000 --output data/can_mixed.hdf5
-	$(BIN)/collect-demos --task can --episodes 150 --quality mixed --seed 20000 --output data/can_mixed_b.hdf5
-	$(BIN)/pretrain --task can --dataset data/can_mixed.hdf5 data/can_mixed_b.hdf5 --output models/can \
+	$(BIN)/otpr-collect-demos --task can --episodes 100 --quality mixed --seed 10000 --output data/can_mixed.hdf5
+	$(BIN)/otpr-collect-demos --task can --episodes 150 --quality mixed --seed 20000 --output data/can_mixed_b.hdf5
+	$(BIN)/otpr-pretrain --task can --dataset data/can_mixed.hdf5 data/can_mixed_b.hdf5 --output models/can \
 	  --policy-steps 12000 --critic-steps 12000 --eval-episodes 50
-	$(BIN)/collect-demos --task square --episodes 100 --quality mixed --seed 10000 --output data/square_mixed.hdf5
-	$(BIN)/collect-demos --task square --episodes 250 --quality mixed --seed 20000 --output data/square_mixed_b.hdf5
-	$(BIN)/collect-demos --task square --episodes 250 --quality mixed --seed 30000 --output data/square_mixed_c.hdf5
-	$(BIN)/pretrain --task square --dataset data/square_mixed.hdf5 data/square_mixed_b.hdf5 data/square_mixed_c.hdf5 \
+	$(BIN)/otpr-collect-demos --task square --episodes 100 --quality mixed --seed 10000 --output data/square_mixed.hdf5
+	$(BIN)/otpr-collect-demos --task square --episodes 250 --quality mixed --seed 20000 --output data/square_mixed_b.hdf5
+	$(BIN)/otpr-collect-demos --task square --episodes 250 --quality mixed --seed 30000 --output data/square_mixed_c.hdf5
+	$(BIN)/otpr-pretrain --task square --dataset data/square_mixed.hdf5 data/square_mixed_b.hdf5 data/square_mixed_c.hdf5 \
 	  --output models/square --policy-steps 160000 --critic-steps 2000 --eval-episodes 50

@@ -1,6 +1,6 @@
 """The paper's ablations, with identical seeds and budgets per task: BC only (the shipped
 model, no fine-tuning), OTPR (H guidance, masked OT), OTPR-U (unmasked), Q and advantage
-guidance, each fine-tuned by the in-process ``finetune`` (one process per variant) and
+guidance, each fine-tuned by the in-process ``otpr-finetune`` (one process per variant) and
 evaluated on the same held-out seeds.
 
     python benchmarks/ablation.py --tasks lift can

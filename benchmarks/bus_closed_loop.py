@@ -5,7 +5,7 @@ in-process decision time, all measured in one run.
     python benchmarks/bus_closed_loop.py --task lift --episodes 50
 
 Starts a policy server and a simulation bridge (fast mode) as separate processes on DDS
-(loopback, its own ROS_DOMAIN_ID), with the seeds ``evaluate`` uses (100000 ...), then times
+(loopback, its own ROS_DOMAIN_ID), with the seeds ``otpr-evaluate`` uses (100000 ...), then times
 the same decision in this process with the same model and L.
 """
 

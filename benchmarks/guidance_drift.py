@@ -2,7 +2,7 @@
 
 Runs N OTPR updates (dual step, IQL step, guided actor step, exactly as the learner does)
 on the expert demonstrations alone, with no environment, then evaluates the result on
-held-out seeds like ``evaluate``. With no new data there is nothing to learn, so a good
+held-out seeds like ``otpr-evaluate``. With no new data there is nothing to learn, so a good
 guidance leaves the success rate where it was; a guidance whose preferences among the
 policy's own candidates are wrong pulls the policy toward them, and the success rate drops.
 This separates "the guidance misleads the actor" from "the online data are bad".

@@ -5,7 +5,7 @@ on the same held-out seeds; L = 1 (the diffusion policy alone) for reference.
     python benchmarks/keypoint_cost.py --tasks lift can --episodes 50
 
 No training happens: every row acts with the same policy, critic and potentials, and only
-the cost that ranks the candidates changes (``evaluate --set``). The shipped potentials
+the cost that ranks the candidates changes (``otpr-evaluate --set``). The shipped potentials
 have had 500 dual steps, so H is still close to ``(const + Qn - beta * g)_+``: this measures
 whether g ranks candidates well, which is what it contributes to compatibility resampling
 and, through the same H, to the actor's guidance. Writes ``<output>/<task>.json`` (one

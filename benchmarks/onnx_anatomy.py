@@ -3,7 +3,7 @@
 Times three graphs of one model's decision, interleaved round by round so that the
 machine's neighbours weigh on each alike:
 
-- shipped: the model's ``decision.onnx`` as ``export-onnx`` writes it (Mish in closed form);
+- shipped: the model's ``decision.onnx`` as ``otpr-export-onnx`` writes it (Mish in closed form);
 - ReLU for Mish: the same export with every Mish written as one ReLU node. Not the policy
   (its outputs differ); it bounds what a fused one-node Mish kernel could give;
 - GEMMs only: the policy network's own weights as a chain of Gemm nodes in the order one

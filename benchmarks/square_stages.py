@@ -2,7 +2,7 @@
 
 Square is picked up by the nut's handle, carried over the peg, turned to a quarter turn
 and lowered on. A success rate alone does not say which of these a policy misses; this
-runs the model as ``evaluate`` does (torch backend, L from the model's eval_mode, seeds
+runs the model as ``otpr-evaluate`` does (torch backend, L from the model's eval_mode, seeds
 from --seed) and records per episode:
 
 - never lifted: the nut never rose 6 cm above the table (the grasp failed or never came);

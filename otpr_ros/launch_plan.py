@@ -75,7 +75,7 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
     ns = check_namespace(namespace)
     shared = {topic: f"{ns}/{topic}" for topic in ("transition", "episode", "learner_progress")}
     server = {"task": task, "backend": backend, "model_dir": model_dir, "device": device,
-              "selection": "sample", "num_candidates": -1}    # -1: the model's L (acting for training)
+              "selection": "sample", "candidates": "train"}     # the model's L: acting for training
     learner = node_plan("learner", ns or "/", {"task": task, "model_dir": model_dir, "device": device,
                                                "max_env_steps": env_steps, "eval_every": eval_every,
                                                "eval_episodes": eval_episodes, "validation_seed": validation_seed,

@@ -56,6 +56,15 @@ def test_launch_files_start_the_packages_executables():
     assert (ROOT / "setup.cfg").read_text().count("lib/otpr_ros") == 2   # scripts where ros2 run looks
 
 
+def test_tools_carry_the_package_prefix_and_nodes_their_names():
+    """On PATH in any environment: the tools as otpr-*; the node executables keep the names
+    that ``ros2 run otpr_ros <node>`` and the launch files use."""
+    nodes = {node.executable for node in every_plan()}
+    assert nodes == {"policy_server", "sim_bridge", "learner"}
+    tools = console_scripts() - nodes
+    assert tools and all(name.startswith("otpr-") for name in tools), sorted(tools)
+
+
 def test_bad_launch_arguments_are_refused_by_name():
     values = {name: default for name, (default, _) in ARGUMENTS["finetune"].items()}
     for name, bad in (("task", "stack"), ("num_envs", "0"), ("num_envs", "two"), ("use_sim", "maybe"),

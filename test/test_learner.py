@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -98,28 +97,3 @@ def test_validation_seeds_overlapping_the_bridges_training_seeds_are_refused(tmp
     assert result.returncode == 2, result.stderr[-3000:]
     assert "validation_seed 0: its 50 seeds overlap the training seeds from 0" in result.stderr
     assert not (tmp_path / "runs").exists(), "nothing written"
-
-
-def test_evaluations_queued_faster_than_they_run_are_all_evaluated(tmp_path):
-    """Three snapshots queued at once, each evaluated on held-out and validation seeds: none
-    is removed while it waits (the newest-only clean-up once deleted queued snapshots)."""
-    from otpr_ros.model.online_learning import OnlineLearner, expert_demonstrations
-    from otpr_ros.nodes.learner import Evaluation
-
-    model = load_model(make_tiny_model(tmp_path), "cpu")
-    core = OnlineLearner(model, expert_demonstrations(model))
-    runs = tmp_path / "runs"
-    evaluation = Evaluation(runs, "lift", 1, 100000, validation_seed=300000)
-    for steps in (0, 100, 200):
-        evaluation.queue(core, {"env_steps": steps, "updates": 0, "episodes": 0, "wall_s": 0.0})
-    rows = []
-    deadline = time.monotonic() + 300
-    while len(rows) < 3 and time.monotonic() < deadline:
-        row = evaluation.poll()
-        rows += [row] if row else []
-        time.sleep(0.2)
-    assert [r["env_steps"] for r in rows] == [0, 100, 200], rows
-    assert all(r["validation_success_rate"] is not None and 0 <= r["success_rate"] <= 1 for r in rows)
-    assert evaluation.idle
-    assert load_model(runs / "selected").info.task == "lift"
-    assert sorted(p.name for p in (runs / "evaluated").iterdir()) == ["step_000000200"]

@@ -88,7 +88,7 @@ def start_learner(model_dir, runs):
 @pytest.fixture
 def system(tmp_path):
     model_dir = make_tiny_model(tmp_path)
-    server = start_node("otpr_ros.nodes.policy_server", DOMAIN, NS, f"model_dir:={model_dir}", "num_candidates:=-1",
+    server = start_node("otpr_ros.nodes.policy_server", DOMAIN, NS, f"model_dir:={model_dir}", "candidates:=train",
                         "selection:=sample", "max_decision_rate:=1000.0")
     bridge = start_node("otpr_ros.nodes.sim_bridge", DOMAIN, NS, "horizon:=200")
     watcher = Watcher()

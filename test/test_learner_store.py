@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 import torch
 
 from otpr_ros.model.learner_store import Checkpoints, ReplayLog

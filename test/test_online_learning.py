@@ -128,7 +128,7 @@ def test_a_few_hundred_updates_on_lift_raise_the_compatibility_of_the_chosen_chu
     learner = OnlineLearner(model, expert_demonstrations(model, [str(demos)]))
     env, observe = make_environment("lift", None)
     session = BridgeSession(env, observe, model.config.critic.gamma, first_seed=500)
-    policy = ChunkPolicy(model, "torch", None, "sample", seed=0)
+    policy = ChunkPolicy(model, "torch", "train", "sample", seed=0)
     session.reset()
     while learner.online_size < 100:
         learner.add(session.run_chunk(policy.decide).fields())

@@ -1,4 +1,4 @@
-"""The paper's ablations as fine-tuning overrides (``finetune --set``), shared by the
+"""The paper's ablations as fine-tuning overrides (``otpr-finetune --set``), shared by the
 benchmarks that compare them (benchmarks/ablation.py, benchmarks/guidance_drift.py)."""
 
 # actor batch 256 and 5-step DDIM training candidates: the update a 2-core CPU affords

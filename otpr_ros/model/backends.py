@@ -38,10 +38,10 @@ def exported_decision(model, onnx_dir=None) -> Path:
     try:
         manifest = json.loads((onnx_dir / "manifest.json").read_text())
     except FileNotFoundError:
-        raise ValueError(f"{onnx_dir}: no ONNX export; run export-onnx --model {model.path}") from None
+        raise ValueError(f"{onnx_dir}: no ONNX export; run otpr-export-onnx --model {model.path}") from None
     if manifest["weights_sha256"] != model.weights_sha256:
         raise ValueError(f"{onnx_dir}: exported from other weights than {model.path}/weights.pt; "
-                         f"run export-onnx --model {model.path} again")
+                         f"run otpr-export-onnx --model {model.path} again")
     d = model.config.diffusion
     if (manifest["sampler"], manifest["ddim_steps"], manifest["eta"]) != (d.sampler, d.ddim_steps, d.eta):
         raise ValueError(f"{onnx_dir}: exported for sampler {manifest['sampler']}, the config says {d.sampler}")

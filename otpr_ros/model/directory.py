@@ -89,6 +89,16 @@ def save_model(path, agent: OTPRAgent, info: ModelInfo, obs_normalizer: MinMaxNo
     return path
 
 
+def amend_card(path, text: str) -> None:
+    """Append ``text`` to the model card of the directory at ``path`` (its checksum follows)."""
+    path = Path(path)
+    card = path / "MODEL_CARD.md"
+    card.write_text(card.read_text() + text)
+    manifest = json.loads((path / "model.json").read_text())
+    manifest["files"]["MODEL_CARD.md"] = sha256(card)
+    (path / "model.json").write_text(json.dumps(manifest, indent=1))
+
+
 def read_info(path) -> tuple[ModelInfo, dict]:
     """The manifest, checked against the files beside it."""
     path = Path(path)

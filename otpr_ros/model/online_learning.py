@@ -1,6 +1,6 @@
 """Online fine-tuning from chunk-level transitions (ALGORITHM.md, "The loop"), without ROS.
 
-The learner node and the in-process ``finetune`` command both run this: transitions in
+The learner node and the in-process ``otpr-finetune`` command both run this: transitions in
 robot units arrive (from any number of sources), are normalised with the model's stats and
 stored beside the expert demonstrations; ``update()`` runs one OTPR iteration (dual steps,
 IQL, OT-guided score matching); ``snapshot()`` writes a complete model directory the policy
@@ -73,7 +73,7 @@ def expert_demonstrations(model: Model, paths=(), split: str = "train") -> Robom
     if not paths or missing:
         commands = "; ".join(model.info.extra.get("dataset_commands", []))
         raise ValueError(f"datasets: expert demonstrations {missing or '(none)'} not found; make them with: "
-                         f"{commands or 'collect-demos'}")
+                         f"{commands or 'otpr-collect-demos'}")
     return RobomimicDataset(paths, model.info.obs_keys, act_dim=model.info.act_dim, split=split,
                             split_required=split == "train")
 

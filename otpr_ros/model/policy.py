@@ -15,6 +15,9 @@ from otpr_ros.model.directory import Model, load_model
 BACKENDS = ("torch", "onnx", "openvino")
 
 
+CANDIDATE_MODES = ("eval", "train")
+
+
 def evaluation_candidates(config) -> int:
     """L to act with for evaluation, from an OTPR configuration: 1 for ``eval_mode: single``
     (the paper's evaluation, the plain diffusion policy), else ``agent.num_candidates``
@@ -22,19 +25,32 @@ def evaluation_candidates(config) -> int:
     return 1 if config.agent.eval_mode == "single" else config.agent.num_candidates
 
 
+def resolve_candidates(setting, config) -> int:
+    """L from a ``candidates`` setting, the one rule for every acting path: ``eval`` (as
+    ``otpr-evaluate`` acts, ``evaluation_candidates``), ``train`` (the model's
+    ``agent.num_candidates``, acting for training), or a count >= 1 (int or its digits)."""
+    if setting == "eval":
+        return evaluation_candidates(config)
+    if setting == "train":
+        return config.agent.num_candidates
+    count = int(setting) if isinstance(setting, str) and setting.isdigit() else setting
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"candidates: expected one of {CANDIDATE_MODES} or a count >= 1, got {setting!r}")
+    return count
+
+
 class UnsafeOutput(RuntimeError):
     """The decision produced something that must not reach a robot."""
 
 
 class ChunkPolicy:
-    def __init__(self, model, backend: str = "torch", num_candidates: int | None = None,
+    def __init__(self, model, backend: str = "torch", candidates: str | int = "train",
                  selection: str = "argmax", seed: int = 0, compiled: bool = False):
+        """``candidates``: L, as ``resolve_candidates`` reads it (``eval``, ``train`` or a count)."""
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
         self.model = model if isinstance(model, Model) else load_model(model)
-        self.num_candidates = num_candidates or self.model.config.agent.num_candidates
-        if self.num_candidates < 1:
-            raise ValueError(f"num_candidates: expected >= 1, got {self.num_candidates}")
+        self.num_candidates = resolve_candidates(candidates, self.model.config)
         if selection not in SELECTIONS:
             raise ValueError(f"selection: expected one of {SELECTIONS}, got {selection!r}")
         self.selection = selection

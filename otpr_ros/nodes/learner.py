@@ -26,7 +26,6 @@ it published before.
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections import deque
@@ -39,7 +38,6 @@ from rclpy.node import Node
 from rclpy.task import Future
 from std_msgs.msg import Float32MultiArray, String
 
-from otpr_ros.learning_curve import write_curve
 from otpr_ros.model.directory import ModelError, load_model, sha256
 from otpr_ros.model.learner_store import Checkpoints, ReplayLog
 from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
@@ -48,106 +46,18 @@ from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_FIELDS, TRANSITION_
 from otpr_ros.nodes.node_main import declare_cpu_threads, run_node
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE, seed_overlap
+from otpr_ros.training.loop import OnlineRun
+from otpr_ros.training.schedule import EvaluationSchedule
 
 SLICE_SECONDS = 0.2        # s of updates before the executor has its thread back
 STATUS_PERIOD = 1.0        # s between two ~/status messages
 KEEP_SNAPSHOTS = 3
 
 
-class Evaluation:
-    """Evaluations of snapshots by ``evaluate`` in a child process, one at a time, each row
-    added to ``<output>/curve.csv`` and ``curve.png``. With validation seeds each snapshot is
-    also run on those, and the one they rate best (ties: the earlier) is copied to
-    ``<output>/selected``: the held-out seeds only measure, the validation seeds only choose,
-    as ``finetune --validation-seed`` does."""
-
-    def __init__(self, output: Path, task: str, episodes: int, seed: int, validation_seed: int | None = None):
-        self.output, self.task, self.episodes, self.seed = output, task, episodes, seed
-        self.validation_seed = validation_seed
-        self.waiting, self.running, self.rows = [], None, []
-
-    @property
-    def idle(self) -> bool:
-        return self.running is None and not self.waiting
-
-    @property
-    def selected(self) -> dict | None:
-        """The row of the weights in ``<output>/selected`` (None before the first validation)."""
-        rated = [row for row in self.rows if row.get("validation_success_rate") is not None]
-        return max(rated, key=lambda row: row["validation_success_rate"]) if rated else None
-
-    def queue(self, core, row: dict, final: bool = False) -> None:
-        name = "final" if final else f"step_{row['env_steps']:09d}"
-        path = core.snapshot(self.output / "evaluated" / name, f"# evaluated at {row['env_steps']} env steps\n")
-        self.waiting.append((path, row))
-        self._start()
-
-    def _launch(self, path: Path, row: dict, seed: int, result: Path) -> None:
-        command = [sys.executable, "-m", "otpr_ros.tools.evaluate", "--model", str(path), "--episodes",
-                   str(self.episodes), "--seed", str(seed), "--processes", "1", "--output", str(result)]
-        self.running = (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
-                        path, row, result)
-
-    def _start(self) -> None:
-        if self.running is not None or not self.waiting:
-            return
-        path, row = self.waiting.pop(0)
-        self._launch(path, row, self.seed, path / "evaluation.json")
-
-    def stop(self) -> None:
-        """The learner is stopping: so is a running evaluation (it would outlive it otherwise)."""
-        if self.running is not None and self.running[0].poll() is None:
-            self.running[0].kill()
-            self.running[0].wait()
-        self.running, self.waiting = None, []
-
-    def poll(self) -> dict | None:
-        """The row of an evaluation that just ended (None if none did, or only its held-out half)."""
-        if self.running is None or self.running[0].poll() is None:
-            return None
-        process, path, row, result = self.running
-        self.running = None
-        if process.returncode != 0:
-            self._start()
-            raise RuntimeError(f"evaluation of {path} failed: {process.stderr.read()[-2000:]}")
-        summary = json.loads(result.read_text())
-        if "success_rate" not in row:           # the held-out half
-            row = {**row, "success_rate": summary["success_rate"], "ci_low": round(summary["ci95"][0], 3),
-                   "ci_high": round(summary["ci95"][1], 3)}
-            if self.validation_seed is not None:
-                self._launch(path, row, self.validation_seed, path / "validation.json")
-                return None
-        else:
-            row = {**row, "validation_success_rate": summary["success_rate"]}
-        self._start()
-        best = self.selected
-        self.rows.append(row)
-        if "validation_success_rate" in row and (best is None or row["validation_success_rate"]
-                                                 > best["validation_success_rate"]):
-            self._select(path)
-        write_curve(self.output, self.rows, f"OTPR fine-tuning over ROS 2, {self.task}")
-        if not path.name == "final":
-            # snapshots still queued or being evaluated stay (validation doubles an evaluation's
-            # time, so a queue forms when evaluations take longer than eval_every env steps)
-            pending = {p.name for p, _ in self.waiting} | ({self.running[1].name} if self.running else set())
-            for old in sorted((self.output / "evaluated").glob("step_*"))[:-1]:
-                if old.name not in pending:
-                    shutil.rmtree(old, ignore_errors=True)
-        return row
-
-    def _select(self, path: Path) -> None:
-        """Copy the snapshot at ``path`` to ``<output>/selected``, replacing the one there whole."""
-        staged = self.output / "selected.partial"
-        shutil.rmtree(staged, ignore_errors=True)
-        shutil.copytree(path, staged)
-        shutil.rmtree(self.output / "selected", ignore_errors=True)
-        staged.rename(self.output / "selected")
-
-
 class Learner(Node):
     def __init__(self):
         super().__init__("learner")
-        self.core = self.evaluation = None     # destroy_node runs also when construction fails
+        self.core = self.schedule = None     # destroy_node runs also when construction fails
         self.declare_parameter("task", "lift", ParameterDescriptor(description="robomimic task", read_only=True))
         self.declare_parameter("model_dir", "", ParameterDescriptor(
             description="model to fine-tune; empty: the shipped model of the task", read_only=True))
@@ -180,7 +90,7 @@ class Learner(Node):
             read_only=True))
         declare_cpu_threads(self)
         self.declare_parameter("overrides", [""], ParameterDescriptor(
-            description="fine-tuning settings section.key=value (finetune --set), e.g. agent.actor_batch=256",
+            description="fine-tuning settings section.key=value (otpr-finetune --set), e.g. agent.actor_batch=256",
             read_only=True))
         self.declare_parameter("max_env_steps", 0, ParameterDescriptor(
             description="stop after this many environment steps (final snapshot and evaluation); 0: never",
@@ -221,17 +131,12 @@ class Learner(Node):
         dataset = expert_demonstrations(model, value("datasets"))
         self.core = OnlineLearner(model, dataset, expert_demonstrations(model, value("datasets"), split="valid"))
         self.output = Path(value("output_dir"))
-        self.utd, self.warmup = value("updates_per_transition"), value("warmup_transitions")
         self.publish_every, self.lead = value("publish_every"), value("max_lead_transitions")
         self.checkpoint_every = value("checkpoint_every")
-        self.version, self.updates, self.update_seconds = 0, 0, 0.0
-        self.metrics = {}
-        self.env_steps, self.episodes, self.start = 0, 0, time.perf_counter()
-        self.max_env_steps, self.eval_every = value("max_env_steps"), value("eval_every")
-        self.evaluation = Evaluation(self.output, value("task"), episodes, held_out,
-                                     validation if validation >= 0 else None)
-        self.next_eval = self.eval_every or None
-        self.finishing = False
+        self.version = 0
+        self.schedule = EvaluationSchedule(self.output, value("task"), episodes, held_out,
+                                           validation if validation >= 0 else None, value("eval_every"),
+                                           value("max_env_steps"), title=f"OTPR fine-tuning over ROS 2, {value('task')}")
         if not value("resume") and any((self.output / d).is_dir() and any((self.output / d).iterdir())
                                        for d in ("checkpoints", "replay")):
             raise ValueError(f"output_dir {self.output} holds a previous run (checkpoints, replay): resume it "
@@ -240,10 +145,11 @@ class Learner(Node):
         self.resumed_from = None
         self.last_checkpoint = time.monotonic()
         self.core.log = ReplayLog(self.output / "replay", TRANSITION_FIELDS)
-        resumed = self._resume() if value("resume") else None
-        self.finished = Future()
         from torch.utils.tensorboard import SummaryWriter
         self.writer = SummaryWriter(str(self.output / "tensorboard"))
+        self.run = OnlineRun(self.core, value("updates_per_transition"), value("warmup_transitions"), self.writer)
+        resumed = self._resume() if value("resume") else None
+        self.finished = Future()
 
         # transient local: transitions published before this node was up are delivered too. They
         # are taken on a thread of their own into the inbox while an update runs (one executor
@@ -261,15 +167,15 @@ class Learner(Node):
         self.flush_every = value("replay_flush_every")
         self.next_flush = self.next_status = time.monotonic()
         self.create_timer(0.01, self._learn)
-        if self.eval_every and resumed is None:     # the first row: the model as it comes (BC only)
-            self.evaluation.queue(self.core, self._row())
+        if self.schedule.every and resumed is None:     # the first row: the model as it comes (BC only)
+            self.schedule.queue(self.core, self.run.row())
         a = self.core.agent.config.agent
         keypoints = "reused" if self.core.keypoints_reused else "drawn anew"
         self.get_logger().info(f"fine-tuning {model_dir} on {self.core.agent.device} ({torch.get_num_threads()} CPU "
                                f"threads; actor batch {a.actor_batch}, {a.actor_sampler} candidates) with "
                                f"{len(dataset)} demos (keypoints {keypoints})"
                                + (f"; resumed: {resumed}" if resumed else ""))
-        if resumed is not None and self.updates:
+        if resumed is not None and self.run.updates:
             self._publish_snapshot()         # the servers get the resumed weights, as a newer version
         self._publish_progress()
 
@@ -290,18 +196,17 @@ class Learner(Node):
             self.core.agent.generator.set_state(state["generator"].cpu())    # a generator's state lives on the CPU
             self.core.buffer.keypoint_index = state["keypoint_index"].to(self.core.buffer.device)
             learner = state["learner"]
-            self.updates, self.update_seconds = learner["updates"], learner["update_seconds"]
-            self.version, self.next_eval = learner["version"], learner["next_eval"]
-            self.evaluation.rows = learner["evaluations"]
-            self.start -= learner["wall_s"]
+            self.run.restore(learner)
+            self.schedule.restore(learner)
+            self.version = learner["version"]
         # versions only go up: above the checkpoint's and above every snapshot on disk
         published = [int(p.name[1:]) for p in (self.output / "policy").glob("v*") if p.name[1:].isdigit()]
         self.version = max([self.version, *published])
         restored = self.core.restore(batches)
         for batch in batches:
-            self.env_steps += int(batch["steps"].sum())
-            self.episodes += int(((batch["terminal"] != 0) | (batch["truncated"] != 0)).sum())
-        return (f"checkpoint {path.name if path else '(none)'} ({self.updates} updates, version {self.version}), "
+            self.run.env_steps += int(batch["steps"].sum())
+            self.run.episodes += int(((batch["terminal"] != 0) | (batch["truncated"] != 0)).sum())
+        return (f"checkpoint {path.name if path else '(none)'} ({self.run.updates} updates, version {self.version}), "
                 f"{restored} transitions from {report['chunks']} replay chunks"
                 + (f", {len(report['damaged'])} damaged chunks skipped" if report["damaged"] else ""))
 
@@ -309,10 +214,8 @@ class Learner(Node):
         agent = self.core.agent
         state = {"agent": {k: v for k, v in agent.state_dict().items() if k != "config"},
                  "generator": agent.generator.get_state(), "keypoint_index": self.core.buffer.keypoint_index.cpu(),
-                 "learner": {"updates": self.updates, "update_seconds": self.update_seconds, "version": self.version,
-                             "next_eval": self.next_eval, "evaluations": self.evaluation.rows,
-                             "wall_s": time.perf_counter() - self.start}}
-        self.checkpoints.save(f"u{self.updates:09d}", state)
+                 "learner": {**self.run.state(), **self.schedule.state(), "version": self.version}}
+        self.checkpoints.save(f"u{self.run.updates:09d}", state)
         self.last_checkpoint = time.monotonic()
 
     def _persist_transitions(self) -> None:
@@ -323,20 +226,14 @@ class Learner(Node):
     def destroy_node(self) -> None:
         if self.core is not None and self.core.log is not None:
             self.core.log.flush()            # stopped (Ctrl-C, SIGTERM): what arrived is kept
-        if self.evaluation is not None:
-            self.evaluation.stop()
+        if self.schedule is not None:
+            self.schedule.stop()
         super().destroy_node()
 
     def _publish_progress(self) -> None:
-        received = self.core.counts.summary()["received"]     # all taken (the buffer is a ring)
-        if self.finishing:
-            wanted = received                    # the budget is spent: no more acting
-        elif self.utd > 0:
-            wanted = int(max(self.warmup, self.updates / self.utd)) + self.lead
-        else:
-            wanted = None
-        self.progress_pub.publish(learner_progress_message(self.core.log.acknowledged, received, wanted,
-                                                           self.updates, self.version))
+        wanted = self.run.wanted(self.lead, self.schedule.finishing)     # finishing: no more acting
+        self.progress_pub.publish(learner_progress_message(self.core.log.acknowledged, self.run.received, wanted,
+                                                           self.run.updates, self.version))
 
     def _on_transition(self, msg: Float32MultiArray) -> None:
         try:
@@ -346,13 +243,9 @@ class Learner(Node):
             self.get_logger().warning(f"transition refused: {error}", throttle_duration_sec=5.0)
             return
         try:
-            added = self.core.add(fields) == "added"     # counts its own refusals
+            self.run.add(fields)     # counts its own refusals
         except ValueError as error:
             self.get_logger().warning(f"transition refused: {error}", throttle_duration_sec=5.0)
-            return
-        if added:
-            self.env_steps += int(fields["steps"])
-            self.episodes += int(fields["terminal"] or fields["truncated"])
 
     def _take_inbox(self) -> None:
         while self.inbox:
@@ -372,75 +265,46 @@ class Learner(Node):
     def _learn(self) -> None:
         self._periodic()
         self._evaluate_when_due()
-        if self.finishing:
-            return
-        received = self.core.counts.summary()["received"]     # all taken, not what the ring holds
-        if received < self.warmup:
+        if self.schedule.finishing:
             return
         end = time.perf_counter() + SLICE_SECONDS
-        while self.updates < self.utd * received and time.perf_counter() < end:
-            start = time.perf_counter()
-            self.metrics = self.core.update()
-            self.update_seconds += time.perf_counter() - start
+        while self.run.update_due and time.perf_counter() < end:
+            self.run.update()
             self._periodic()
-            self.updates += 1
-            if self.updates % 10 == 0:
-                for tag, value in self.metrics.items():
-                    self.writer.add_scalar(tag, value, self.updates)
-            if self.updates % self.publish_every == 0:
+            if self.run.updates % self.publish_every == 0:
                 self._publish_snapshot()
 
     def _evaluate_when_due(self) -> None:
         """Held-out evaluations in a separate process (acting and learning go on meanwhile);
         at the budget: a last snapshot, a last evaluation, then the node is finished."""
-        row = self.evaluation.poll()
+        row = self.schedule.poll()
         if row is not None:
-            self.get_logger().info(f"held-out success after {row['env_steps']} env steps: {row['success_rate']:.0%} "
-                                   f"({row['ci_low']:.2f}-{row['ci_high']:.2f})")
-            self.writer.add_scalar("eval/success_rate", row["success_rate"], row["env_steps"])
-            if "validation_success_rate" in row:
-                selected = self.evaluation.selected
-                self.get_logger().info(f"validation success {row['validation_success_rate']:.0%}; selected: the "
-                                       f"weights at {selected['env_steps']} env steps (validation "
-                                       f"{selected['validation_success_rate']:.0%}) in {self.output / 'selected'}")
-                self.writer.add_scalar("eval/validation_success_rate", row["validation_success_rate"],
-                                       row["env_steps"])
-        if self.max_env_steps and self.env_steps >= self.max_env_steps and not self.finishing:
-            self.finishing = True
+            self.get_logger().info(self.schedule.report(row, self.writer))
+        if self.run.evaluate_when_due(self.schedule) == "final":
             self._publish_snapshot(checkpoint=True)
-            if self.eval_every:
-                self.evaluation.queue(self.core, self._row(), final=True)
-        elif self.next_eval is not None and self.env_steps >= self.next_eval and not self.finishing:
-            self.evaluation.queue(self.core, self._row())
-            self.next_eval += self.eval_every
-        if self.finishing and self.evaluation.idle and not self.finished.done():
-            self.get_logger().info(f"done after {self.env_steps} env steps, {self.updates} updates: "
+        if self.schedule.finished and not self.finished.done():
+            self.get_logger().info(f"done after {self.run.env_steps} env steps, {self.run.updates} updates: "
                                    f"{json.dumps(self.status())}")
             self.finished.set_result(True)
-
-    def _row(self) -> dict:
-        return {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
-                "wall_s": round(time.perf_counter() - self.start, 1), **self.core.critic_diagnostic()}
 
     def _publish_snapshot(self, checkpoint: bool = False) -> None:
         self.version += 1
         card = (f"# Fine-tuned by the otpr_ros learner\n\nFrom `{self.core.model.path}`, version {self.version}, "
-                f"{self.updates} updates on {self.core.online_size} online transitions.\n")
+                f"{self.run.updates} updates on {self.core.online_size} online transitions.\n")
         path = self.core.snapshot(self.output / "policy" / f"v{self.version:06d}", card)
         sha = sha256(path / "weights.pt")
         if checkpoint or time.monotonic() - self.last_checkpoint >= self.checkpoint_every:
             self._checkpoint()              # before announcing: a restart never re-issues this version
         self.update_pub.publish(policy_update_message(self.version, str(path.resolve()), sha))
-        self.writer.add_scalar("learner/version", self.version, self.updates)
+        self.writer.add_scalar("learner/version", self.version, self.run.updates)
         for old in sorted((self.output / "policy").glob("v*"))[:-KEEP_SNAPSHOTS]:
             shutil.rmtree(old, ignore_errors=True)      # servers have swapped the old ones out by now
 
     def status(self) -> dict:
-        updates_per_s = self.updates / self.update_seconds if self.update_seconds else None
         return {**self.core.counts.summary(), "pid": os.getpid(), "online": self.core.online_size,
-                "updates": self.updates, "env_steps": self.env_steps, "evaluations": self.evaluation.rows,
+                "updates": self.run.updates, "env_steps": self.run.env_steps, "evaluations": self.schedule.rows,
                 "inbox": len(self.inbox), "version": self.version, "resumed_from": self.resumed_from,
-                "updates_per_s": updates_per_s, **{k: float(v) for k, v in self.metrics.items()}}
+                "updates_per_s": self.run.updates_per_s, **{k: float(v) for k, v in self.run.metrics.items()}}
 
 
 def main(args=None) -> int:

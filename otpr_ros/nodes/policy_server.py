@@ -31,7 +31,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from otpr_ros.model.directory import ModelError, load_model
 from otpr_ros.model.observation import robomimic_observation
 from otpr_ros.model.observation_gate import ObservationGate
-from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput, evaluation_candidates
+from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput
 from otpr_ros.nodes.bus_messages import LATCHED, policy_update_fields
 from otpr_ros.nodes.node_main import declare_cpu_threads, percentiles, run_node
 from otpr_ros.package_files import shipped_model
@@ -63,10 +63,10 @@ class PolicyServer(Node):
             description="model directory; empty: the shipped model of the task"))
         self.declare_parameter("backend", "torch", ParameterDescriptor(
             description="torch | onnx (ONNX Runtime) | openvino (OpenVINO CPU: the fastest on a CPU)", read_only=True))
-        self.declare_parameter("num_candidates", 0, ParameterDescriptor(
-            description="L candidates per decision; 0: as evaluate acts (1 for the model's eval_mode single); "
-                        "-1: the model's agent.num_candidates (acting for training)",
-            integer_range=[IntegerRange(from_value=-1, to_value=256, step=1)]))
+        self.declare_parameter("candidates", "eval", ParameterDescriptor(
+            description="L candidates per decision: eval (as otpr-evaluate acts: 1 for the model's eval_mode "
+                        "single), train (the model's agent.num_candidates: acting for training) or a count",
+            dynamic_typing=True))
         self.declare_parameter("device", "auto", ParameterDescriptor(
             description="torch device of the torch backend: auto (CUDA when present) | cpu | cuda[:i]",
             read_only=True))
@@ -153,9 +153,7 @@ class PolicyServer(Node):
         model = load_model(model_dir, self.get_parameter("device").value)
         if model.info.task != self.task:
             raise ModelError(f"{model_dir}: trained for {model.info.task!r}, the server is for {self.task!r}")
-        candidates = {0: evaluation_candidates(model.config), -1: model.config.agent.num_candidates}.get(
-            self.get_parameter("num_candidates").value, self.get_parameter("num_candidates").value)
-        return ChunkPolicy(model, self.get_parameter("backend").value, candidates,
+        return ChunkPolicy(model, self.get_parameter("backend").value, self.get_parameter("candidates").value,
                            self.get_parameter("selection").value, seed=self.get_parameter("seed").value)
 
     # -- observations -------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The bridge node adapts messages to this class; the episode bookkeeping lives here:
 
-- episodes are seeded ``first_seed, first_seed + 1, ...`` (the same scenes as ``evaluate``
+- episodes are seeded ``first_seed, first_seed + 1, ...`` (the same scenes as ``otpr-evaluate``
   with the same seeds);
 - a chunk is executed whole, one action per control step, and stops early when the episode
   ends; it becomes one chunk-level transition (ALGORITHM.md): the observation the chunk was

@@ -23,7 +23,7 @@ class EvalSettings:
     num_candidates: int | None = None
     selection: str = "argmax"
     horizon: int | None = None
-    overrides: tuple = ()        # acting settings (``finetune --set`` form), e.g. ("transport.beta=0",)
+    overrides: tuple = ()        # acting settings (``otpr-finetune --set`` form), e.g. ("transport.beta=0",)
 
 
 def acting_model(settings: EvalSettings):
@@ -116,7 +116,7 @@ SEEDS_PER_BRIDGE = 1_000_000       # bridge i starts from seed i * this: bridges
 def seed_overlap(validation_seed: int, episodes: int, others: dict) -> str | None:
     """The name of the first of ``others`` (name -> range of seeds) that the ``episodes``
     validation seeds from ``validation_seed`` share, or None when they are apart from all:
-    the one rule by which ``finetune`` and the learner keep choosing apart from measuring
+    the one rule by which ``otpr-finetune`` and the learner keep choosing apart from measuring
     and from training."""
     validation = range(validation_seed, validation_seed + episodes)
     for name, other in others.items():

@@ -1,6 +1,6 @@
-"""collect-demos: scripted-expert demonstrations written as a robomimic HDF5 file.
+"""otpr-collect-demos: scripted-expert demonstrations written as a robomimic HDF5 file.
 
-    collect-demos --task lift --episodes 200 --quality mixed --seed 0 --output data/lift_mixed.hdf5
+    otpr-collect-demos --task lift --episodes 200 --quality mixed --seed 0 --output data/lift_mixed.hdf5
 
 Only successful episodes are kept. ``--quality mixed`` imitates robomimic's multi-human
 data (operators at several noise levels and speeds); ``expert`` uses ``--noise``.
@@ -18,7 +18,7 @@ from otpr_ros.sim.robomimic_env import CONTROL_HZ, TASKS
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="collect-demos", description=__doc__,
+    parser = argparse.ArgumentParser(prog="otpr-collect-demos", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
     parser.add_argument("--episodes", type=int, required=True, help="episodes to run (failures are dropped)")
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
             kept.append(record)
     bar.close()
     if not kept:
-        print(f"collect-demos: no successful episode out of {len(jobs)}; nothing written", file=sys.stderr)
+        print(f"otpr-collect-demos: no successful episode out of {len(jobs)}; nothing written", file=sys.stderr)
         return 1
     env_args = {"env_name": TASKS[args.task].env_name, "type": 1,
                 "env_kwargs": {"robots": ["Panda"], "control_freq": CONTROL_HZ, "has_renderer": False,

@@ -1,6 +1,6 @@
-"""evaluate: run a model directory on its task in parallel processes; print and write JSON.
+"""otpr-evaluate: run a model directory on its task in parallel processes; print and write JSON.
 
-    evaluate --model models/lift --episodes 50 --seed 100000 --backend onnx --output eval.json
+    otpr-evaluate --model models/lift --episodes 50 --seed 100000 --backend onnx --output eval.json
 
 Reports the success rate with a 95 % (Wilson) confidence interval and the mean episode
 length. Episode i uses seed --seed + i; keep them apart from the demonstrations' seeds.
@@ -22,7 +22,7 @@ from otpr_ros.sim.robomimic_env import TASKS
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="evaluate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="otpr-evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model directory (default: the shipped model of --task)")
     parser.add_argument("--task", choices=sorted(TASKS), help="default: the model's task")
@@ -52,11 +52,11 @@ def main(argv=None) -> int:
     try:
         info, _ = read_info(model_dir)
     except ModelError as error:
-        print(f"evaluate: {error}", file=sys.stderr)
+        print(f"otpr-evaluate: {error}", file=sys.stderr)
         return 2
     task = args.task or info.task
     if task != info.task:
-        print(f"evaluate: {model_dir} was trained for {info.task!r}, not {task!r}", file=sys.stderr)
+        print(f"otpr-evaluate: {model_dir} was trained for {info.task!r}, not {task!r}", file=sys.stderr)
         return 2
     candidates = args.num_candidates or evaluation_candidates(model_dir)     # recorded in the JSON
     settings = EvalSettings(task, str(model_dir), args.backend, candidates, args.selection, args.horizon,
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     try:
         acting_model(settings)          # a bad setting is named here, before any worker starts
     except (ModelError, ValueError) as error:
-        print(f"evaluate: {error}", file=sys.stderr)
+        print(f"otpr-evaluate: {error}", file=sys.stderr)
         return 2
     with tqdm(total=args.episodes, desc=f"evaluate {task} ({args.backend})", unit="ep") as bar:
         successes = []
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
             bar.set_postfix(success=f"{sum(successes)}/{len(successes)}")
         summary, records = evaluate(settings, range(args.seed, args.seed + args.episodes), args.processes, progress)
     providers = sorted({r.pop("provider") for r in records})
-    print(f"evaluate: backend {args.backend} ran on {', '.join(providers)}")
+    print(f"otpr-evaluate: backend {args.backend} ran on {', '.join(providers)}")
     result = {"model": str(model_dir), "task": task, "backend": args.backend, "providers": providers,
               "selection": args.selection, "overrides": args.set,
               "num_candidates": candidates, **summary.to_dict(), "episodes_detail": records}

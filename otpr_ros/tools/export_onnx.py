@@ -1,8 +1,8 @@
-"""export-onnx: write a model directory's ONNX graphs (the whole decision; Q, V, u, v).
+"""otpr-export-onnx: write a model directory's ONNX graphs (the whole decision; Q, V, u, v).
 
-    export-onnx --model models/lift [--output models/lift/onnx] [--num-candidates 8]
+    otpr-export-onnx --model models/lift [--output models/lift/onnx] [--num-candidates 8]
 
-Then ``evaluate --backend onnx`` and the policy server's ``backend: onnx`` use them through
+Then ``otpr-evaluate --backend onnx`` and the policy server's ``backend: onnx`` use them through
 ONNX Runtime (TensorRT, then CUDA, then CPU execution providers, whichever loads).
 """
 
@@ -15,7 +15,7 @@ from otpr_ros.model.onnx_export import export_onnx
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="export-onnx", description=__doc__,
+    parser = argparse.ArgumentParser(prog="otpr-export-onnx", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("--output", help="directory for the graphs (default: <model>/onnx)")
@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     try:
         out = export_onnx(args.model, args.output, args.num_candidates)
     except ModelError as error:
-        print(f"export-onnx: {error}", file=sys.stderr)
+        print(f"otpr-export-onnx: {error}", file=sys.stderr)
         return 2
     print(json.dumps({"output": str(out), "graphs": sorted(p.name for p in out.glob("*.onnx"))}))
     return 0

@@ -1,19 +1,20 @@
-"""finetune: online OTPR fine-tuning in one process (no bus), for research speed and ablations.
+"""otpr-finetune: online OTPR fine-tuning in one process (no bus), for research speed and ablations.
 
-The same core as the learner node (otpr_ros/model/online_learning.py), the same acting as
+The same loop and evaluation schedule as the learner node (otpr_ros/training/), the same acting as
 the policy server (ChunkPolicy: L candidates, compatibility resampling) and the same
 episodes and transitions as the simulation bridge (BridgeSession); only the bus is left
 out. Training episodes use seeds from --train-seed (apart from the demonstrations' and the
-evaluation's). Every --eval-every env steps the current weights are written as a model
-directory and evaluated like ``evaluate`` (held-out seeds from --eval-seed, L from the
-model's eval_mode); the first row is the model before fine-tuning (BC only).
+evaluation's). Every --eval-every env steps, and at the end, the current weights are written
+as a model directory (<output>/evaluated/step_<env steps>, evaluated/final) and evaluated by
+``otpr-evaluate`` (held-out seeds from --eval-seed, L from the model's eval_mode); the first
+row is the model before fine-tuning (BC only).
 
-    finetune --task lift --env-steps 40000 --output runs/finetune_lift
-    finetune --task can --set agent.guidance=q --output runs/can_q          # an ablation
+    otpr-finetune --task lift --env-steps 40000 --output runs/finetune_lift
+    otpr-finetune --task can --set agent.guidance=q --output runs/can_q          # an ablation
 
 Writes <output>/curve.csv and curve.png (env steps vs held-out success), summary.json,
-policy/ (the last evaluated weights), tensorboard/, and with --keep-evaluated every
-evaluated model under evaluated/.
+policy/ (the final weights), tensorboard/, evaluated/ (the newest and the final evaluated
+model; with --keep-evaluated every one).
 
 With --validation-seed every evaluation point is also run on a second set of seeds, and the
 weights with the best validation success are kept as <output>/selected (ties: the earlier
@@ -32,17 +33,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from otpr_ros.learning_curve import write_curve
 from otpr_ros.model.directory import ModelError, load_model
 from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 from otpr_ros.model.policy import ChunkPolicy
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.bridge_session import BridgeSession, make_environment
-from otpr_ros.sim.evaluation import EvalSettings, evaluate, seed_overlap
+from otpr_ros.sim.evaluation import seed_overlap
 from otpr_ros.sim.robomimic_env import TASKS
+from otpr_ros.training.loop import OnlineRun
+from otpr_ros.training.schedule import EvaluationSchedule
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="finetune", description=__doc__,
+    parser = argparse.ArgumentParser(prog="otpr-finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
     parser.add_argument("--model", help="model directory (default: the shipped model of --task)")
@@ -63,8 +65,8 @@ def parse_args(argv=None):
                         help="skip the first row (the model before fine-tuning), e.g. when an ablation "
                              "evaluates it once for all its variants")
     parser.add_argument("--keep-evaluated", action="store_true",
-                        help="keep every evaluated model as <output>/evaluated/step_<env steps> (the "
-                             "learner node's layout), to look into the curve afterwards")
+                        help="keep every evaluated model as <output>/evaluated/step_<env steps> (else the "
+                             "newest only), to look into the curve afterwards")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="fine-tuning setting, e.g. agent.guidance=q, transport.masked=false, "
                              "transport.beta=0, agent.actor_batch=256")
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     overlap = args.validation_seed is not None and overlapping_seeds(args)
     if overlap:
-        print(f"finetune: --validation-seed {args.validation_seed}: its {args.eval_episodes} seeds overlap the "
+        print(f"otpr-finetune: --validation-seed {args.validation_seed}: its {args.eval_episodes} seeds overlap the "
               f"{overlap} seeds; choose a range apart from both", file=sys.stderr)
         return 2
     output = Path(args.output)
@@ -95,7 +97,7 @@ def main(argv=None) -> int:
         learner = OnlineLearner(model, expert_demonstrations(model, args.datasets or ()),
                                 expert_demonstrations(model, args.datasets or (), split="valid"))
     except (ModelError, ValueError, OSError) as error:
-        print(f"finetune: {error}", file=sys.stderr)
+        print(f"otpr-finetune: {error}", file=sys.stderr)
         return 2
     output.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -104,89 +106,58 @@ def main(argv=None) -> int:
     config = model.config
     env, observe = make_environment(args.task, None)
     session = BridgeSession(env, observe, config.critic.gamma, args.train_seed)
-    policy = ChunkPolicy(model, "torch", config.agent.num_candidates, "sample", seed=args.seed)
+    policy = ChunkPolicy(model, "torch", "train", "sample", seed=args.seed)
+    run = OnlineRun(learner, args.utd, args.warmup, writer)
+    schedule = EvaluationSchedule(output, args.task, args.eval_episodes, args.eval_seed, args.validation_seed,
+                                  args.eval_every, args.env_steps, args.processes, args.keep_evaluated,
+                                  f"OTPR fine-tuning, {args.task}")
+    train_successes = []
 
-    rows, train_successes = [], []
-    selected = None                        # the row whose weights are in <output>/selected
-    env_steps = updates = 0
-    start = time.perf_counter()
-
-    def success_on(path, first_seed):
-        summary, _ = evaluate(EvalSettings(args.task, str(path)), range(first_seed, first_seed + args.eval_episodes),
-                              args.processes)
-        return summary
-
-    def evaluation_row():
-        nonlocal selected
-        card = f"# finetune {args.task}: {env_steps} env steps, {updates} updates\n"
-        path = learner.snapshot(output / "policy", card)
-        if args.keep_evaluated:
-            learner.snapshot(output / "evaluated" / f"step_{env_steps:09d}", card)
-        summary = success_on(path, args.eval_seed)
-        recent = train_successes[-20:]
-        row = {"env_steps": env_steps, "updates": updates, "episodes": len(train_successes),
-               "wall_s": round(time.perf_counter() - start, 1), "success_rate": summary.success_rate,
-               "ci_low": round(summary.ci95[0], 3), "ci_high": round(summary.ci95[1], 3),
-               "train_success_rate": round(float(np.mean(recent)), 3) if recent else None,
-               **learner.critic_diagnostic()}
-        if args.validation_seed is not None:
-            row["validation_success_rate"] = success_on(path, args.validation_seed).success_rate
-            writer.add_scalar("eval/validation_success_rate", row["validation_success_rate"], env_steps)
-            if selected is None or row["validation_success_rate"] > selected["validation_success_rate"]:
-                selected = row
-                learner.snapshot(output / "selected", card + f"Chosen by validation success "
-                                 f"{row['validation_success_rate']:.0%} on seeds from {args.validation_seed}.\n")
-        rows.append(row)
-        writer.add_scalar("eval/success_rate", summary.success_rate, env_steps)
-        if "critic_error" in row:
-            writer.add_scalar("eval/critic_error", row["critic_error"], env_steps)
-        write_curve(output, rows, f"OTPR fine-tuning, {args.task}")
-        tqdm.write(f"finetune: {env_steps} env steps, {updates} updates: held-out success "
-                   f"{summary.successes}/{summary.episodes} ({row['ci_low']:.2f}-{row['ci_high']:.2f})")
-        return row
+    def evaluated(rows):
+        for row in rows:
+            writer.add_scalar("eval/success_rate", row["success_rate"], row["env_steps"])
+            for name in ("validation_success_rate", "critic_error"):
+                if name in row:
+                    writer.add_scalar(f"eval/{name}", row[name], row["env_steps"])
+            tqdm.write(f"otpr-finetune: {row['env_steps']} env steps, {row['updates']} updates: held-out success "
+                       f"{row['success_rate']:.0%} ({row['ci_low']:.2f}-{row['ci_high']:.2f})")
 
     if not args.no_offline_eval:
-        evaluation_row()                   # the model as it comes (BC only)
-    next_eval = args.eval_every
+        schedule.queue(learner, run.row())          # the model as it comes (BC only)
+        evaluated(schedule.wait())
     session.reset()
-    update_seconds = 0.0
-    with tqdm(total=args.env_steps, desc=f"finetune {args.task}", unit="step") as bar:
-        while env_steps < args.env_steps:
+    with tqdm(total=args.env_steps, desc=f"otpr-finetune {args.task}", unit="step") as bar:
+        while not schedule.finishing:
             transition = session.run_chunk(policy.decide)
-            learner.add(transition.fields())
-            env_steps += transition.steps
+            run.add(transition.fields())
             bar.update(transition.steps)
-            tick = time.perf_counter()
-            while learner.online_size >= args.warmup and updates < args.utd * learner.online_size:
-                metrics = learner.update()
-                updates += 1
-                if updates % 10 == 0:
-                    for tag, value in metrics.items():
-                        writer.add_scalar(tag, value, updates)
-            update_seconds += time.perf_counter() - tick
+            while run.update_due:
+                run.update()
             if session.done:
                 summary, _ = session.end_episode()
                 train_successes.append(summary.success)
-                writer.add_scalar("train/success", float(summary.success), env_steps)
-                bar.set_postfix(updates=updates, train_success=f"{np.mean(train_successes[-20:]):.2f}")
+                writer.add_scalar("train/success", float(summary.success), run.env_steps)
+                bar.set_postfix(updates=run.updates, train_success=f"{np.mean(train_successes[-20:]):.2f}")
                 session.reset()
-            if env_steps >= next_eval:
-                evaluation_row()
-                next_eval += args.eval_every
-    if not rows or rows[-1]["env_steps"] != env_steps:
-        evaluation_row()
-    wall = time.perf_counter() - start
+            recent = train_successes[-20:]
+            if run.evaluate_when_due(schedule, train_success_rate=round(float(np.mean(recent)), 3) if recent
+                                     else None):
+                evaluated(schedule.wait())
+    learner.snapshot(output / "policy", f"# otpr-finetune {args.task}: {run.env_steps} env steps, "
+                                        f"{run.updates} updates (the final weights)\n")
+    rows, selected = schedule.rows, schedule.selected
     offline = None if args.no_offline_eval else rows[0]
-    result = {"task": args.task, "model": str(model_dir), "overrides": args.set, "env_steps": env_steps,
-              "updates": updates, "utd": args.utd, "wall_s": round(wall, 1),
-              "updates_per_s": round(updates / update_seconds, 3) if update_seconds else None,
+    result = {"task": args.task, "model": str(model_dir), "overrides": args.set, "env_steps": run.env_steps,
+              "updates": run.updates, "utd": args.utd, "wall_s": round(time.perf_counter() - run.start, 1),
+              "updates_per_s": None if run.updates_per_s is None else round(run.updates_per_s, 3),
               "offline": offline, "final": rows[-1], "selected": selected, "curve": rows}
     (output / "summary.json").write_text(json.dumps(result, indent=1))
     before = f"{offline['success_rate']:.0%} -> " if offline else ""
-    print(f"finetune {args.task}: held-out success {before}{rows[-1]['success_rate']:.0%} "
-          f"after {env_steps} env steps, {updates} updates, {wall / 60:.1f} min; {output}/curve.png")
+    print(f"otpr-finetune {args.task}: held-out success {before}{rows[-1]['success_rate']:.0%} "
+          f"after {run.env_steps} env steps, {run.updates} updates, {result['wall_s'] / 60:.1f} min; "
+          f"{output}/curve.png")
     if selected:
-        print(f"finetune {args.task}: selected by validation success {selected['validation_success_rate']:.0%}: "
+        print(f"otpr-finetune {args.task}: selected by validation success {selected['validation_success_rate']:.0%}: "
               f"the weights at {selected['env_steps']} env steps, held-out success {selected['success_rate']:.0%}; "
               f"{output}/selected")
     return 0

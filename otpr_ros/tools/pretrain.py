@@ -1,7 +1,7 @@
-"""pretrain: train a diffusion policy, its critic and its potentials from demonstrations and
+"""otpr-pretrain: train a diffusion policy, its critic and its potentials from demonstrations and
 write a model directory (see otpr_ros/model/directory.py).
 
-    pretrain --task lift --dataset data/lift_mixed.hdf5 --output models/lift \\
+    otpr-pretrain --task lift --dataset data/lift_mixed.hdf5 --output models/lift \\
              --policy-steps 6000 --critic-steps 3000 --eval-episodes 50
 
 The config is config/<task>.yaml unless --config is given. TensorBoard scalars go to
@@ -28,7 +28,7 @@ from otpr_ros.sim.robomimic_env import CONTROL_HZ, OBS_KEYS, TASKS
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="pretrain", description=__doc__,
+    parser = argparse.ArgumentParser(prog="otpr-pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
     parser.add_argument("--dataset", required=True, nargs="+", help="robomimic HDF5 file(s)")
@@ -51,13 +51,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    command = "pretrain " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = "otpr-pretrain " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     config_path = Path(args.config) if args.config else task_config(args.task)
     config = OTPRConfig.from_yaml(config_path)
     config.device, config.seed = args.device, args.seed
     dataset = RobomimicDataset(args.dataset, OBS_KEYS, act_dim=config.act_dim, split="train")
     if dataset.obs_dim != config.obs_dim:
-        print(f"pretrain: {args.dataset}: observation has {dataset.obs_dim} dims, {config_path} says "
+        print(f"otpr-pretrain: {args.dataset}: observation has {dataset.obs_dim} dims, {config_path} says "
               f"{config.obs_dim}", file=sys.stderr)
         return 2
     from torch.utils.tensorboard import SummaryWriter
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     writer.close()
     critic_check = critic_diagnostic(args.dataset, config, result)
     if critic_check:
-        print(f"pretrain: critic on {critic_check['episodes']} held-out demonstrations: "
+        print(f"otpr-pretrain: critic on {critic_check['episodes']} held-out demonstrations: "
               f"{describe_critic(critic_check)}")
     info = ModelInfo(task=args.task, obs_keys=list(OBS_KEYS), obs_dim=config.obs_dim, act_dim=config.act_dim,
                      chunk=config.chunk, action_low=[-1.0] * config.act_dim, action_high=[1.0] * config.act_dim,
@@ -115,12 +115,12 @@ def describe_critic(check: dict) -> str:
 
 
 def dataset_commands(dataset) -> list:
-    """The collect-demos command behind each dataset file that the project made."""
+    """The otpr-collect-demos command behind each dataset file that the project made."""
     commands = []
     for path, env_args in dataset.env_args_by_file.items():
         made = (env_args or {}).get("otpr")
         if made:
-            commands.append(f"collect-demos --task {made['task']} --episodes {made['episodes_run']} --quality "
+            commands.append(f"otpr-collect-demos --task {made['task']} --episodes {made['episodes_run']} --quality "
                             f"{made['quality']} --seed {made['seed']} --output {shlex.quote(path)}")
     return commands
 
@@ -135,7 +135,7 @@ def model_card(args, command, info, config, summary) -> str:
     extra = info.extra
     lines = [f"# otpr_ros model: {args.task}", "",
              f"Diffusion policy (DDPM, chunks of {info.chunk} x {info.act_dim}), IQL critic and OT potentials,",
-             "pre-trained offline by `pretrain`. Observation keys, in order: "
+             "pre-trained offline by `otpr-pretrain`. Observation keys, in order: "
              + ", ".join(f"`{k}`" for k in info.obs_keys) + f" ({info.obs_dim} dims).", "",
              "## Training", "",
              f"- datasets: {', '.join(extra['datasets'])} ({extra['demos']} demonstrations, "

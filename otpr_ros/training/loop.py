@@ -1,0 +1,85 @@
+"""The online loop of a fine-tuning run (ALGORITHM.md, "The loop"), whoever feeds it.
+
+Transitions in robot units are added as they come (``add``); once ``warmup`` have been
+received, an OTPR update is due whenever ``updates < utd * received`` (the update-to-data
+ratio, counted on every transition received, not on what the replay ring still holds). The
+run counts environment steps, episodes and update time, logs each tenth update's metrics to
+TensorBoard, and gives the rows of the learning curve. The learner node calls it from its
+timer between bus work; ``otpr-finetune`` after each chunk it runs.
+"""
+
+import time
+
+from otpr_ros.model.online_learning import OnlineLearner
+
+METRICS_EVERY = 10        # updates between two TensorBoard writes of the update's metrics
+
+
+class OnlineRun:
+    def __init__(self, core: OnlineLearner, utd: float, warmup: int, writer=None):
+        self.core, self.utd, self.warmup, self.writer = core, utd, warmup, writer
+        self.updates, self.update_seconds, self.metrics = 0, 0.0, {}
+        self.env_steps = self.episodes = 0
+        self.start = time.perf_counter()
+
+    # -- data ---------------------------------------------------------------------------------
+    def add(self, fields: dict) -> str:
+        """One transition (``OnlineLearner.add``); an added one counts its steps and episode end."""
+        result = self.core.add(fields)
+        if result == "added":
+            self.env_steps += int(fields["steps"])
+            self.episodes += int(bool(fields["terminal"]) or bool(fields["truncated"]))
+        return result
+
+    @property
+    def received(self) -> int:
+        return self.core.counts.summary()["received"]
+
+    def wanted(self, lead: int, finishing: bool = False) -> int | None:
+        """How many transitions the run is ready for: the update-to-data ratio's worth plus
+        ``lead`` (what it has once finishing; None when it does not learn, utd 0)."""
+        if finishing:
+            return self.received
+        return int(max(self.warmup, self.updates / self.utd)) + lead if self.utd > 0 else None
+
+    # -- learning -----------------------------------------------------------------------------
+    @property
+    def update_due(self) -> bool:
+        received = self.received
+        return received >= self.warmup and self.updates < self.utd * received
+
+    def update(self) -> dict:
+        start = time.perf_counter()
+        self.metrics = self.core.update()
+        self.update_seconds += time.perf_counter() - start
+        self.updates += 1
+        if self.writer is not None and self.updates % METRICS_EVERY == 0:
+            for tag, value in self.metrics.items():
+                self.writer.add_scalar(tag, value, self.updates)
+        return self.metrics
+
+    @property
+    def updates_per_s(self) -> float | None:
+        return self.updates / self.update_seconds if self.update_seconds else None
+
+    # -- the curve ----------------------------------------------------------------------------
+    def row(self, **extra) -> dict:
+        """A learning curve row before its evaluation: counters and the critic's diagnostic."""
+        return {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
+                "wall_s": round(time.perf_counter() - self.start, 1), **extra, **self.core.critic_diagnostic()}
+
+    def evaluate_when_due(self, schedule, **extra) -> str | None:
+        """Queue the evaluation ``schedule`` has due now (with the row's ``extra`` fields); its kind."""
+        kind = schedule.due(self.env_steps)
+        if kind is not None and schedule.every:
+            schedule.queue(self.core, self.row(**extra), final=kind == "final")
+        return kind
+
+    # -- persistence --------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"updates": self.updates, "update_seconds": self.update_seconds,
+                "wall_s": time.perf_counter() - self.start}
+
+    def restore(self, state: dict) -> None:
+        self.updates, self.update_seconds = state["updates"], state["update_seconds"]
+        self.start -= state["wall_s"]

@@ -1,0 +1,53 @@
+"""The one online loop (otpr_ros/training/): pacing by the update-to-data ratio, the evaluation
+schedule, and the evaluations themselves (child processes running otpr-evaluate)."""
+
+
+import numpy as np
+import pytest
+
+from model_fixtures import make_tiny_model
+from otpr_ros.model.directory import load_model
+from otpr_ros.model.online_learning import OnlineLearner, expert_demonstrations
+from otpr_ros.training.loop import OnlineRun
+from otpr_ros.training.schedule import EvaluationSchedule
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("training"))
+
+
+def transition(sequence, end=False, rng=np.random.default_rng(0)):
+    return {"obs": rng.normal(size=19), "action": rng.uniform(-1, 1, 28), "reward": float(end),
+            "next_obs": rng.normal(size=19), "terminal": float(end), "truncated": 0.0, "steps": 4.0,
+            "sequence": float(sequence), "episode": 0.0, "source": 0.0}
+
+
+def test_updates_follow_the_update_to_data_ratio_after_the_warmup(tiny):
+    model = load_model(tiny, "cpu")
+    run = OnlineRun(OnlineLearner(model, expert_demonstrations(model)), utd=0.5, warmup=6)
+    for sequence in range(20):
+        run.add(transition(sequence, end=sequence % 5 == 4))
+        run.add(transition(sequence))                      # a duplicate: not received, not counted
+        while run.update_due:
+            run.update()
+        received = sequence + 1
+        assert run.updates == (0 if received < 6 else int(np.ceil(0.5 * received))), (received, run.updates)
+    assert (run.env_steps, run.episodes, run.received) == (80, 4, 20)
+    assert run.wanted(lead=3) == 20 + 3            # max(warmup, updates / utd) + lead
+    assert run.wanted(lead=3, finishing=True) == 20
+    row = run.row(train_success_rate=0.5)
+    assert (row["env_steps"], row["updates"], row["episodes"], row["train_success_rate"]) == (80, 10, 4, 0.5)
+    restored = OnlineRun(run.core, 0.5, 6)
+    restored.restore(run.state())
+    assert (restored.updates, restored.update_seconds) == (run.updates, run.update_seconds) and run.updates_per_s > 0
+
+
+def test_the_schedule_evaluates_every_interval_and_finishes_at_the_budget(tmp_path):
+    schedule = EvaluationSchedule(tmp_path, "lift", 1, 100000, every=100, budget=250)
+    due = {steps: schedule.due(steps) for steps in (0, 99, 104, 150, 200, 240, 252, 300, 400)}
+    assert due == {0: None, 99: None, 104: "evaluate", 150: None, 200: "evaluate", 240: None, 252: "final",
+                   300: None, 400: None}
+    assert schedule.finishing and schedule.finished and schedule.state()["next_eval"] == 300
+    never = EvaluationSchedule(tmp_path, "lift", 1, 100000)
+    assert [never.due(steps) for steps in (0, 10**6)] == [None, None] and not never.finishing
