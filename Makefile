@@ -1,11 +1,11 @@
 # Two entry points for a fresh machine (see README.md):
 #   make run   - set up, then run the main job (online fine-tuning over ROS 2)
-#   make test  - set up, then run the whole test suite
+#   make test  - set up, then run the whole test suite (unit and system tiers)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test models
+.PHONY: setup run test test-unit models
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py setup.cfg
@@ -26,8 +26,13 @@ run: setup data/lift_mixed.hdf5
 data/lift_mixed.hdf5: | setup
 	$(VENV)/bin/otpr-collect-demos --task lift --episodes 100 --quality mixed --seed 10000 --output $@
 
+# Tests in two tiers: test/unit (torch, HDF5, tiny models; a few minutes; what a bare `pytest`
+# runs) and test/system (DDS, MuJoCo, PyBullet, several processes). CI runs both.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q test/unit test/system
+
+test-unit: setup
+	$(PY) -m pytest -q test/unit
 
 # The shipped models in models/, exactly as their cards say: mixed-quality scripted
 # demonstrations, pre-training, evaluation on 50 held-out seeds (100000-100049), ONNX export.

@@ -9,7 +9,7 @@ ALGORITHM.md, "Transport potentials and compatibility":
 The potentials exist as neural nets (``NeuralPotentials``) and as free vectors over a finite
 set (``TabularPotentials``); both go through ``dual_objective``. With uniform marginals over
 n states and m actions the plan ``gamma_ij = H_ij / (n m)`` is POT's l2 smooth-OT plan with
-``reg = 2 * lambda * n * m`` (checked in test/test_transport.py).
+``reg = 2 * lambda * n * m`` (checked in test/unit/test_transport.py).
 """
 
 import math

@@ -1,7 +1,7 @@
 import ast
 from pathlib import Path
 
-CORE = Path(__file__).resolve().parents[1] / "otpr_ros" / "core"
+CORE = Path(__file__).resolve().parents[2] / "otpr_ros" / "core"
 ROS_MODULES = {"rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "trajectory_msgs", "std_srvs", "launch",
                "launch_ros", "ament_index_python"}
 

@@ -16,7 +16,7 @@ import pytest
 from otpr_ros.launch_description import ARGUMENTS
 from otpr_ros.launch_plan import TASKS, plan_from_arguments
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOT_SOURCES = (".venv", ".git", "data", "runs", "build", "install", "log", "__pycache__", "*.egg-info",
                ".pytest_cache", ".hypothesis")
 

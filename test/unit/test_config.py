@@ -5,7 +5,7 @@ import yaml
 
 from otpr_ros.core.config import OTPRConfig
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 @pytest.mark.parametrize("task, obs_dim", [("lift", 19), ("can", 23), ("square", 23)])
