@@ -8,6 +8,8 @@ policy's own candidates are wrong pulls the policy toward them, and the success 
 This separates "the guidance misleads the actor" from "the online data are bad".
 
     python benchmarks/guidance_drift.py --task can --updates 626 --variants otpr uniform unmasked
+    python benchmarks/guidance_drift.py --task can --model runs/can_rollout_critic/model --variants q \
+        --set agent.q_normalisation=candidates --set agent.q_temperature=0.5 --output runs/drift_rc
 
 Variants (each on top of the CPU fine-tuning settings, actor batch 256 and 5-step DDIM
 candidates): ``otpr`` (the shipped model's config: masked OT, H guidance), ``unmasked`` (OTPR-U:
@@ -37,9 +39,10 @@ def uniform_weights(states, candidates, stored_ids):
     return torch.full(candidates.shape[:2], 1.0 / candidates.shape[1], device=candidates.device)
 
 
-def drifted_model(task: str, variant: str, updates: int, output: Path, device: str) -> Path:
-    model = load_model(shipped_model(task), device)
-    apply_overrides(model, CPU_SETTINGS + VARIANTS[variant])
+def drifted_model(task: str, variant: str, updates: int, output: Path, device: str, model_dir=None,
+                  extra=()) -> Path:
+    model = load_model(model_dir or shipped_model(task), device)
+    apply_overrides(model, CPU_SETTINGS + VARIANTS[variant] + list(extra))
     learner = OnlineLearner(model, expert_demonstrations(model))
     if variant == "uniform":
         learner.agent.guidance_weights = uniform_weights
@@ -57,12 +60,15 @@ def main():
     parser.add_argument("--seed", type=int, default=100_000)
     parser.add_argument("--output", default="runs/guidance_drift")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--model", help="model directory (default: the shipped model of --task)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="more fine-tuning settings on top of each variant's (otpr-finetune --set)")
     args = parser.parse_args()
     output = Path(args.output) / args.task
     seeds = range(args.seed, args.seed + args.episodes)
     results = {}
     for variant in args.variants:
-        path = drifted_model(args.task, variant, args.updates, output, args.device)
+        path = drifted_model(args.task, variant, args.updates, output, args.device, args.model, args.set)
         summary, _ = evaluate(EvalSettings(args.task, str(path)), seeds)
         results[variant] = summary.to_dict()
         print(f"{args.task} {variant}: {args.updates} updates, no online data: success "

@@ -129,6 +129,20 @@ def find_rows(table: torch.Tensor, rows: torch.Tensor, atol: float = 1e-5):
 
 
 class OnlineLearner:
+    @classmethod
+    def for_task(cls, task: str, model_dir, device: str = "auto", overrides=(), datasets=()) -> "OnlineLearner":
+        """A learner for fine-tuning the model at ``model_dir`` on ``task``, the one way the
+        learner node and ``otpr-finetune`` open it: loaded on ``device``, ``overrides``
+        applied, the expert demonstrations (``datasets`` or the model's own) for training and
+        their valid split for the critic's diagnostic. ModelError or ValueError name a problem."""
+        from otpr_ros.model.directory import ModelError, load_model
+        model = load_model(model_dir, device)
+        if model.info.task != task:
+            raise ModelError(f"{model_dir}: trained for {model.info.task!r}, not for {task!r}")
+        apply_overrides(model, [o for o in overrides if o])
+        datasets = [d for d in datasets if d]
+        return cls(model, expert_demonstrations(model, datasets), expert_demonstrations(model, datasets, split="valid"))
+
     def __init__(self, model: Model, dataset, held_out=None):
         """``model``: loaded on the learning device; ``dataset``: the expert demonstrations
         (a RobomimicDataset with the model's observation keys); ``held_out``: demonstrations

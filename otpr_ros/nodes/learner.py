@@ -32,104 +32,75 @@ from collections import deque
 from pathlib import Path
 
 import torch
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.task import Future
 from std_msgs.msg import Float32MultiArray, String
 
-from otpr_ros.model.directory import ModelError, load_model, sha256
+from otpr_ros.model.directory import ModelError, sha256
 from otpr_ros.model.learner_store import Checkpoints, ReplayLog
-from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
+from otpr_ros.model.online_learning import OnlineLearner
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_FIELDS, TRANSITION_QOS, learner_progress_message,
                                          policy_update_message, transition_fields)
-from otpr_ros.nodes.node_main import declare_cpu_threads, run_node
+from otpr_ros.nodes.node_main import declare_cpu_threads, declare_parameters, run_node
 from otpr_ros.package_files import shipped_model
-from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE, seed_overlap
+from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE, validation_overlap
 from otpr_ros.training.loop import OnlineRun
 from otpr_ros.training.schedule import EvaluationSchedule
 
 SLICE_SECONDS = 0.2        # s of updates before the executor has its thread back
 STATUS_PERIOD = 1.0        # s between two ~/status messages
 KEEP_SNAPSHOTS = 3
+SEEDS = (0, 2**31 - 1)
+# the learner's parameters: name, default, description, (low, high) or None, read-only
+PARAMETERS = (
+    ("task", "lift", "robomimic task", None, True),
+    ("model_dir", "", "model to fine-tune; empty: the shipped model of the task", None, True),
+    ("datasets", [""], "expert demonstrations (HDF5); empty: the model's pre-training datasets", None, True),
+    ("device", "auto", "auto (CUDA when present) | cpu | cuda[:i]", None, True),
+    ("output_dir", "runs/finetune", "published snapshots and TensorBoard logs", None, True),
+    ("updates_per_transition", 1.0, "update-to-data ratio: OTPR updates per received transition", (0, 64), False),
+    ("warmup_transitions", 64, "online transitions before the first update", (0, 10**7), False),
+    ("publish_every", 50, "updates between two policy_update snapshots", (1, 10**6), False),
+    ("max_lead_transitions", 64, "fast-mode bridges may run this many transitions ahead of the update-to-data "
+     "ratio", (1, 10**6), False),
+    ("replay_flush_every", 1.0, "s between two writes of received transitions to the replay log (then "
+     "acknowledged)", (0.05, 60), False),
+    ("checkpoint_every", 30.0, "s: at most one checkpoint of the whole learning state per this time (written with "
+     "a snapshot)", (0, 3600), False),
+    ("resume", True, "resume from the newest checkpoint and the replay log in output_dir, when there is one", None,
+     True),
+    ("overrides", [""], "fine-tuning settings section.key=value (otpr-finetune --set), e.g. agent.actor_batch=256",
+     None, True),
+    ("max_env_steps", 0, "stop after this many environment steps (final snapshot and evaluation); 0: never",
+     (0, 10**9), True),
+    ("eval_every", 0, "environment steps between held-out evaluations of the weights (a separate process, robomimic "
+     "tasks); 0: none", (0, 10**9), True),
+    ("eval_episodes", 50, "episodes per evaluation", (1, 10000), True),
+    ("eval_seed", 100000, "first held-out seed", SEEDS, True),
+    ("training_seeds", [0], "first episode seed of each bridge feeding this learner (the launch sets them); each "
+     f"uses up to max_env_steps seeds from it ({SEEDS_PER_BRIDGE} when unbounded)", None, True),
+    ("validation_seed", -1, "first seed of validation episodes (eval_episodes of them) run beside each held-out "
+     "evaluation; the weights they rate best are copied to <output_dir>/selected; -1: none", (-1, SEEDS[1]), True),
+)
 
 
 class Learner(Node):
     def __init__(self):
         super().__init__("learner")
         self.core = self.schedule = None     # destroy_node runs also when construction fails
-        self.declare_parameter("task", "lift", ParameterDescriptor(description="robomimic task", read_only=True))
-        self.declare_parameter("model_dir", "", ParameterDescriptor(
-            description="model to fine-tune; empty: the shipped model of the task", read_only=True))
-        self.declare_parameter("datasets", [""], ParameterDescriptor(
-            description="expert demonstrations (HDF5); empty: the model's pre-training datasets", read_only=True))
-        self.declare_parameter("device", "auto", ParameterDescriptor(
-            description="auto (CUDA when present) | cpu | cuda[:i]", read_only=True))
-        self.declare_parameter("output_dir", "runs/finetune", ParameterDescriptor(
-            description="published snapshots and TensorBoard logs", read_only=True))
-        self.declare_parameter("updates_per_transition", 1.0, ParameterDescriptor(
-            description="update-to-data ratio: OTPR updates per received transition",
-            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=64.0, step=0.0)]))
-        self.declare_parameter("warmup_transitions", 64, ParameterDescriptor(
-            description="online transitions before the first update",
-            integer_range=[IntegerRange(from_value=0, to_value=10**7, step=1)]))
-        self.declare_parameter("publish_every", 50, ParameterDescriptor(
-            description="updates between two policy_update snapshots",
-            integer_range=[IntegerRange(from_value=1, to_value=10**6, step=1)]))
-        self.declare_parameter("max_lead_transitions", 64, ParameterDescriptor(
-            description="fast-mode bridges may run this many transitions ahead of the update-to-data ratio",
-            integer_range=[IntegerRange(from_value=1, to_value=10**6, step=1)]))
-        self.declare_parameter("replay_flush_every", 1.0, ParameterDescriptor(
-            description="s between two writes of received transitions to the replay log (then acknowledged)",
-            floating_point_range=[FloatingPointRange(from_value=0.05, to_value=60.0, step=0.0)]))
-        self.declare_parameter("checkpoint_every", 30.0, ParameterDescriptor(
-            description="s: at most one checkpoint of the whole learning state per this time (written with a snapshot)",
-            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=3600.0, step=0.0)]))
-        self.declare_parameter("resume", True, ParameterDescriptor(
-            description="resume from the newest checkpoint and the replay log in output_dir, when there is one",
-            read_only=True))
+        declare_parameters(self, PARAMETERS)
         declare_cpu_threads(self)
-        self.declare_parameter("overrides", [""], ParameterDescriptor(
-            description="fine-tuning settings section.key=value (otpr-finetune --set), e.g. agent.actor_batch=256",
-            read_only=True))
-        self.declare_parameter("max_env_steps", 0, ParameterDescriptor(
-            description="stop after this many environment steps (final snapshot and evaluation); 0: never",
-            read_only=True, integer_range=[IntegerRange(from_value=0, to_value=10**9, step=1)]))
-        self.declare_parameter("eval_every", 0, ParameterDescriptor(
-            description="environment steps between held-out evaluations of the weights (a separate process, "
-                        "robomimic tasks); 0: none", read_only=True,
-            integer_range=[IntegerRange(from_value=0, to_value=10**9, step=1)]))
-        self.declare_parameter("eval_episodes", 50, ParameterDescriptor(
-            description="episodes per evaluation", read_only=True,
-            integer_range=[IntegerRange(from_value=1, to_value=10000, step=1)]))
-        self.declare_parameter("eval_seed", 100000, ParameterDescriptor(
-            description="first held-out seed", read_only=True,
-            integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)]))
-        self.declare_parameter("training_seeds", [0], ParameterDescriptor(
-            description="first episode seed of each bridge feeding this learner (the launch sets them); each "
-                        f"uses up to max_env_steps seeds from it ({SEEDS_PER_BRIDGE} when unbounded)",
-            read_only=True))
-        self.declare_parameter("validation_seed", -1, ParameterDescriptor(
-            description="first seed of validation episodes (eval_episodes of them) run beside each held-out "
-                        "evaluation; the weights they rate best are copied to <output_dir>/selected; -1: none",
-            read_only=True, integer_range=[IntegerRange(from_value=-1, to_value=2**31 - 1, step=1)]))
-
         value = lambda name: self.get_parameter(name).value  # noqa: E731
         episodes, held_out, validation = value("eval_episodes"), value("eval_seed"), value("validation_seed")
         span = value("max_env_steps") or SEEDS_PER_BRIDGE        # a training episode takes >= 1 step
-        overlap = validation >= 0 and seed_overlap(validation, episodes, {
-            f"held-out seeds from {held_out}": range(held_out, held_out + episodes),
-            **{f"training seeds from {first}": range(first, first + span) for first in value("training_seeds")}})
+        overlap = validation >= 0 and validation_overlap(validation, episodes, held_out, value("training_seeds"), span)
         if overlap:
             raise ValueError(f"validation_seed {validation}: its {episodes} seeds overlap the {overlap}; a choice "
                              "made on them would not be measured on unseen seeds")
         model_dir = value("model_dir") or str(shipped_model(value("task")))
-        model = load_model(model_dir, value("device"))
-        if model.info.task != value("task"):
-            raise ModelError(f"{model_dir}: trained for {model.info.task!r}, the learner is for {value('task')!r}")
-        apply_overrides(model, [o for o in value("overrides") if o])
-        dataset = expert_demonstrations(model, value("datasets"))
-        self.core = OnlineLearner(model, dataset, expert_demonstrations(model, value("datasets"), split="valid"))
+        self.core = OnlineLearner.for_task(value("task"), model_dir, value("device"), value("overrides"),
+                                           value("datasets"))
         self.output = Path(value("output_dir"))
         self.publish_every, self.lead = value("publish_every"), value("max_lead_transitions")
         self.checkpoint_every = value("checkpoint_every")
@@ -173,7 +144,7 @@ class Learner(Node):
         keypoints = "reused" if self.core.keypoints_reused else "drawn anew"
         self.get_logger().info(f"fine-tuning {model_dir} on {self.core.agent.device} ({torch.get_num_threads()} CPU "
                                f"threads; actor batch {a.actor_batch}, {a.actor_sampler} candidates) with "
-                               f"{len(dataset)} demos (keypoints {keypoints})"
+                               f"{self.core.buffer.expert.size} expert transitions (keypoints {keypoints})"
                                + (f"; resumed: {resumed}" if resumed else ""))
         if resumed is not None and self.run.updates:
             self._publish_snapshot()         # the servers get the resumed weights, as a newer version
@@ -182,40 +153,19 @@ class Learner(Node):
     # -- persistence ----------------------------------------------------------------------------
     def _resume(self) -> str | None:
         """The newest complete checkpoint and every persisted transition, if there are any."""
-        path, state, skipped = self.checkpoints.latest(map_location=self.core.agent.device)
-        for name in skipped:
-            self.get_logger().warning(f"checkpoint {name} is incomplete or damaged: skipped")
-        batches, report = self.core.log.load()
-        for name in report["damaged"]:
-            self.get_logger().error(f"replay chunk {name} is damaged (checksum): its transitions are skipped")
-        self.resumed_from = path.name if path is not None else None
-        if path is None and not batches:
+        self.resumed_from, learner, report = self.run.resume(self.checkpoints, self.get_logger().warning)
+        if report is None:
             return None
-        if path is not None:
-            self.core.agent.load_state_dict(state["agent"])
-            self.core.agent.generator.set_state(state["generator"].cpu())    # a generator's state lives on the CPU
-            self.core.buffer.keypoint_index = state["keypoint_index"].to(self.core.buffer.device)
-            learner = state["learner"]
-            self.run.restore(learner)
+        if learner is not None:
             self.schedule.restore(learner)
             self.version = learner["version"]
         # versions only go up: above the checkpoint's and above every snapshot on disk
         published = [int(p.name[1:]) for p in (self.output / "policy").glob("v*") if p.name[1:].isdigit()]
         self.version = max([self.version, *published])
-        restored = self.core.restore(batches)
-        for batch in batches:
-            self.run.env_steps += int(batch["steps"].sum())
-            self.run.episodes += int(((batch["terminal"] != 0) | (batch["truncated"] != 0)).sum())
-        return (f"checkpoint {path.name if path else '(none)'} ({self.run.updates} updates, version {self.version}), "
-                f"{restored} transitions from {report['chunks']} replay chunks"
-                + (f", {len(report['damaged'])} damaged chunks skipped" if report["damaged"] else ""))
+        return f"{report}; version {self.version}"
 
     def _checkpoint(self) -> None:
-        agent = self.core.agent
-        state = {"agent": {k: v for k, v in agent.state_dict().items() if k != "config"},
-                 "generator": agent.generator.get_state(), "keypoint_index": self.core.buffer.keypoint_index.cpu(),
-                 "learner": {**self.run.state(), **self.schedule.state(), "version": self.version}}
-        self.checkpoints.save(f"u{self.run.updates:09d}", state)
+        self.run.checkpoint(self.checkpoints, **self.schedule.state(), version=self.version)
         self.last_checkpoint = time.monotonic()
 
     def _persist_transitions(self) -> None:

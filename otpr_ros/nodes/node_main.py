@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
 from rclpy.signals import SignalHandlerOptions
@@ -74,3 +74,16 @@ def declare_cpu_threads(node) -> None:
         integer_range=[IntegerRange(from_value=0, to_value=256, step=1)]))
     if node.get_parameter("cpu_threads").value:
         torch.set_num_threads(node.get_parameter("cpu_threads").value)
+
+
+def declare_parameters(node, table) -> None:
+    """Declare a node's parameters from its table: (name, default, description, range, read-only)
+    rows; ``range`` (low, high) bounds an int or float parameter (None: unbounded)."""
+    for name, default, description, bounds, read_only in table:
+        descriptor = ParameterDescriptor(description=description, read_only=read_only)
+        if bounds is not None and isinstance(default, float):
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(bounds[0]),
+                                                                  to_value=float(bounds[1]), step=0.0)]
+        elif bounds is not None:
+            descriptor.integer_range = [IntegerRange(from_value=bounds[0], to_value=bounds[1], step=1)]
+        node.declare_parameter(name, default, descriptor)

@@ -125,6 +125,16 @@ def seed_overlap(validation_seed: int, episodes: int, others: dict) -> str | Non
     return None
 
 
+def validation_overlap(validation_seed: int, episodes: int, held_out_seed: int, training_seeds, span: int) -> str | None:
+    """``seed_overlap`` of the validation seeds against a fine-tuning run's held-out seeds
+    (``episodes`` from ``held_out_seed``) and its training episodes' (``span`` from each of
+    ``training_seeds``: a training episode takes at least one env step), e.g. 'held-out seeds
+    from 100000'."""
+    return seed_overlap(validation_seed, episodes, {
+        f"held-out seeds from {held_out_seed}": range(held_out_seed, held_out_seed + episodes),
+        **{f"training seeds from {first}": range(first, first + span) for first in training_seeds}})
+
+
 def summarise(records) -> EvalSummary:
     successes = sum(r["success"] for r in records)
     n = len(records)

@@ -33,12 +33,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from otpr_ros.model.directory import ModelError, load_model
-from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
+from otpr_ros.model.directory import ModelError
+from otpr_ros.model.online_learning import OnlineLearner
 from otpr_ros.model.policy import ChunkPolicy
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.bridge_session import BridgeSession, make_environment
-from otpr_ros.sim.evaluation import seed_overlap
+from otpr_ros.sim.evaluation import validation_overlap
 from otpr_ros.sim.robomimic_env import TASKS
 from otpr_ros.training.loop import OnlineRun
 from otpr_ros.training.schedule import EvaluationSchedule
@@ -72,30 +72,24 @@ def parse_args(argv=None):
                              "transport.beta=0, agent.actor_batch=256")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
-
-
-def overlapping_seeds(args) -> str | None:
-    """Which seed range the validation seeds share, if any (a training episode takes >= 1 step)."""
-    return seed_overlap(args.validation_seed, args.eval_episodes, {
-        "held-out (--eval-seed)": range(args.eval_seed, args.eval_seed + args.eval_episodes),
-        "training (--train-seed)": range(args.train_seed, args.train_seed + args.env_steps)})
+    args = parser.parse_args(argv)
+    if min(args.env_steps, args.eval_every, args.eval_episodes, args.processes) < 1 or args.utd < 0:
+        parser.error("--env-steps, --eval-every, --eval-episodes and --processes must be >= 1, --utd >= 0")
+    return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    overlap = args.validation_seed is not None and overlapping_seeds(args)
+    overlap = args.validation_seed is not None and validation_overlap(
+        args.validation_seed, args.eval_episodes, args.eval_seed, [args.train_seed], args.env_steps)
     if overlap:
         print(f"otpr-finetune: --validation-seed {args.validation_seed}: its {args.eval_episodes} seeds overlap the "
-              f"{overlap} seeds; choose a range apart from both", file=sys.stderr)
+              f"{overlap}; choose a range apart from both", file=sys.stderr)
         return 2
     output = Path(args.output)
     model_dir = Path(args.model) if args.model else shipped_model(args.task)
     try:
-        model = load_model(model_dir, args.device)
-        apply_overrides(model, args.set)
-        learner = OnlineLearner(model, expert_demonstrations(model, args.datasets or ()),
-                                expert_demonstrations(model, args.datasets or (), split="valid"))
+        learner = OnlineLearner.for_task(args.task, model_dir, args.device, args.set, args.datasets or ())
     except (ModelError, ValueError, OSError) as error:
         print(f"otpr-finetune: {error}", file=sys.stderr)
         return 2
@@ -103,6 +97,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     from torch.utils.tensorboard import SummaryWriter
     writer = SummaryWriter(str(output / "tensorboard"))
+    model = learner.model
     config = model.config
     env, observe = make_environment(args.task, None)
     session = BridgeSession(env, observe, config.critic.gamma, args.train_seed)
@@ -115,12 +110,7 @@ def main(argv=None) -> int:
 
     def evaluated(rows):
         for row in rows:
-            writer.add_scalar("eval/success_rate", row["success_rate"], row["env_steps"])
-            for name in ("validation_success_rate", "critic_error"):
-                if name in row:
-                    writer.add_scalar(f"eval/{name}", row[name], row["env_steps"])
-            tqdm.write(f"otpr-finetune: {row['env_steps']} env steps, {row['updates']} updates: held-out success "
-                       f"{row['success_rate']:.0%} ({row['ci_low']:.2f}-{row['ci_high']:.2f})")
+            tqdm.write(f"otpr-finetune: {schedule.report(row, writer)}")
 
     if not args.no_offline_eval:
         schedule.queue(learner, run.row())          # the model as it comes (BC only)

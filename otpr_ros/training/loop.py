@@ -83,3 +83,42 @@ class OnlineRun:
     def restore(self, state: dict) -> None:
         self.updates, self.update_seconds = state["updates"], state["update_seconds"]
         self.start -= state["wall_s"]
+
+    def checkpoint(self, checkpoints, **extra) -> None:
+        """The whole learning state (networks, optimisers, generator, keypoints, counters, and
+        ``extra``, e.g. the schedule's state) as checkpoint ``u<updates>`` (``learner_store``)."""
+        agent = self.core.agent
+        checkpoints.save(f"u{self.updates:09d}", {
+            "agent": {k: v for k, v in agent.state_dict().items() if k != "config"},
+            "generator": agent.generator.get_state(), "keypoint_index": self.core.buffer.keypoint_index.cpu(),
+            "learner": {**self.state(), **extra}})
+
+    def resume(self, checkpoints, warn=print) -> tuple[str | None, dict | None, str | None]:
+        """The newest complete checkpoint and every transition in the core's replay log, if
+        there are any: (its name, its ``learner`` state with the ``extra`` saved beside, a
+        report); (None, None, None) when there is nothing to resume. ``warn`` hears of every
+        damaged checkpoint or replay chunk that was skipped."""
+        path, state, skipped = checkpoints.latest(map_location=self.core.agent.device)
+        for name in skipped:
+            warn(f"checkpoint {name} is incomplete or damaged: skipped")
+        batches, report = self.core.log.load()
+        for name in report["damaged"]:
+            warn(f"replay chunk {name} is damaged (checksum): its transitions are skipped")
+        if path is None and not batches:
+            return None, None, None
+        learner = None
+        if path is not None:
+            agent = self.core.agent
+            agent.load_state_dict(state["agent"])
+            agent.generator.set_state(state["generator"].cpu())    # a generator's state lives on the CPU
+            self.core.buffer.keypoint_index = state["keypoint_index"].to(self.core.buffer.device)
+            learner = state["learner"]
+            self.restore(learner)
+        restored = self.core.restore(batches)
+        for batch in batches:
+            self.env_steps += int(batch["steps"].sum())
+            self.episodes += int(((batch["terminal"] != 0) | (batch["truncated"] != 0)).sum())
+        return (path.name if path is not None else None, learner,
+                f"checkpoint {path.name if path else '(none)'} ({self.updates} updates), {restored} transitions "
+                f"from {report['chunks']} replay chunks"
+                + (f", {len(report['damaged'])} damaged chunks skipped" if report["damaged"] else ""))

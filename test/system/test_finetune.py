@@ -78,3 +78,8 @@ def test_bad_settings_are_refused_by_name(tiny, tmp_path, capsys):
     assert main(["--task", "lift", "--model", str(tiny), "--output", str(tmp_path), "--datasets",
                  str(tmp_path / "none.hdf5")]) == 2
     assert "none.hdf5" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(["--task", "lift", "--model", str(tiny), "--output", str(tmp_path), "--eval-every", "0"])
+    assert stopped.value.code == 2 and "--eval-every" in capsys.readouterr().err
+    assert main(["--task", "can", "--model", str(tiny), "--output", str(tmp_path)]) == 2
+    assert "trained for 'lift', not for 'can'" in capsys.readouterr().err

@@ -51,3 +51,42 @@ def test_the_schedule_evaluates_every_interval_and_finishes_at_the_budget(tmp_pa
     assert schedule.finishing and schedule.finished and schedule.state()["next_eval"] == 300
     never = EvaluationSchedule(tmp_path, "lift", 1, 100000)
     assert [never.due(steps) for steps in (0, 10**6)] == [None, None] and not never.finishing
+
+
+def test_a_run_checkpointed_and_resumed_goes_on_exactly_where_it_stopped(tiny, tmp_path):
+    """Checkpoint + replay log -> a new run: the same counters, buffer and generator, so its
+    next update gives the original's losses."""
+    from otpr_ros.model.learner_store import Checkpoints, ReplayLog
+    from otpr_ros.nodes.bus_messages import TRANSITION_FIELDS
+
+    def opened():
+        run = OnlineRun(OnlineLearner.for_task("lift", tiny, "cpu"), utd=1.0, warmup=4)
+        run.core.log = ReplayLog(tmp_path / "replay", TRANSITION_FIELDS)
+        return run
+
+    first = opened()
+    for sequence in range(12):
+        first.add({**transition(sequence, end=sequence == 5), "stream": 0.0})
+        while first.update_due:
+            first.update()
+    first.core.log.flush()
+    first.checkpoint(Checkpoints(tmp_path / "checkpoints"), version=3)
+    second = opened()
+    name, learner, report = second.resume(Checkpoints(tmp_path / "checkpoints"))
+    assert name == "u000000012" and learner["version"] == 3 and "12 transitions" in report
+    assert (second.updates, second.env_steps, second.episodes) == (first.updates, first.env_steps, first.episodes)
+    # (the replay log keeps float32: the restored buffer may differ from the live one in the last bits)
+    assert first.update() == pytest.approx(second.update(), rel=1e-5)
+    fresh = OnlineRun(OnlineLearner.for_task("lift", tiny, "cpu"), 1.0, 4)
+    fresh.core.log = ReplayLog(tmp_path / "no_replay", TRANSITION_FIELDS)
+    assert fresh.resume(Checkpoints(tmp_path / "no_checkpoints")) == (None, None, None)
+
+
+def test_a_model_for_another_task_or_a_bad_override_is_refused_by_name(tiny):
+    from otpr_ros.model.directory import ModelError
+    with pytest.raises(ModelError, match="trained for 'lift', not for 'can'"):
+        OnlineLearner.for_task("can", tiny, "cpu")
+    with pytest.raises(ValueError, match="guidance"):
+        OnlineLearner.for_task("lift", tiny, "cpu", ["agent.guidance=magic"])
+    learner = OnlineLearner.for_task("lift", tiny, "cpu", ["agent.actor_batch=16", ""])
+    assert learner.model.config.agent.actor_batch == 16 and learner.held_out == []
