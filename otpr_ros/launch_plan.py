@@ -20,8 +20,7 @@ On a robot (``use_sim`` false) the robot's drivers take the bridge's place: one 
 from dataclasses import dataclass, field
 
 from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE
-
-TASKS = ("lift", "can", "square")
+from otpr_ros.sim.robomimic_env import TASKS
 
 
 @dataclass
@@ -67,7 +66,7 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
         if number < 0:
             raise ValueError(f"{name}: expected >= 0, got {number}")
     if task not in TASKS:
-        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+        raise ValueError(f"task: expected one of {tuple(TASKS)}, got {task!r}")
     if not 1 <= num_envs <= 64:
         raise ValueError(f"num_envs: expected 1..64, got {num_envs}")
     if device != "auto" and device != "cpu" and not device.startswith("cuda"):
@@ -151,6 +150,6 @@ def serve_plan(task: str = "lift", backend: str = "torch", model_dir: str = "", 
                start_enabled: bool = False) -> list[NodePlan]:
     """The policy server alone, for real hardware (``serve.launch.py``)."""
     if task not in TASKS:
-        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+        raise ValueError(f"task: expected one of {tuple(TASKS)}, got {task!r}")
     return [node_plan("policy_server", check_namespace(namespace) or "/",
                       {"task": task, "backend": backend, "model_dir": model_dir, "start_enabled": start_enabled})]
