@@ -18,7 +18,7 @@ from otpr_ros.core.config import OTPRConfig
 from otpr_ros.core.critic import IQL, ChunkCritic
 from otpr_ros.core.device import resolve_device
 from otpr_ros.core.diffusion import DiffusionPolicy
-from otpr_ros.core.resampling import effective_sample_size, expectile_weights, resample
+from otpr_ros.core.resampling import effective_sample_size, expectile_weights, select
 from otpr_ros.core.transport import (KeypointRelationCost, NeuralPotentials, RunningScale, TransportCost,
                                      compatibility, dual_objective, keypoint_mask, transport_score)
 
@@ -148,10 +148,9 @@ class OTPRAgent:
             index = torch.zeros(obs.shape[0], dtype=torch.long, device=self.device)
         else:
             weights, score = self.candidate_weights(obs, candidates)
-            if mode == "sample":
-                index = resample(weights, score, self.generator)
-            else:
-                index = torch.where(weights.sum(1) > 0, weights.argmax(1), score.argmax(1))
+            uniform = torch.rand(obs.shape[0], generator=self.generator, device=self.device) if mode == "sample" \
+                else None
+            index = select(weights, score, "sample" if mode == "sample" else "argmax", uniform)
         chunk = candidates[torch.arange(obs.shape[0], device=self.device), index]
         return Decision(chunk, index, candidates, weights)
 

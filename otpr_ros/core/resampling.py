@@ -2,27 +2,37 @@
 
 import torch
 
-from otpr_ros.core.checks import check_finite
+
+SELECTIONS = ("sample", "argmax")
 
 
-def resample(weights: torch.Tensor, fallback_score: torch.Tensor, generator=None) -> torch.Tensor:
-    """Index per row drawn from ``weights / sum(weights)``; all-zero rows take the argmax of
-    ``fallback_score`` (for H: ``u + v - c``, the candidate closest to being compatible).
+def select(weights: torch.Tensor, score: torch.Tensor, how: str, uniform: torch.Tensor | None = None) -> torch.Tensor:
+    """The one rule by which every acting path picks a candidate (the agent, the torch, ONNX and
+    OpenVINO backends). ``sample``: a draw from ``weights / sum(weights)`` by one uniform
+    number in [0, 1) per row (the first candidate whose cumulative weight passes ``u * sum``);
+    ``argmax``: the largest weight. Negative or non-finite weights count as 0; rows with no
+    positive weight take the arg-max of ``score`` (for H: ``u + v - c``, the candidate closest
+    to being compatible).
 
-    weights, fallback_score: (B, L), weights >= 0. Returns (B,) long.
+    weights, score: (B, L); uniform: (B,) for ``sample``. Returns (B,) long.
     """
+    if how not in SELECTIONS:
+        raise ValueError(f"selection: expected one of {SELECTIONS}, got {how!r}")
     if weights.dim() != 2 or weights.shape[1] == 0:
         raise ValueError(f"weights: expected shape (batch, L >= 1), got {tuple(weights.shape)}")
-    if fallback_score.shape != weights.shape:
-        raise ValueError(f"fallback_score: expected shape {tuple(weights.shape)}, got {tuple(fallback_score.shape)}")
-    check_finite("weights", weights)
-    if bool((weights < 0).any()):
-        raise ValueError("weights: negative entries")
-    total = weights.sum(dim=1)
-    usable = total > 0
-    probs = torch.where(usable[:, None], weights, torch.ones_like(weights))
-    drawn = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-    return torch.where(usable, drawn, fallback_score.argmax(dim=1))
+    if score.shape != weights.shape:
+        raise ValueError(f"score: expected shape {tuple(weights.shape)}, got {tuple(score.shape)}")
+    weights = torch.where(torch.isfinite(weights), weights.clamp_min(0.0), torch.zeros_like(weights))
+    totals = weights.sum(dim=1)
+    fallback = torch.where(torch.isfinite(score), score, torch.full_like(score, float("-inf"))).argmax(dim=1)
+    if how == "argmax":
+        chosen = weights.argmax(dim=1)
+    else:
+        if uniform is None or uniform.shape != totals.shape:
+            raise ValueError(f"uniform: expected one number per row, shape {tuple(totals.shape)}")
+        cumulative = weights.cumsum(dim=1)
+        chosen = (cumulative < (uniform * totals)[:, None]).sum(dim=1).clamp_max(weights.shape[1] - 1)
+    return torch.where(totals > 0, chosen, fallback)
 
 
 def expectile_weights(advantage: torch.Tensor, tau: float) -> torch.Tensor:

@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from otpr_ros.core.agent import OTPRAgent
-
-SELECTIONS = ("sample", "argmax")
+from otpr_ros.core.resampling import select as select_candidate
 
 
 class DecisionGraph(nn.Module):
@@ -34,17 +33,6 @@ class DecisionGraph(nn.Module):
 
 
 def select(weights: np.ndarray, score: np.ndarray, how: str, uniform: np.ndarray) -> np.ndarray:
-    """Index of the chosen candidate per row: a draw from ``weights / sum`` (``sample``) or
-    their arg-max; rows whose weights are all zero (or not finite) take the score's arg-max."""
-    if how not in SELECTIONS:
-        raise ValueError(f"selection: expected one of {SELECTIONS}, got {how!r}")
-    weights = np.where(np.isfinite(weights), np.maximum(weights, 0.0), 0.0)
-    totals = weights.sum(axis=1)
-    fallback = np.argmax(np.where(np.isfinite(score), score, -np.inf), axis=1)
-    if how == "argmax":
-        chosen = weights.argmax(axis=1)
-    else:
-        cumulative = np.cumsum(weights, axis=1)
-        chosen = (cumulative < (uniform * totals)[:, None]).sum(axis=1)
-        chosen = np.minimum(chosen, weights.shape[1] - 1)
-    return np.where(totals > 0, chosen, fallback)
+    """``core.resampling.select`` (the one selection rule) on the backends' numpy outputs."""
+    return select_candidate(torch.as_tensor(weights), torch.as_tensor(score), how,
+                            None if uniform is None else torch.as_tensor(np.asarray(uniform))).numpy()

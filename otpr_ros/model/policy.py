@@ -9,7 +9,8 @@ clipped to the model's action bounds. Anything that is not finite is refused, ne
 import numpy as np
 
 from otpr_ros.model.backends import OnnxBackend, OpenVinoBackend, TorchBackend
-from otpr_ros.model.decision import SELECTIONS, select
+from otpr_ros.core.resampling import SELECTIONS
+from otpr_ros.model.decision import select
 from otpr_ros.model.directory import Model, load_model
 
 BACKENDS = ("torch", "onnx", "openvino")

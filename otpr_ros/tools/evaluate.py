@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from otpr_ros.model.decision import SELECTIONS
+from otpr_ros.core.resampling import SELECTIONS
 from otpr_ros.model.directory import ModelError, read_info
 from otpr_ros.model.policy import BACKENDS
 from otpr_ros.package_files import shipped_model
