@@ -95,8 +95,13 @@ class TransitionCounts:
     refused: int = 0
     interrupted: int = 0            # episodes left open by a bridge that restarted: closed as truncated
 
+    @property
+    def received(self) -> int:
+        """Transitions added over every stream (all taken, not what the replay ring still holds)."""
+        return sum(s.received for s in self.streams.values())
+
     def summary(self) -> dict:
-        return {"received": sum(s.received for s in self.streams.values()),
+        return {"received": self.received,
                 "duplicates": sum(s.duplicates for s in self.streams.values()),
                 "lost": sum(s.lost for s in self.streams.values()), "refused": self.refused,
                 "sources": len(self.current), "streams": len(self.streams), "interrupted_episodes": self.interrupted,

@@ -17,6 +17,7 @@ BACKENDS = ("torch", "onnx", "openvino")
 
 
 CANDIDATE_MODES = ("eval", "train")
+MAX_CANDIDATES = 256          # the policy server's bound on L before it took named modes
 
 
 def evaluation_candidates(config) -> int:
@@ -29,14 +30,15 @@ def evaluation_candidates(config) -> int:
 def resolve_candidates(setting, config) -> int:
     """L from a ``candidates`` setting, the one rule for every acting path: ``eval`` (as
     ``otpr-evaluate`` acts, ``evaluation_candidates``), ``train`` (the model's
-    ``agent.num_candidates``, acting for training), or a count >= 1 (int or its digits)."""
+    ``agent.num_candidates``, acting for training), or a count 1..MAX_CANDIDATES (int or its digits)."""
     if setting == "eval":
         return evaluation_candidates(config)
     if setting == "train":
         return config.agent.num_candidates
     count = int(setting) if isinstance(setting, str) and setting.isdigit() else setting
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"candidates: expected one of {CANDIDATE_MODES} or a count >= 1, got {setting!r}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CANDIDATES:
+        raise ValueError(f"candidates: expected one of {CANDIDATE_MODES} or a count in 1..{MAX_CANDIDATES}, "
+                         f"got {setting!r}")
     return count
 
 

@@ -69,9 +69,8 @@ def declare_cpu_threads(node) -> None:
     """Parameter ``cpu_threads``: torch's CPU threads in this process (0: torch's default).
     Nodes that share a few cores run far faster with 1 each (no thread oversubscription)."""
     import torch
-    node.declare_parameter("cpu_threads", 0, ParameterDescriptor(
-        description="torch CPU threads of this process; 0: torch's default (all cores)", read_only=True,
-        integer_range=[IntegerRange(from_value=0, to_value=256, step=1)]))
+    declare_parameters(node, [("cpu_threads", 0, "torch CPU threads of this process; 0: torch's default (all cores)",
+                               (0, 256), True)])
     if node.get_parameter("cpu_threads").value:
         torch.set_num_threads(node.get_parameter("cpu_threads").value)
 

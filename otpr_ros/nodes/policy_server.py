@@ -65,7 +65,7 @@ class PolicyServer(Node):
             description="torch | onnx (ONNX Runtime) | openvino (OpenVINO CPU: the fastest on a CPU)", read_only=True))
         self.declare_parameter("candidates", "eval", ParameterDescriptor(
             description="L candidates per decision: eval (as otpr-evaluate acts: 1 for the model's eval_mode "
-                        "single), train (the model's agent.num_candidates: acting for training) or a count",
+                        "single), train (the model's agent.num_candidates: acting for training) or a count (1..256)",
             dynamic_typing=True))
         self.declare_parameter("device", "auto", ParameterDescriptor(
             description="torch device of the torch backend: auto (CUDA when present) | cpu | cuda[:i]",

@@ -33,7 +33,7 @@ class OnlineRun:
 
     @property
     def received(self) -> int:
-        return self.core.counts.summary()["received"]
+        return self.core.counts.received
 
     def wanted(self, lead: int, finishing: bool = False) -> int | None:
         """How many transitions the run is ready for: the update-to-data ratio's worth plus

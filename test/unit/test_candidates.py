@@ -18,7 +18,7 @@ def test_named_modes_and_counts():
     assert resolve_candidates(3, config("single")) == 3 and resolve_candidates("12", config("single")) == 12
 
 
-@pytest.mark.parametrize("bad", [0, -1, "0", "all", None, 2.5, True])
+@pytest.mark.parametrize("bad", [0, -1, "0", 257, "all", None, 2.5, True])
 def test_anything_else_is_refused_by_name(bad):
     with pytest.raises(ValueError, match="candidates: expected one of"):
         resolve_candidates(bad, config("single"))
