@@ -68,7 +68,8 @@ def measure(task: str, bridges: int, seconds: float, domain: int, output: str) -
             "env_steps_per_s": round((learner["env_steps"] - learner0["env_steps"]) / elapsed, 1),
             "transitions_per_s": round((learner["received"] - learner0["received"]) / elapsed, 2),
             "bridge_waiting_share": [round(w / elapsed, 2) for w in waited],
-            "lost": learner["lost"], "duplicates": learner["duplicates"]}
+            "lost": learner["lost"], "duplicates": learner["duplicates"],
+            "learning_share": learner.get("learning_share")}
 
 
 def main():
@@ -76,13 +77,14 @@ def main():
     parser.add_argument("--task", default="lift")
     parser.add_argument("--seconds", type=float, default=240.0, help="measuring window per bridge count")
     parser.add_argument("--domain", type=int, default=91)
+    parser.add_argument("--bridges", type=int, nargs="+", default=[1, 2], help="bridge counts to measure")
     args = parser.parse_args()
 
     from otpr_ros.package_files import task_config
     transport = yaml.safe_load(open(task_config(args.task)))["/**"]["ros__parameters"]["otpr"]["transport"]
     per_update = {"potentials": transport.get("ot_steps", 1) / transport.get("ot_every", 1), "critic": 1, "actor": 1}
     rows = []
-    for bridges in (1, 2):
+    for bridges in args.bridges:
         with tempfile.TemporaryDirectory() as output:
             row = measure(args.task, bridges, args.seconds, args.domain, output)
         row["gradient_steps_per_s"] = {k: round(v * row["updates_per_s"], 3) for k, v in per_update.items()}

@@ -18,6 +18,7 @@ from otpr_ros.core.config import OTPRConfig
 from otpr_ros.core.critic import IQL, ChunkCritic
 from otpr_ros.core.device import resolve_device
 from otpr_ros.core.diffusion import DiffusionPolicy
+from otpr_ros.core.layers import adam, load_optimizer
 from otpr_ros.core.resampling import effective_sample_size, expectile_weights, select
 from otpr_ros.core.transport import (KeypointRelationCost, NeuralPotentials, RunningScale, TransportCost,
                                      compatibility, dual_objective, keypoint_mask, transport_score)
@@ -86,9 +87,8 @@ class OTPRAgent:
         self.potentials = NeuralPotentials(config.obs_dim, config.action_dim, t.hidden).to(self.device)
         self.q_scale = RunningScale(t.q_scale_momentum)
         self.iql = IQL(self.critic, c.lr, c.tau, c.gamma, c.polyak)
-        self.actor_optimizer = torch.optim.Adam(self.policy.net.parameters(), lr=d.finetune_lr,
-                                                weight_decay=d.weight_decay)
-        self.potential_optimizer = torch.optim.Adam(self.potentials.parameters(), lr=t.lr)
+        self.actor_optimizer = adam(self.policy.net.parameters(), d.finetune_lr, d.weight_decay)
+        self.potential_optimizer = adam(self.potentials.parameters(), t.lr)
         self.relation_cost = None
         self.cost = TransportCost(self.critic, self.q_scale)
         self.dual_steps = 0
@@ -178,7 +178,7 @@ class OTPRAgent:
         else:
             batch = buffer.sample(c.batch_size, self.generator)
             online_share = buffer.online.size / len(buffer)        # expected share of a uniform draw
-        metrics = self.iql.update(batch)
+        metrics = self.iql.update(batch, compiled=self.config.agent.compile_updates)
         metrics["critic/online_share"] = online_share
         self.q_scale.update(metrics["critic/q_abs_mean"])
         metrics["critic/q_scale"] = self.q_scale.scale
@@ -188,7 +188,7 @@ class OTPRAgent:
         t = self.config.transport
         states, state_ids, actions, action_ids = buffer.sample_for_transport(t.batch_states, t.batch_actions,
                                                                              self.generator)
-        cost = self.cost(states[:, None, :], actions[None, :, :])
+        cost = self.cost(states[:, None, :], actions[None, :, :], compiled=self.config.agent.compile_updates)
         mask = keypoint_mask(state_ids, action_ids) if t.masked else None
         objective = dual_objective(self.potentials.u(states), self.potentials.v(actions), cost, t.lam, mask)
         self.potential_optimizer.zero_grad(set_to_none=True)
@@ -209,12 +209,12 @@ class OTPRAgent:
             stored_ids = torch.cat([torch.arange(buffer.num_keypoints, device=self.device), stored_ids])
         with torch.no_grad():
             sampled = self.policy.sample(states, a.num_candidates, a.actor_sampler, a.actor_ddim_steps,
-                                         generator=self.generator, use_ema=False)
+                                         generator=self.generator, use_ema=False, compiled=a.compile_updates)
             candidates = torch.cat([sampled, stored[:, None, :]], dim=1)
             weights = self.guidance_weights(states, candidates, stored_ids)
         n, count, width = candidates.shape
         loss = self.policy.noise_matching_loss(states.repeat_interleave(count, 0), candidates.reshape(n * count, width),
-                                               weights.reshape(-1), self.generator)
+                                               weights.reshape(-1), self.generator, compiled=a.compile_updates)
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_optimizer.step()
@@ -231,7 +231,7 @@ class OTPRAgent:
         a, t = self.config.agent, self.config.transport
         obs_b = states[:, None, :]
         if a.guidance == "compatibility":
-            cost = self.cost(obs_b, candidates)
+            cost = self.cost(obs_b, candidates, compiled=a.compile_updates)
             u, v = self.potentials.u(states)[:, None], self.potentials.v(candidates)
             mask = None
             if t.masked:
@@ -293,8 +293,8 @@ class OTPRAgent:
 
     def load_state_dict(self, state: dict) -> None:
         self.load_weights(state)
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.potential_optimizer.load_state_dict(state["potential_optimizer"])
-        self.iql.v_optimizer.load_state_dict(state["v_optimizer"])
-        self.iql.q_optimizer.load_state_dict(state["q_optimizer"])
+        load_optimizer(self.actor_optimizer, state["actor_optimizer"])
+        load_optimizer(self.potential_optimizer, state["potential_optimizer"])
+        load_optimizer(self.iql.v_optimizer, state["v_optimizer"])
+        load_optimizer(self.iql.q_optimizer, state["q_optimizer"])
         self.set_learning_rates()

@@ -70,6 +70,9 @@ class AgentConfig:
     q_temperature: float = 1.0               # guidance q: softmax(Qn / temperature)
     advantage_temperature: float = 3.0       # guidance advantage: exp(temperature * (Q - V) / scale)
     advantage_clip: float = 100.0
+    compile_updates: bool = False            # torch.compile the updates' dense parts (target Q and g, training
+                                             # candidates, score matching): same losses, faster after a one-off
+                                             # compilation (benchmarks/learner_updates.py)
 
 
 @dataclass

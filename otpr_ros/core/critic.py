@@ -9,14 +9,7 @@ import copy
 import torch
 from torch import nn
 
-
-def mlp(in_dim: int, hidden, out_dim: int) -> nn.Sequential:
-    layers, width = [], in_dim
-    for size in hidden:
-        layers += [nn.Linear(width, size), nn.Mish()]
-        width = size
-    layers.append(nn.Linear(width, out_dim))
-    return nn.Sequential(*layers)
+from otpr_ros.core.layers import adam, lerp_parameters, mlp, mlp_on_pair
 
 
 def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
@@ -43,18 +36,16 @@ class ChunkCritic(nn.Module):
 
     def target_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``min(Q1_targ, Q2_targ)``; leading dimensions broadcast, e.g. (Bs, 1, .) x (1, Ba, .)."""
-        lead = torch.broadcast_shapes(obs.shape[:-1], actions.shape[:-1])
-        x = torch.cat([obs.expand(*lead, obs.shape[-1]), actions.expand(*lead, actions.shape[-1])], dim=-1)
-        return torch.minimum(self.q1_target(x), self.q2_target(x)).squeeze(-1)
+        return torch.minimum(mlp_on_pair(self.q1_target, obs, actions),
+                             mlp_on_pair(self.q2_target, obs, actions)).squeeze(-1)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.v(obs).squeeze(-1)
 
     @torch.no_grad()
     def update_targets(self, polyak: float) -> None:
-        for online, target in ((self.q1, self.q1_target), (self.q2, self.q2_target)):
-            for p, p_targ in zip(online.parameters(), target.parameters()):
-                p_targ.lerp_(p, polyak)
+        lerp_parameters(self.q1_target, self.q1, polyak)
+        lerp_parameters(self.q2_target, self.q2, polyak)
 
 
 class IQL:
@@ -65,31 +56,51 @@ class IQL:
         if not 0.0 < tau < 1.0:
             raise ValueError(f"tau: the expectile must lie in (0, 1), got {tau}")
         self.critic, self.tau, self.gamma, self.polyak = critic, tau, gamma, polyak
-        self.v_optimizer = torch.optim.Adam(critic.v.parameters(), lr=lr)
-        self.q_optimizer = torch.optim.Adam([*critic.q1.parameters(), *critic.q2.parameters()], lr=lr)
+        self.v_optimizer = adam(critic.v.parameters(), lr)
+        self.q_optimizer = adam([*critic.q1.parameters(), *critic.q2.parameters()], lr)
+        self._compiled = {}
 
-    def update(self, batch) -> dict:
-        critic = self.critic
-        with torch.no_grad():
-            q_target = critic.target_q(batch.obs, batch.action)
-        v = critic.value(batch.obs)
-        v_loss = expectile_loss(q_target - v, self.tau).mean()
+    def update(self, batch, compiled: bool = False) -> dict:
+        """``compiled``: the forward and backward passes through ``torch.compile`` (one
+        compilation per batch size); the optimiser steps stay eager."""
+        run = self._compiled_parts() if compiled else (self._v_loss, self._td_target, self._q_loss)
+        v_loss_of, td_target_of, q_loss_of = run
+        v_loss, q_target, v = v_loss_of(batch.obs, batch.action)
         self.v_optimizer.zero_grad(set_to_none=True)
         v_loss.backward()
         self.v_optimizer.step()
 
-        with torch.no_grad():
-            discount = self.gamma ** batch.steps * (1.0 - batch.terminal)
-            td_target = batch.reward + discount * critic.value(batch.next_obs)
-        q1, q2 = critic.q(batch.obs, batch.action)
-        q_loss = (q1 - td_target).pow(2).mean() + (q2 - td_target).pow(2).mean()
+        td_target = td_target_of(batch.reward, batch.steps, batch.terminal, batch.next_obs)
+        q_loss = q_loss_of(batch.obs, batch.action, td_target)
         self.q_optimizer.zero_grad(set_to_none=True)
         q_loss.backward()
         self.q_optimizer.step()
-        critic.update_targets(self.polyak)
+        self.critic.update_targets(self.polyak)
         return {"critic/v_loss": float(v_loss.detach()), "critic/q_loss": float(q_loss.detach()),
                 "critic/q_mean": float(q_target.mean()),
                 "critic/q_abs_mean": float(q_target.abs().mean()), "critic/v_mean": float(v.detach().mean())}
+
+    def _compiled_parts(self):
+        if not self._compiled:
+            self._compiled = {name: torch.compile(function, dynamic=False) for name, function in
+                              (("v", self._v_loss), ("td", self._td_target), ("q", self._q_loss))}
+        return self._compiled["v"], self._compiled["td"], self._compiled["q"]
+
+    def _v_loss(self, obs, action):
+        """V by expectile regression on the target Q: (loss, target Q, V)."""
+        with torch.no_grad():
+            q_target = self.critic.target_q(obs, action)
+        v = self.critic.value(obs)
+        return expectile_loss(q_target - v, self.tau).mean(), q_target, v
+
+    @torch.no_grad()
+    def _td_target(self, reward, steps, terminal, next_obs):
+        discount = self.gamma ** steps * (1.0 - terminal)
+        return reward + discount * self.critic.value(next_obs)
+
+    def _q_loss(self, obs, action, td_target):
+        q1, q2 = self.critic.q(obs, action)
+        return (q1 - td_target).pow(2).mean() + (q2 - td_target).pow(2).mean()
 
 
 CONVERGED_ERROR = 0.1   # mean |Q - return| on held-out episodes below which a critic counts as a value function

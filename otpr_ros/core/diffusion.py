@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from otpr_ros.core.checks import check_batch, check_count, check_finite, check_same_rows
+from otpr_ros.core.layers import Mish, lerp_parameters, mish
 
 
 def cosine_alpha_bars(num_steps: int, offset: float = 0.008) -> torch.Tensor:
@@ -50,7 +51,7 @@ class ResidualBlock(nn.Module):
         self.skip = nn.Identity() if width_in == width_out else nn.Linear(width_in, width_out, bias=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.skip(h) + self.linear(F.mish(h))
+        return self.skip(h) + self.linear(mish(h))
 
 
 class NoiseNet(nn.Module):
@@ -69,7 +70,7 @@ class NoiseNet(nn.Module):
         self.time_mlp = nn.Sequential(
             SinusoidalEmbedding(time_dim),
             nn.Linear(time_dim, 2 * time_dim),
-            nn.Mish(),
+            Mish(),
             nn.Linear(2 * time_dim, time_dim),
         )
         self.input_layer = nn.Linear(action_dim + time_dim + obs_dim, hidden[0])
@@ -83,7 +84,7 @@ class NoiseNet(nn.Module):
     def _trunk(self, h: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             h = block(h)
-        return self.output_layer(F.mish(h))
+        return self.output_layer(mish(h))
 
     # -- the same network, split for fast sampling -------------------------------------
     def condition(self, obs: torch.Tensor) -> torch.Tensor:
@@ -115,9 +116,11 @@ class DiffusionPolicy(nn.Module):
 
     # -- training ----------------------------------------------------------------------
     def noise_matching_loss(self, obs: torch.Tensor, actions: torch.Tensor, weights=None,
-                            generator=None) -> torch.Tensor:
-        """Mean (or ``weights``-weighted mean) of ``|eps_theta(a_k, s, k) - e|^2``, k ~ U{0..K-1}."""
-        per_sample = self.per_sample_loss(obs, actions, generator)
+                            generator=None, compiled: bool = False) -> torch.Tensor:
+        """Mean (or ``weights``-weighted mean) of ``|eps_theta(a_k, s, k) - e|^2``, k ~ U{0..K-1}.
+        ``compiled``: the network's forward and backward through ``torch.compile`` (the same
+        draws of k and e; one compilation per shape)."""
+        per_sample = self.per_sample_loss(obs, actions, generator, compiled)
         if weights is None:
             return per_sample.mean()
         if weights.shape != per_sample.shape:
@@ -125,21 +128,25 @@ class DiffusionPolicy(nn.Module):
         check_finite("weights", weights)
         return (weights * per_sample).sum() / weights.sum().clamp_min(1e-12)
 
-    def per_sample_loss(self, obs, actions, generator=None) -> torch.Tensor:
+    def per_sample_loss(self, obs, actions, generator=None, compiled: bool = False) -> torch.Tensor:
         check_batch("obs", obs, self.obs_dim)
         check_batch("actions", actions, self.action_dim)
         check_same_rows("obs", obs, "actions", actions)
         n = obs.shape[0]
         steps = torch.randint(0, self.num_steps, (n,), device=obs.device, generator=generator)
         noise = torch.randn(actions.shape, device=obs.device, generator=generator)
+        if compiled and "noise_error" not in self._compiled:
+            self._compiled["noise_error"] = torch.compile(self._noise_error, dynamic=False)
+        return (self._compiled["noise_error"] if compiled else self._noise_error)(obs, actions, steps, noise)
+
+    def _noise_error(self, obs, actions, steps, noise) -> torch.Tensor:
         abar = self.alpha_bars[steps][:, None]
         noisy = abar.sqrt() * actions + (1 - abar).sqrt() * noise
         return (self.net(noisy, steps, obs) - noise).pow(2).mean(dim=-1)
 
     @torch.no_grad()
     def update_ema(self, decay: float) -> None:
-        for target, source in zip(self.ema_net.parameters(), self.net.parameters()):
-            target.lerp_(source, 1.0 - decay)
+        lerp_parameters(self.ema_net, self.net, 1.0 - decay)
 
     # -- sampling ----------------------------------------------------------------------
     def sampling_steps(self, method: str = "ddpm", ddim_steps=None) -> torch.Tensor:

@@ -254,7 +254,8 @@ class Learner(Node):
         return {**self.core.counts.summary(), "pid": os.getpid(), "online": self.core.online_size,
                 "updates": self.run.updates, "env_steps": self.run.env_steps, "evaluations": self.schedule.rows,
                 "inbox": len(self.inbox), "version": self.version, "resumed_from": self.resumed_from,
-                "updates_per_s": self.run.updates_per_s, **{k: float(v) for k, v in self.run.metrics.items()}}
+                "updates_per_s": self.run.updates_per_s, **self.run.rates(),
+                **{k: float(v) for k, v in self.run.metrics.items()}}
 
 
 def main(args=None) -> int:

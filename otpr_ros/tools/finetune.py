@@ -140,6 +140,7 @@ def main(argv=None) -> int:
     result = {"task": args.task, "model": str(model_dir), "overrides": args.set, "env_steps": run.env_steps,
               "updates": run.updates, "utd": args.utd, "wall_s": round(time.perf_counter() - run.start, 1),
               "updates_per_s": None if run.updates_per_s is None else round(run.updates_per_s, 3),
+              **{k: round(v, 3) for k, v in run.rates().items()},
               "offline": offline, "final": rows[-1], "selected": selected, "curve": rows}
     (output / "summary.json").write_text(json.dumps(result, indent=1))
     before = f"{offline['success_rate']:.0%} -> " if offline else ""

@@ -54,13 +54,22 @@ class OnlineRun:
         self.update_seconds += time.perf_counter() - start
         self.updates += 1
         if self.writer is not None and self.updates % METRICS_EVERY == 0:
-            for tag, value in self.metrics.items():
+            for tag, value in {**self.metrics, **{f"learner/{k}": v for k, v in self.rates().items()}}.items():
                 self.writer.add_scalar(tag, value, self.updates)
         return self.metrics
 
     @property
     def updates_per_s(self) -> float | None:
+        """Updates per second of updating (what the update itself costs)."""
         return self.updates / self.update_seconds if self.update_seconds else None
+
+    def rates(self) -> dict:
+        """Where the run's time goes, since it started: updates and environment steps per
+        second of wall time, and the share of that time spent updating (near 1: the learner
+        sets the pace and sources wait for it; near 0: the sources do)."""
+        wall = max(time.perf_counter() - self.start, 1e-9)
+        return {"updates_per_s_wall": self.updates / wall, "env_steps_per_s": self.env_steps / wall,
+                "learning_share": self.update_seconds / wall}
 
     # -- the curve ----------------------------------------------------------------------------
     def row(self, **extra) -> dict:

@@ -242,7 +242,7 @@ def test_fixed_batch_mix_gives_the_critic_its_online_share():
     buffer.expert.data["reward"][:buffer.expert.size] = -1.0
     seen = []
     update = agent.iql.update
-    agent.iql.update = lambda batch: seen.append(int((batch.reward >= 0).sum())) or update(batch)
+    agent.iql.update = lambda batch, **kw: seen.append(int((batch.reward >= 0).sum())) or update(batch, **kw)
     agent.critic_step(buffer)
     agent.config.critic.batch_mix, agent.config.critic.online_fraction = "fixed", 0.25
     metrics = agent.critic_step(buffer)

@@ -41,6 +41,9 @@ def test_updates_follow_the_update_to_data_ratio_after_the_warmup(tiny):
     restored = OnlineRun(run.core, 0.5, 6)
     restored.restore(run.state())
     assert (restored.updates, restored.update_seconds) == (run.updates, run.update_seconds) and run.updates_per_s > 0
+    rates = run.rates()         # per second of wall time since the run started, and the share spent updating
+    assert 0 < rates["learning_share"] <= 1 and rates["updates_per_s_wall"] <= run.updates_per_s
+    assert rates["env_steps_per_s"] == pytest.approx(80 / 10 * rates["updates_per_s_wall"], rel=1e-3)
 
 
 def test_the_schedule_evaluates_every_interval_and_finishes_at_the_budget(tmp_path):
