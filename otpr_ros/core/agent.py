@@ -24,6 +24,7 @@ from otpr_ros.core.transport import (KeypointRelationCost, NeuralPotentials, Run
                                      compatibility, dual_objective, keypoint_mask, transport_score)
 
 GUIDANCES = ("compatibility", "q", "advantage")
+ACTING_WEIGHTS = ("compatibility", "q")
 ACT_MODES = ("sample", "argmax", "single")
 BATCH_MIXES = ("uniform", "fixed")
 Q_NORMALISATIONS = ("scale", "candidates")
@@ -42,6 +43,8 @@ def check_config(config: OTPRConfig) -> None:
     the agent checks them when built, fine-tuning overrides when applied."""
     if config.agent.guidance not in GUIDANCES:
         raise ValueError(f"guidance: expected one of {GUIDANCES}, got {config.agent.guidance!r}")
+    if config.agent.acting_weights not in ACTING_WEIGHTS:
+        raise ValueError(f"agent.acting_weights: expected one of {ACTING_WEIGHTS}, got {config.agent.acting_weights!r}")
     if config.agent.eval_mode not in ("single", "argmax"):
         raise ValueError(f"eval_mode: expected 'single' or 'argmax', got {config.agent.eval_mode!r}")
     if config.transport.rho <= 0 or config.transport.lam <= 0:
@@ -118,8 +121,12 @@ class OTPRAgent:
     # -- acting ------------------------------------------------------------------------------
     @torch.no_grad()
     def candidate_weights(self, obs: torch.Tensor, candidates: torch.Tensor):
-        """(weights, fallback score), each (B, L): H and ``u + v - c``, or IDQL weights and Q."""
-        obs_b = obs[:, None, :]
+        """(weights, fallback score), each (B, L): H and ``u + v - c``; with ``agent.acting_weights:
+        q`` a softmax of Q and Q; before the potentials are trained IDQL weights and Q."""
+        a, obs_b = self.config.agent, obs[:, None, :]
+        if a.acting_weights == "q":
+            q = self.critic.target_q(obs_b, candidates)
+            return torch.softmax(q / (self.q_scale.scale * a.q_temperature), dim=1), q
         if self.potentials_ready:
             cost = self.cost(obs_b, candidates)
             u, v = self.potentials.u(obs)[:, None], self.potentials.v(candidates)

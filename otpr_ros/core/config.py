@@ -61,6 +61,8 @@ class TransportConfig:
 class AgentConfig:
     num_candidates: int = 8                  # L
     eval_mode: str = "argmax"                # single (L = 1, the paper) | argmax (of H over L)
+    acting_weights: str = "compatibility"    # compatibility: H once the potentials are trained (the paper) |
+                                             # q: softmax(Q / (|Q| scale * q_temperature)) (arg-max: largest Q)
     guidance: str = "compatibility"          # compatibility | q | advantage
     actor_batch: int = 1024
     actor_sampler: str = "ddpm"              # how training candidates are drawn

@@ -45,6 +45,10 @@ def exported_decision(model, onnx_dir=None) -> Path:
     d = model.config.diffusion
     if (manifest["sampler"], manifest["ddim_steps"], manifest["eta"]) != (d.sampler, d.ddim_steps, d.eta):
         raise ValueError(f"{onnx_dir}: exported for sampler {manifest['sampler']}, the config says {d.sampler}")
+    acting = model.config.agent.acting_weights
+    if manifest.get("acting_weights", "compatibility") != acting:
+        raise ValueError(f"{onnx_dir}: exported with acting weights {manifest.get('acting_weights', 'compatibility')}, "
+                         f"the config says {acting}; run otpr-export-onnx --model {model.path} again")
     return onnx_dir / "decision.onnx"
 
 

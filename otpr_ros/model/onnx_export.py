@@ -92,6 +92,7 @@ def export_onnx(model_dir, out_dir=None, num_candidates: int | None = None, mish
                               output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     manifest = {"weights_sha256": model.weights_sha256, "sampler": d.sampler, "ddim_steps": d.ddim_steps,
                 "eta": d.eta, "sampling_steps": int(noise.shape[0]), "num_candidates": candidates,
-                "potentials_ready": agent.potentials_ready, "opset": OPSET, "graphs": sorted(graphs)}
+                "potentials_ready": agent.potentials_ready,
+                "acting_weights": agent.config.agent.acting_weights, "opset": OPSET, "graphs": sorted(graphs)}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return out

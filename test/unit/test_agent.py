@@ -284,3 +284,22 @@ def test_candidates_normalisation_with_compatibility_guidance_is_refused():
         OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(q_normalisation="candidates")))
     with pytest.raises(ValueError, match="agent.q_normalisation"):
         OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(guidance="q", q_normalisation="rank")))
+
+
+def test_q_acting_weights_rank_candidates_by_q_even_with_trained_potentials():
+    """``agent.acting_weights: q`` acts by a softmax of Q over the candidates (arg-max: the
+    largest Q), also after the potentials are trained; ``compatibility`` by H, as the paper does."""
+    agent = small_agent()
+    filled_buffer(agent)
+    agent.dual_steps = agent.config.transport.warmup_steps          # the potentials count as trained
+    obs, candidates = torch.rand(16, 1) * 2 - 1, torch.rand(16, 8, 2) * 2 - 1
+    h, _ = agent.candidate_weights(obs, candidates)
+    agent.config.agent.acting_weights = "q"
+    weights, score = agent.candidate_weights(obs, candidates)
+    q = agent.critic.target_q(obs[:, None, :], candidates)
+    assert torch.allclose(score, q)
+    assert torch.allclose(weights, torch.softmax(q / agent.q_scale.scale, dim=1))
+    assert not torch.allclose(weights, h)
+    assert torch.equal(weights.argmax(1), q.argmax(1))                 # arg-max acting picks the best Q
+    with pytest.raises(ValueError, match="agent.acting_weights"):
+        OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(acting_weights="critic")))

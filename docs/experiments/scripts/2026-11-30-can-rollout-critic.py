@@ -35,17 +35,20 @@ parser.add_argument("--output", required=True)
 parser.add_argument("--episodes", type=int, default=40)
 parser.add_argument("--seed", type=int, default=600_000)
 parser.add_argument("--critic-steps", type=int, default=12_000)
+parser.add_argument("--train-seed", type=int, default=0, help="torch seed and the learner's batch draws")
+parser.add_argument("--policy-seed", type=int, default=0, help="the acting policy's denoising noise")
 args = parser.parse_args()
 
-torch.manual_seed(0)
+torch.manual_seed(args.train_seed)
 model = load_model(args.model, "cpu")
+model.agent.generator.manual_seed(args.train_seed)
 config = copy.deepcopy(model.config)
 learner = OnlineLearner(model, expert_demonstrations(model), expert_demonstrations(model, split="valid"))
 print("shipped critic:", learner.critic_diagnostic(), flush=True)
 
 env, observe = make_environment("can", None)
 session = BridgeSession(env, observe, config.critic.gamma, args.seed)
-policy = ChunkPolicy(model, "torch", 1, "sample", seed=0)
+policy = ChunkPolicy(model, "torch", 1, "sample", seed=args.policy_seed)
 start, successes = time.perf_counter(), []
 session.reset()
 while len(successes) < args.episodes:
@@ -57,7 +60,8 @@ while len(successes) < args.episodes:
 print(f"rollouts: {len(successes)} episodes, {sum(successes)} successes, {learner.online_size} chunks, "
       f"{time.perf_counter() - start:.0f} s", flush=True)
 
-apply_overrides(model, ["critic.batch_mix=fixed", "critic.online_fraction=0.5"])
+# compiled updates: the same losses as eager ones (test/system/test_compiled_updates.py), faster
+apply_overrides(model, ["critic.batch_mix=fixed", "critic.online_fraction=0.5", "agent.compile_updates=true"])
 start = time.perf_counter()
 for step in range(1, args.critic_steps + 1):
     model.agent.critic_step(learner.buffer)
@@ -65,8 +69,10 @@ for step in range(1, args.critic_steps + 1):
         print(f"critic step {step}: {learner.critic_diagnostic()} ({time.perf_counter() - start:.0f} s)", flush=True)
 model.config = model.agent.config = config
 start = time.perf_counter()
+config.agent.compile_updates = True
 for _ in range(config.transport.warmup_steps):
     model.agent.dual_step(learner.buffer)
+config.agent.compile_updates = False        # the saved model: the shipped configuration
 print(f"potentials: {config.transport.warmup_steps} dual steps ({time.perf_counter() - start:.0f} s)", flush=True)
 card = (f"# Can with a critic that has seen the policy's own rollouts\nThe shipped Can policy; its critic trained "
         f"{args.critic_steps} more IQL steps on the demonstrations plus {args.episodes} rollouts of the policy "
