@@ -37,24 +37,22 @@ def _init(model_dir: str):
 
 
 def furthest_stage(seed: int) -> dict:
-    from otpr_ros.sim.chunk_runner import run_chunk
+    from otpr_ros.sim.bridge_session import BridgeSession
 
     env, policy = _worker["env"], _worker["policy"]
     policy.rng = np.random.default_rng(seed)      # as evaluate: the episode is a function of its seed
-    obs, _ = env.reset(seed=seed)
+    session = BridgeSession(env, None, gamma=1.0, first_seed=seed)
+    session.reset()
     table = env.sim_env.table_offset[2]
     peg = np.array(env.sim_env.sim.data.body_xpos[env.sim_env.peg1_body_id][:2])
     lifted, closest = False, np.inf
-    while True:
-        result = run_chunk(env, policy.decide(obs), gamma=1.0)
-        obs = result.obs
+    while not session.done:
+        session.run_chunk(policy.decide)
         nut = np.asarray(env.raw_obs["SquareNut_pos"])
         lifted = lifted or nut[2] > table + 0.06
         if lifted:
             closest = min(closest, float(np.linalg.norm(nut[:2] - peg)))
-        if result.terminated or result.truncated:
-            break
-    if result.success:
+    if session.success:
         stage = "success"
     elif closest < 0.01:
         stage = "over peg (< 1 cm)"

@@ -1,6 +1,7 @@
 """One simulated robot driven by action chunks, the way the simulation bridge runs it (no ROS).
 
-The bridge node adapts messages to this class; the episode bookkeeping lives here:
+The one place a chunk is executed: the bridge node adapts messages to this class,
+``otpr-finetune`` and the evaluation workers call ``run_chunk``. The episode bookkeeping:
 
 - episodes are seeded ``first_seed, first_seed + 1, ...`` (the same scenes as ``otpr-evaluate``
   with the same seeds);
@@ -30,8 +31,7 @@ def make_environment(task: str, horizon: int | None):
     exactly as the policy server builds them; CALVIN publishes its own vector."""
     if task == "calvin":
         from otpr_ros.sim.calvin_env import CalvinEnv
-        env = CalvinEnv(horizon=horizon or 360)
-        return env, lambda env, env_obs: env_obs
+        return CalvinEnv(horizon=horizon or 360), None
     from otpr_ros.sim.robomimic_env import RobomimicEnv
     env = RobomimicEnv(task, horizon=horizon)
 
@@ -82,7 +82,8 @@ class EpisodeSummary:
 class BridgeSession:
     def __init__(self, env, observe, gamma: float, first_seed: int = 0):
         """``observe(env, env_obs)`` -> the observation vector as the policy server builds it
-        (robomimic tasks: from the published poses; CALVIN: the environment's own vector)."""
+        (robomimic tasks: from the published poses); None: the environment's own vector
+        (CALVIN, and evaluation, which acts on robosuite's observation as it comes)."""
         if not 0.0 < gamma <= 1.0:
             raise ValueError(f"gamma: expected in (0, 1], got {gamma}")
         self.env, self.observe, self.gamma, self.first_seed = env, observe, gamma, first_seed
@@ -102,7 +103,8 @@ class BridgeSession:
         self._plan = None
 
     def observation(self) -> np.ndarray:
-        return np.asarray(self.observe(self.env, self.env_obs), dtype=np.float64)
+        obs = self.env_obs if self.observe is None else self.observe(self.env, self.env_obs)
+        return np.asarray(obs, dtype=np.float64)
 
     def end_episode(self, reason: str | None = None):
         """Close the episode, after it ended or cut short (``reason="reset"``, truncated).

@@ -2,7 +2,7 @@
 
 Each worker owns one environment and one policy (torch limited to one thread, so two
 workers share two cores without oversubscription) and runs whole episodes: observation
--> chunk -> chunk runner, until success or the horizon.
+-> chunk -> ``BridgeSession.run_chunk``, until success or the horizon.
 """
 
 import math
@@ -62,18 +62,16 @@ def _init_worker(settings: EvalSettings):
 
 
 def run_policy_episode(seed: int) -> dict:
-    from otpr_ros.sim.chunk_runner import run_chunk
+    from otpr_ros.sim.bridge_session import BridgeSession
 
-    env, policy = _worker["env"], _worker["policy"]
+    policy = _worker["policy"]
     policy.rng = np.random.default_rng(seed)     # the episode is a function of its seed
-    obs, _ = env.reset(seed=seed)
-    length, success = 0, False
-    while True:
-        result = run_chunk(env, policy.decide(obs), gamma=1.0)
-        obs, length, success = result.obs, length + result.steps, result.success
-        if result.terminated or result.truncated:
-            break
-    return {"seed": seed, "success": bool(success), "length": length, "provider": policy.backend.provider}
+    session = BridgeSession(_worker["env"], None, gamma=1.0, first_seed=seed)
+    session.reset()
+    while not session.done:
+        session.run_chunk(policy.decide)
+    summary, _ = session.end_episode()
+    return {"seed": seed, "success": summary.success, "length": summary.length, "provider": policy.backend.provider}
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96):
