@@ -46,7 +46,7 @@ def _sync_folder(folder: Path) -> None:
 
 class ReplayLog:
     def __init__(self, directory, fields: tuple):
-        """``fields``: the names of a transition's fields (``bus_messages.TRANSITION_FIELDS``)."""
+        """``fields``: the names of a transition's fields (``bridge_session.TRANSITION_FIELDS``)."""
         self.directory, self.fields = Path(directory), tuple(fields)
         self.directory.mkdir(parents=True, exist_ok=True)
         for partial in self.directory.glob("*.partial"):

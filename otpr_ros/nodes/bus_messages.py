@@ -22,10 +22,7 @@ import numpy as np
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, String
 
-from otpr_ros.sim.bridge_session import Transition
-
-TRANSITION_FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "truncated", "steps", "sequence",
-                     "episode", "source", "stream")
+from otpr_ros.sim.bridge_session import TRANSITION_FIELDS, Transition
 SCALARS = {"reward", "terminal", "truncated", "steps", "sequence", "episode", "source", "stream"}
 STREAM_IDS = 2**24          # float32 holds them exactly
 

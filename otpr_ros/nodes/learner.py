@@ -198,7 +198,10 @@ class Learner(Node):
             self.get_logger().warning(f"transition refused: {error}", throttle_duration_sec=5.0)
 
     def _take_inbox(self) -> None:
-        while self.inbox:
+        """Received transitions into the run, up to one that makes an evaluation due: the rest
+        wait until the updates owed so far are done and the evaluation is queued (what
+        ``otpr-finetune`` does after each chunk, so both evaluate the same weights)."""
+        while self.inbox and not self.schedule.pending(self.run.env_steps):
             self._on_transition(self.inbox.popleft())
 
     def _periodic(self) -> None:
@@ -214,23 +217,22 @@ class Learner(Node):
 
     def _learn(self) -> None:
         self._periodic()
-        self._evaluate_when_due()
-        if self.schedule.finishing:
-            return
         end = time.perf_counter() + SLICE_SECONDS
-        while self.run.update_due and time.perf_counter() < end:
+        while not self.schedule.finishing and self.run.update_due and time.perf_counter() < end:
             self.run.update()
             self._periodic()
             if self.run.updates % self.publish_every == 0:
                 self._publish_snapshot()
+        self._evaluate_when_due()
 
     def _evaluate_when_due(self) -> None:
-        """Held-out evaluations in a separate process (acting and learning go on meanwhile);
-        at the budget: a last snapshot, a last evaluation, then the node is finished."""
+        """Held-out evaluations in a separate process (acting and learning go on meanwhile),
+        each once the updates owed to the transitions before it are done; at the budget: a
+        last snapshot, a last evaluation, then the node is finished."""
         row = self.schedule.poll()
         if row is not None:
             self.get_logger().info(self.schedule.report(row, self.writer))
-        if self.run.evaluate_when_due(self.schedule) == "final":
+        if not self.run.update_due and self.run.evaluate_when_due(self.schedule) == "final":
             self._publish_snapshot(checkpoint=True)
         if self.schedule.finished and not self.finished.done():
             self.get_logger().info(f"done after {self.run.env_steps} env steps, {self.run.updates} updates: "

@@ -24,6 +24,9 @@ import numpy as np
 from otpr_ros.model.observation import robomimic_observation
 
 HOLD_GRIPPER_AT_START = -1.0      # open: the gripper command before any chunk
+# the named fields of a transition (``Transition.fields``), as the bus carries them and replay logs keep them
+TRANSITION_FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "truncated", "steps", "sequence",
+                     "episode", "source", "stream")
 
 
 def make_environment(task: str, horizon: int | None):

@@ -14,7 +14,8 @@ row is the model before fine-tuning (BC only).
 
 Writes <output>/curve.csv and curve.png (env steps vs held-out success), summary.json,
 policy/ (the final weights), tensorboard/, evaluated/ (the newest and the final evaluated
-model; with --keep-evaluated every one).
+model; with --keep-evaluated every one) and replay/ (every transition of the run, in the
+learner node's replay log format; a new run into the same --output replaces it).
 
 With --validation-seed every evaluation point is also run on a second set of seeds, and the
 weights with the best validation success are kept as <output>/selected (ties: the earlier
@@ -25,6 +26,7 @@ robomimic keeps its best rollout checkpoint, without choosing on the test).
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,10 +36,11 @@ import torch
 from tqdm import tqdm
 
 from otpr_ros.model.directory import ModelError
+from otpr_ros.model.learner_store import ReplayLog
 from otpr_ros.model.online_learning import OnlineLearner
 from otpr_ros.model.policy import ChunkPolicy
 from otpr_ros.package_files import shipped_model
-from otpr_ros.sim.bridge_session import BridgeSession, make_environment
+from otpr_ros.sim.bridge_session import TRANSITION_FIELDS, BridgeSession, make_environment
 from otpr_ros.sim.evaluation import validation_overlap
 from otpr_ros.sim.robomimic_env import TASKS
 from otpr_ros.training.loop import OnlineRun
@@ -94,6 +97,8 @@ def main(argv=None) -> int:
         print(f"otpr-finetune: {error}", file=sys.stderr)
         return 2
     output.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(output / "replay", ignore_errors=True)
+    learner.log = ReplayLog(output / "replay", TRANSITION_FIELDS)
     torch.manual_seed(args.seed)
     from torch.utils.tensorboard import SummaryWriter
     writer = SummaryWriter(str(output / "tensorboard"))
@@ -109,6 +114,7 @@ def main(argv=None) -> int:
     train_successes = []
 
     def evaluated(rows):
+        learner.log.flush()
         for row in rows:
             tqdm.write(f"otpr-finetune: {schedule.report(row, writer)}")
 

@@ -49,6 +49,11 @@ class EvaluationSchedule:
             return "evaluate"
         return None
 
+    def pending(self, env_steps: int) -> bool:
+        """Whether ``due(env_steps)`` would answer (without scheduling anything)."""
+        return not self.finishing and bool((self.budget and env_steps >= self.budget)
+                                           or (self.next_eval is not None and env_steps >= self.next_eval))
+
     @property
     def idle(self) -> bool:
         return self.running is None and not self.waiting

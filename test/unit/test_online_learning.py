@@ -89,7 +89,7 @@ def test_a_restarted_bridge_is_a_new_stream_and_its_open_episode_is_closed_trunc
 
 def test_the_replay_log_restores_the_buffer_and_the_sequence_numbers(tiny, tmp_path):
     from otpr_ros.model.learner_store import ReplayLog
-    from otpr_ros.nodes.bus_messages import TRANSITION_FIELDS
+    from otpr_ros.sim.bridge_session import TRANSITION_FIELDS
     first = learner_for(tiny)
     first.log = ReplayLog(tmp_path, TRANSITION_FIELDS)
     for sequence in range(30):

@@ -60,7 +60,7 @@ def test_a_run_checkpointed_and_resumed_goes_on_exactly_where_it_stopped(tiny, t
     """Checkpoint + replay log -> a new run: the same counters, buffer and generator, so its
     next update gives the original's losses."""
     from otpr_ros.model.learner_store import Checkpoints, ReplayLog
-    from otpr_ros.nodes.bus_messages import TRANSITION_FIELDS
+    from otpr_ros.sim.bridge_session import TRANSITION_FIELDS
 
     def opened():
         run = OnlineRun(OnlineLearner.for_task("lift", tiny, "cpu"), utd=1.0, warmup=4)
