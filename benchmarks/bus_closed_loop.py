@@ -22,13 +22,13 @@ import numpy as np
 
 from otpr_ros.model.policy import ChunkPolicy, evaluation_candidates
 from otpr_ros.model.directory import load_model
-from otpr_ros.package_files import shipped_model, task_config
+from otpr_ros.package_files import node_configs, shipped_model
 from otpr_ros.sim.evaluation import wilson_interval
 
 
 def node(module, task, domain, *parameters):
-    command = [sys.executable, "-m", module, "--ros-args", "--params-file", str(task_config(task)),
-               *[arg for p in parameters for arg in ("-p", p)], "-r", "__ns:=/bench"]
+    command = [sys.executable, "-m", module, "--ros-args",
+               *[arg for path in node_configs(task) for arg in ("--params-file", str(path))], *[arg for p in parameters for arg in ("-p", p)], "-r", "__ns:=/bench"]
     return subprocess.Popen(command, env=dict(os.environ, ROS_DOMAIN_ID=str(domain)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

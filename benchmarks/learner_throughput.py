@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 
-import yaml
 
 
 def read_statuses(domain: int, topics, seconds: float) -> dict:
@@ -80,9 +79,10 @@ def main():
     parser.add_argument("--bridges", type=int, nargs="+", default=[1, 2], help="bridge counts to measure")
     args = parser.parse_args()
 
-    from otpr_ros.package_files import task_config
-    transport = yaml.safe_load(open(task_config(args.task)))["/**"]["ros__parameters"]["otpr"]["transport"]
-    per_update = {"potentials": transport.get("ot_steps", 1) / transport.get("ot_every", 1), "critic": 1, "actor": 1}
+    from otpr_ros.model.directory import read_config
+    from otpr_ros.package_files import shipped_model
+    transport = read_config(shipped_model(args.task)).transport      # the model's, as the learner's
+    per_update = {"potentials": transport.ot_steps / transport.ot_every, "critic": 1, "actor": 1}
     rows = []
     for bridges in args.bridges:
         with tempfile.TemporaryDirectory() as output:

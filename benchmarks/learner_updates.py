@@ -25,12 +25,11 @@ import time
 from collections import Counter
 
 import torch
-import yaml
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from otpr_ros.model.directory import load_model
 from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
-from otpr_ros.package_files import shipped_model, task_config
+from otpr_ros.package_files import node_parameters, shipped_model
 
 PAPER = ["agent.actor_batch=1024", "agent.actor_sampler=ddpm", "agent.actor_ddim_steps=20"]
 aten = torch.ops.aten
@@ -61,8 +60,7 @@ def flops(shapes: Counter) -> int:
 
 
 def learner_overrides(task: str) -> list:
-    parameters = yaml.safe_load(open(task_config(task)))["/**/learner"]["ros__parameters"]
-    return [o for o in parameters.get("overrides", []) if o]
+    return [o for o in node_parameters(task, "learner").get("overrides", []) if o]
 
 
 class Bench:

@@ -1,5 +1,5 @@
 """Online fine-tuning: simulation bridges (or a robot's drivers), policy servers and the
-learner under one namespace; config/<task>.yaml from FindPackageShare('otpr_ros'). The
+learner under one namespace; config/nodes.yaml and config/<task>.yaml from FindPackageShare('otpr_ros'). The
 nodes, parameters and remappings are otpr_ros/launch_plan.py's, which ``otpr-launch
 finetune`` also starts where there is no ROS tooling.
 

@@ -18,9 +18,10 @@ def launch_description(kind: str):
 
     def nodes(context):
         values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS[kind]}
-        config = f"{FindPackageShare('otpr_ros').perform(context)}/config/{values['task']}.yaml"
+        share = f"{FindPackageShare('otpr_ros').perform(context)}/config"
+        configs = [f"{share}/nodes.yaml", f"{share}/{values['task']}.yaml"]      # a later value wins
         return [Node(package="otpr_ros", executable=node.executable, name=node.name, namespace=node.namespace,
-                     output="screen", parameters=[config, node.parameters],
+                     output="screen", parameters=[*configs, node.parameters],
                      remappings=list(node.remappings.items()))
                 for node in plan_from_arguments(kind, values)]
 

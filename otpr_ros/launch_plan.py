@@ -1,8 +1,9 @@
 """Which nodes a run starts, with which parameters and names: one plan for both launchers.
 
 ``launch/finetune.launch.py`` (a ROS installation) and ``otpr-launch`` (pip-only installs,
-no ``ros2`` command line) both start exactly these nodes, with ``config/<task>.yaml`` as
-the parameter file and the overrides below, so the two behave the same on the bus.
+no ``ros2`` command line) both start exactly these nodes, with ``config/nodes.yaml`` and
+``config/<task>.yaml`` as parameter files and the parameters below on top (a later value
+wins), so the two behave the same on the bus.
 
 Fine-tuning in simulation, under ``namespace`` (default ``/otpr``)::
 
@@ -29,7 +30,7 @@ class NodePlan:
     module: str                   # the same entry point as ``python -m module``
     name: str
     namespace: str
-    parameters: dict = field(default_factory=dict)        # on top of config/<task>.yaml
+    parameters: dict = field(default_factory=dict)        # on top of config/nodes.yaml, config/<task>.yaml
     remappings: dict = field(default_factory=dict)
 
     @property
@@ -87,7 +88,8 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
     plan = []
     for i in range(num_envs):
         env_ns = f"{ns}/env{i}"
-        plan.append(node_plan("sim_bridge", env_ns, {"task": task, "first_seed": i * SEEDS_PER_BRIDGE,
+        plan.append(node_plan("sim_bridge", env_ns, {"task": task, "model_dir": model_dir,
+                                                     "first_seed": i * SEEDS_PER_BRIDGE,
                                                      "source_id": i, "episodes": episodes, "mode": mode}, shared))
         plan.append(node_plan("policy_server", env_ns, server, {"policy_update": f"{ns}/policy_update"}))
     return plan + [learner]

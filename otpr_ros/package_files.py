@@ -15,10 +15,34 @@ def share_dir(name: str) -> Path:
 
 
 def task_config(task: str) -> Path:
+    """``config/<task>.yaml``: the task's node parameters that differ from ``config/nodes.yaml``."""
     path = share_dir("config") / f"{task}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"otpr_ros: no config for task {task!r} ({path})")
     return path
+
+
+def node_configs(task: str) -> list[Path]:
+    """The parameter files of a task's nodes, in the order they are read (a later value wins):
+    ``config/nodes.yaml`` (every task), then ``config/<task>.yaml`` (the task's differences)."""
+    return [share_dir("config") / "nodes.yaml", task_config(task)]
+
+
+def node_parameters(task: str, node: str) -> dict:
+    """The parameters ``node`` (e.g. ``learner``) of ``task`` gets from ``node_configs``: every
+    file's ``/**`` and ``/**/<node>`` sections, in order, a later value winning."""
+    import yaml
+    values = {}
+    for path in node_configs(task):
+        sections = yaml.safe_load(path.read_text()) or {}
+        for key in ("/**", f"/**/{node}"):
+            values.update((sections.get(key) or {}).get("ros__parameters") or {})
+    return values
+
+
+def pretraining_config() -> Path:
+    """``config/otpr.yaml``: the OTPR configuration ``otpr-pretrain`` starts a model from."""
+    return share_dir("config") / "otpr.yaml"
 
 
 def shipped_model(task: str) -> Path:

@@ -26,13 +26,19 @@ def episode(length, seed):
             "states": rng.normal(size=(length, 5))}
 
 
-def make_tiny_model(tmp_path, name="model"):
+def make_tiny_model(tmp_path, name="model", gamma=None):
+    """``gamma``: the critic's discount (default: the configuration's)."""
+    import copy
+
     from otpr_ros.tools.pretrain import main as pretrain_main
 
     dataset = tmp_path / "demos.hdf5"
     write_dataset(dataset, [episode(12, s) for s in range(6)], {"env_name": "Lift"}, valid_fraction=0.0)
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(TINY_CONFIG))
+    settings = copy.deepcopy(TINY_CONFIG)
+    if gamma is not None:
+        settings["otpr"]["critic"]["gamma"] = gamma
+    config.write_text(yaml.safe_dump(settings))
     output = tmp_path / name
     code = pretrain_main(["--task", "lift", "--dataset", str(dataset), "--output", str(output), "--config", str(config),
                           "--policy-steps", "20", "--critic-steps", "10", "--batch-size", "16", "--device", "cpu",

@@ -12,19 +12,22 @@ import yaml
 
 import rclpy
 
+from otpr_ros.package_files import node_configs
 
-def start_node(module: str, domain: int, namespace: str, *parameters: str, config: str = "config/lift.yaml"):
+
+def start_node(module: str, domain: int, namespace: str, *parameters: str, task: str = "lift"):
     """``parameters``: ``name:=value`` strings. Output (stdout and stderr) in ``.communicate()``.
 
-    They go in a second parameter file under the node's full name, as the launchers write
-    them: ``-p`` would lose to the task YAML's ``/**/<node>`` section."""
+    They go in a parameter file of their own under the node's full name, after the task's
+    (``node_configs``), as the launchers write them: ``-p`` would lose to the YAML's
+    ``/**/<node>`` sections."""
     values = dict(p.split(":=", 1) for p in parameters)
     node = f"{namespace.rstrip('/')}/{module.rsplit('.', 1)[-1]}"
     overrides = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="node-", delete=False)
     yaml.safe_dump({node: {"ros__parameters": {k: yaml.safe_load(v) for k, v in values.items()}}}, overrides)
     overrides.close()
-    command = [sys.executable, "-m", module, "--ros-args", "--params-file", config, "--params-file", overrides.name,
-               "-r", f"__ns:={namespace}"]
+    files = [arg for path in (*node_configs(task), overrides.name) for arg in ("--params-file", str(path))]
+    command = [sys.executable, "-m", module, "--ros-args", *files, "-r", f"__ns:={namespace}"]
     return subprocess.Popen(command, env=dict(os.environ, ROS_DOMAIN_ID=str(domain)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

@@ -104,15 +104,16 @@ class OTPRConfig:
         return _build(cls, data, where)
 
     @classmethod
-    def from_yaml(cls, path, section: str = "otpr") -> "OTPRConfig":
+    def from_yaml(cls, path, section: str = "otpr", defaults: dict | None = None) -> "OTPRConfig":
         """``section`` at the top level, or under ``/**: ros__parameters:`` (the ROS 2
-        parameter-file form used by config/<task>.yaml, which every node of a launch reads)."""
+        parameter-file form); ``defaults``: top-level values for keys the YAML leaves out
+        (``otpr-pretrain`` gives ``obs_dim`` from the task)."""
         data = yaml.safe_load(Path(path).read_text()) or {}
         shared = (data.get("/**") or {}).get("ros__parameters") or {}
         if section in data:
-            return _build(cls, data[section], f"{path}:{section}")
+            return _build(cls, {**(defaults or {}), **data[section]}, f"{path}:{section}")
         if section in shared:
-            return _build(cls, shared[section], f"{path}:/**.ros__parameters.{section}")
+            return _build(cls, {**(defaults or {}), **shared[section]}, f"{path}:/**.ros__parameters.{section}")
         raise ValueError(f"{path}: no '{section}' section (top level or under /**: ros__parameters:)")
 
 

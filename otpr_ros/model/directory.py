@@ -126,13 +126,19 @@ def read_info(path) -> tuple[ModelInfo, dict]:
     return ModelInfo(**{k: manifest[k] for k in fields if k in manifest}), manifest
 
 
+def read_config(path) -> OTPRConfig:
+    """The OTPR configuration a model directory was trained with (its ``config.yaml``)."""
+    path = Path(path)
+    try:
+        return OTPRConfig.from_yaml(path / "config.yaml")
+    except (ValueError, OSError) as error:
+        raise ModelError(f"{path}/config.yaml: {error}") from None
+
+
 def load_model(path, device: str = "auto") -> Model:
     path = Path(path)
     info, manifest = read_info(path)
-    try:
-        config = OTPRConfig.from_yaml(path / "config.yaml")
-    except ValueError as error:
-        raise ModelError(f"{path}/config.yaml: {error}") from None
+    config = read_config(path)
     if (config.obs_dim, config.act_dim, config.chunk) != (info.obs_dim, info.act_dim, info.chunk):
         raise ModelError(f"{path}: config.yaml (obs_dim {config.obs_dim}, act_dim {config.act_dim}, chunk "
                          f"{config.chunk}) does not match model.json ({info.obs_dim}, {info.act_dim}, {info.chunk})")

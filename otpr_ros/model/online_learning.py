@@ -145,9 +145,12 @@ class OnlineLearner:
         model = load_model(model_dir, device)
         if model.info.task != task:
             raise ModelError(f"{model_dir}: trained for {model.info.task!r}, not for {task!r}")
-        apply_overrides(model, [o for o in overrides if o])
+        overrides = [o for o in overrides if o]
+        apply_overrides(model, overrides)
         datasets = [d for d in datasets if d]
-        return cls(model, expert_demonstrations(model, datasets), expert_demonstrations(model, datasets, split="valid"))
+        learner = cls(model, expert_demonstrations(model, datasets), expert_demonstrations(model, datasets, split="valid"))
+        learner.overrides = overrides
+        return learner
 
     def __init__(self, model: Model, dataset, held_out=None):
         """``model``: loaded on the learning device; ``dataset``: the expert demonstrations
@@ -163,6 +166,19 @@ class OnlineLearner:
         self.counts = TransitionCounts()
         self.log = None             # a ReplayLog, where transitions must survive a crash
         self.action_size = config.chunk * config.act_dim
+        self.overrides = []         # the fine-tuning settings applied to the model's (``for_task``)
+
+    def settings(self) -> str:
+        """Where this run's settings come from, in the order they win, and what they resolve to:
+        the model's own config.yaml, then the overrides (each named as such)."""
+        config = self.model.config.to_dict()
+        overridden = {o.partition("=")[0] for o in self.overrides}
+        names = [f"{s}.{k}" for s, keys in {**TUNABLE, "critic": ("gamma", "tau", *TUNABLE["critic"]),
+                                               "transport": ("lam", *TUNABLE["transport"])}.items() for k in keys]
+        values = ", ".join(f"{n}={config[n.split('.')[0]][n.split('.')[1]]}{' (override)' if n in overridden else ''}"
+                           for n in names)
+        return (f"settings: {self.model.path}/config.yaml, then the overrides {self.overrides or '(none)'} "
+                f"(a later one wins): {values}")
 
     def _reuse_keypoints(self) -> bool:
         relation = self.agent.relation_cost

@@ -146,6 +146,7 @@ class Learner(Node):
                                f"threads; actor batch {a.actor_batch}, {a.actor_sampler} candidates) with "
                                f"{self.core.buffer.expert.size} expert transitions (keypoints {keypoints})"
                                + (f"; resumed: {resumed}" if resumed else ""))
+        self.get_logger().info(self.core.settings())
         if resumed is not None and self.run.updates:
             self._publish_snapshot()         # the servers get the resumed weights, as a newer version
         self._publish_progress()

@@ -54,9 +54,11 @@ from std_msgs.msg import Float32, Float32MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from otpr_ros.model.directory import read_config
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_HISTORY, TRANSITION_QOS, episode_message,
                                          learner_progress_fields, new_stream_id, transition_message)
 from otpr_ros.nodes.node_main import percentiles, run_node
+from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.bridge_session import BridgeSession, make_environment
 from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES
 
@@ -108,16 +110,17 @@ class SimBridge(Node):
             read_only=True, floating_point_range=[FloatingPointRange(from_value=0.0, to_value=600.0, step=0.0)]))
         self.declare_parameter("frame_id", "world", ParameterDescriptor(description="frame of the poses",
                                                                        read_only=True))
-        self.declare_parameter("otpr.critic.gamma", 0.999, ParameterDescriptor(
-            description="discount inside a chunk (the OTPR configuration's)", read_only=True,
-            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]))
+        self.declare_parameter("model_dir", "", ParameterDescriptor(
+            description="the model being fine-tuned: its critic.gamma discounts the rewards inside a chunk; "
+                        "empty: the shipped model of the task", read_only=True))
 
         value = lambda name: self.get_parameter(name).value  # noqa: E731
         self.task, self.mode = value("task"), value("mode")
         if self.mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
         env, observe = make_environment(self.task, value("horizon") or None)
-        self.session = BridgeSession(env, observe, value("otpr.critic.gamma"), value("first_seed"))
+        self.gamma = read_config(value("model_dir") or shipped_model(self.task)).critic.gamma
+        self.session = BridgeSession(env, observe, self.gamma, value("first_seed"))
         self.act_dim = env.action_space.shape[0]
         self.control_period = 1.0 / env.control_hz
         self.episodes, self.source_id, self.frame_id = value("episodes"), value("source_id"), value("frame_id")
@@ -159,7 +162,8 @@ class SimBridge(Node):
             self.create_timer(min(self.chunk_timeout, 0.1), self._request_again)
         self._publish_state()
         self.get_logger().info(f"{self.task} in {self.mode} mode, episode seeds from {self.session.first_seed}, "
-                               f"transitions as source {self.source_id} stream {self.stream}")
+                               f"transitions as source {self.source_id} stream {self.stream}, rewards inside a "
+                               f"chunk discounted by the model's gamma {self.gamma}")
 
     # -- the robot's state ---------------------------------------------------------------------
     def _publish_state(self) -> None:

@@ -22,14 +22,16 @@ from pathlib import Path
 import yaml
 
 from otpr_ros.launch_plan import FINETUNE_ARGUMENTS, SERVE_ARGUMENTS, plan_from_arguments
-from otpr_ros.package_files import task_config
+from otpr_ros.package_files import node_configs
 
 STOP_TIMEOUT = 15.0      # s a node gets to shut down after SIGINT before it is killed
 
 
-def node_command(plan, config: Path, overrides: Path) -> list:
-    command = [sys.executable, "-m", plan.module, "--ros-args", "--params-file", str(config),
-               "--params-file", str(overrides), "-r", f"__ns:={plan.namespace}", "-r", f"__node:={plan.name}"]
+def node_command(plan, configs: list, overrides: Path) -> list:
+    """The node's process: its parameter files in order (a later value wins), then the plan's."""
+    files = [arg for path in (*configs, overrides) for arg in ("--params-file", str(path))]
+    command = [sys.executable, "-m", plan.module, "--ros-args", *files, "-r", f"__ns:={plan.namespace}",
+               "-r", f"__node:={plan.name}"]
     for source, target in plan.remappings.items():
         command += ["-r", f"{source}:={target}"]
     return command
@@ -64,11 +66,13 @@ def run(plan, task: str) -> int:
     interrupted = []
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda number, frame: interrupted.append(number))
-    config = task_config(task)
+    configs = node_configs(task)
+    print(f"otpr-launch: parameters from {', '.join(str(c) for c in configs)}, then the launch's arguments "
+          "(a later value wins)", flush=True)
     with tempfile.TemporaryDirectory(prefix="otpr-launch-") as directory:
         processes = {}
         for node in plan:
-            command = node_command(node, config, write_overrides(node, Path(directory)))
+            command = node_command(node, configs, write_overrides(node, Path(directory)))
             # a process group of its own: a terminal's Ctrl-C reaches only this launcher, which
             # stops the nodes in order (bridges first)
             processes[node.full_name] = subprocess.Popen(command, process_group=0)

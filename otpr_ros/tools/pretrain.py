@@ -4,7 +4,7 @@ write a model directory (see otpr_ros/model/directory.py).
     otpr-pretrain --task lift --dataset data/lift_mixed.hdf5 --output models/lift \\
              --policy-steps 6000 --critic-steps 3000 --eval-episodes 50
 
-The config is config/<task>.yaml unless --config is given. TensorBoard scalars go to
+The configuration is config/otpr.yaml (obs_dim from the task) unless --config is given. TensorBoard scalars go to
 --logdir (default runs/pretrain_<task>). With --eval-episodes, the model is evaluated on
 seeds --eval-seed.. (keep them apart from the demonstrations' seeds) and the card says so.
 """
@@ -23,8 +23,8 @@ from otpr_ros.core.critic import CONVERGED_ERROR, value_error
 from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
 from otpr_ros.model.directory import ModelInfo, save_model
 from otpr_ros.model.pretraining import held_out_episodes, pretrain
-from otpr_ros.package_files import task_config
-from otpr_ros.sim.robomimic_env import CONTROL_HZ, OBS_KEYS, TASKS
+from otpr_ros.package_files import pretraining_config
+from otpr_ros.sim.robomimic_env import CONTROL_HZ, OBS_KEYS, TASKS, task_spec
 
 
 def parse_args(argv=None):
@@ -33,7 +33,8 @@ def parse_args(argv=None):
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
     parser.add_argument("--dataset", required=True, nargs="+", help="robomimic HDF5 file(s)")
     parser.add_argument("--output", required=True, help="model directory to write")
-    parser.add_argument("--config", help="OTPR YAML (default: config/<task>.yaml)")
+    parser.add_argument("--config", help="OTPR YAML, section otpr (default: config/otpr.yaml; obs_dim, when "
+                                         "it has none, from the task)")
     parser.add_argument("--policy-steps", type=int, default=6000)
     parser.add_argument("--critic-steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -52,8 +53,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     command = "otpr-pretrain " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    config_path = Path(args.config) if args.config else task_config(args.task)
-    config = OTPRConfig.from_yaml(config_path)
+    config_path = Path(args.config) if args.config else pretraining_config()
+    config = OTPRConfig.from_yaml(config_path, defaults={"obs_dim": task_spec(args.task).obs_dim})
     config.device, config.seed = args.device, args.seed
     dataset = RobomimicDataset(args.dataset, OBS_KEYS, act_dim=config.act_dim, split="train")
     if dataset.obs_dim != config.obs_dim:

@@ -51,8 +51,8 @@ def test_launch_files_start_the_packages_executables():
     for node in every_plan():
         assert node.executable in scripts, f"{node.executable} is not a console script"
         assert importlib.util.find_spec(node.module), node.module
-    for task in TASKS:
-        assert (ROOT / "config" / f"{task}.yaml").is_file()
+    for name in ("nodes", "otpr", *TASKS):
+        assert (ROOT / "config" / f"{name}.yaml").is_file(), name
     assert (ROOT / "setup.cfg").read_text().count("lib/otpr_ros") == 2   # scripts where ros2 run looks
 
 
@@ -89,8 +89,9 @@ def test_colcon_build_installs_what_the_launch_files_name(tmp_path):
     assert (share / "package.xml").is_file()
     for name in launch_kinds():
         assert (share / "launch" / name).is_file(), name
+    for name in ("nodes", "otpr", *TASKS):
+        assert (share / "config" / f"{name}.yaml").is_file(), name
     for task in TASKS:
-        assert (share / "config" / f"{task}.yaml").is_file()
         manifest = json.loads((share / "models" / task / "model.json").read_text())
         for name in manifest["files"]:
             assert (share / "models" / task / name).is_file(), f"models/{task}/{name} not installed"

@@ -68,7 +68,7 @@ def stop(*processes) -> list:
 
 
 def test_a_bridge_and_server_act_as_finetune_does(tmp_path):
-    model_dir = make_tiny_model(tmp_path)
+    model_dir = make_tiny_model(tmp_path, gamma=0.99)       # not the shipped models' 0.999
     finetune_run(model_dir, tmp_path / "finetune", 0.0, ENV_STEPS, "--no-offline-eval")
     expected = replay(tmp_path / "finetune" / "replay")
 
@@ -77,13 +77,15 @@ def test_a_bridge_and_server_act_as_finetune_does(tmp_path):
     server = start_node("otpr_ros.nodes.policy_server", domain, ns, f"model_dir:={model_dir}", "device:=cpu",
                         "candidates:=train", "selection:=sample", "seed:=0", "max_decision_rate:=1000.0",
                         "starved_after:=60.0")
-    bridge = start_node("otpr_ros.nodes.sim_bridge", domain, ns, "first_seed:=0", "chunk_timeout:=60.0")
+    bridge = start_node("otpr_ros.nodes.sim_bridge", domain, ns, f"model_dir:={model_dir}", "first_seed:=0",
+                        "chunk_timeout:=60.0")
     try:
         output = learner.communicate(timeout=300)[0]      # the budget spent, the learner finishes
     finally:
-        stop(bridge, server)
+        bridge_output = stop(bridge, server)[0]
         output = output if learner.returncode is not None else stop(learner)[0]
     assert learner.returncode == 0, output[-3000:]
+    assert "discounted by the model's gamma 0.99\n" in bridge_output, bridge_output[-3000:]
     got = replay(tmp_path / "ros" / "replay")
     count = len(expected["obs"])
     assert count == ENV_STEPS // 4 and len(got["obs"]) >= count

@@ -9,10 +9,15 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 @pytest.mark.parametrize("task, obs_dim", [("lift", 19), ("can", 23), ("square", 23)])
-def test_task_yaml_loads(task, obs_dim):
-    config = OTPRConfig.from_yaml(CONFIG_DIR / f"{task}.yaml")
-    assert config.obs_dim == obs_dim and config.action_dim == 28
-    assert config.diffusion.hidden == (512, 512, 512) and config.critic.gamma == 0.999
+def test_the_pretraining_config_is_each_shipped_model_s(task, obs_dim):
+    """config/otpr.yaml (obs_dim from the task) is what every shipped model was trained with."""
+    from otpr_ros.model.directory import read_config
+    from otpr_ros.package_files import shipped_model
+    config = OTPRConfig.from_yaml(CONFIG_DIR / "otpr.yaml", defaults={"obs_dim": obs_dim})
+    assert config.obs_dim == obs_dim and config.action_dim == 28 and config.critic.gamma == 0.999
+    shipped = read_config(shipped_model(task))
+    config.device, config.seed = shipped.device, shipped.seed        # otpr-pretrain's --device, --seed
+    assert config == shipped
 
 
 def test_unknown_keys_are_errors(tmp_path):
@@ -21,7 +26,7 @@ def test_unknown_keys_are_errors(tmp_path):
     with pytest.raises(ValueError, match=r"otpr.transport: unknown keys \['lamda'\]"):
         OTPRConfig.from_yaml(path)
     with pytest.raises(ValueError, match="no 'otpr_v2' section"):
-        OTPRConfig.from_yaml(CONFIG_DIR / "lift.yaml", section="otpr_v2")
+        OTPRConfig.from_yaml(CONFIG_DIR / "otpr.yaml", section="otpr_v2")
 
 
 def test_values_of_the_wrong_type_are_errors():
@@ -42,7 +47,20 @@ def test_round_trip_through_dict():
 @pytest.mark.parametrize("task", ["lift", "can", "square"])
 def test_node_sections_reach_nodes_in_any_namespace(task):
     """A plain ``learner:`` key only reaches a learner in the root namespace; launches put
-    every node under a namespace, where such a section would be silently ignored."""
-    sections = yaml.safe_load((CONFIG_DIR / f"{task}.yaml").read_text())
-    assert set(sections) == {"/**", "/**/policy_server", "/**/sim_bridge", "/**/learner"}
-    assert all("ros__parameters" in body for body in sections.values())
+    every node under a namespace, where such a section would be silently ignored. No node
+    file holds algorithm settings: nodes read them from the model (no second copy)."""
+    shared = yaml.safe_load((CONFIG_DIR / "nodes.yaml").read_text())
+    assert set(shared) == {"/**/policy_server", "/**/sim_bridge", "/**/learner"}
+    own = yaml.safe_load((CONFIG_DIR / f"{task}.yaml").read_text())
+    assert set(own) <= {"/**", "/**/policy_server", "/**/sim_bridge", "/**/learner"}
+    for body in (*shared.values(), *own.values()):
+        assert "otpr" not in body["ros__parameters"]
+
+
+def test_a_task_file_overrides_the_shared_node_file():
+    from otpr_ros.package_files import node_parameters
+    lift, can = node_parameters("lift", "learner"), node_parameters("can", "learner")
+    assert (lift["task"], lift["output_dir"], lift["updates_per_transition"]) == ("lift", "runs/finetune_lift", 0.5)
+    assert (can["task"], can["updates_per_transition"]) == ("can", 1.0)
+    assert "transport.masked=false" in can["overrides"] and "transport.masked=false" not in lift["overrides"]
+    assert node_parameters("square", "sim_bridge")["task"] == "square"

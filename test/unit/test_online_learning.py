@@ -110,11 +110,9 @@ def test_the_replay_log_restores_the_buffer_and_the_sequence_numbers(tiny, tmp_p
 
 @pytest.mark.parametrize("task", ["lift", "can", "square"])
 def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
-    import yaml
-
     from otpr_ros.model.online_learning import apply_overrides
-    from otpr_ros.package_files import shipped_model, task_config
-    overrides = yaml.safe_load(task_config(task).read_text())["/**/learner"]["ros__parameters"]["overrides"]
+    from otpr_ros.package_files import node_parameters, shipped_model
+    overrides = node_parameters(task, "learner")["overrides"]
     model = load_model(shipped_model(task), "cpu")
     apply_overrides(model, [o for o in overrides if o])
     assert model.config.agent.actor_batch == 256

@@ -93,3 +93,13 @@ def test_a_model_for_another_task_or_a_bad_override_is_refused_by_name(tiny):
         OnlineLearner.for_task("lift", tiny, "cpu", ["agent.guidance=magic"])
     learner = OnlineLearner.for_task("lift", tiny, "cpu", ["agent.actor_batch=16", ""])
     assert learner.model.config.agent.actor_batch == 16 and learner.held_out == []
+
+
+def test_a_run_states_where_its_settings_come_from_and_what_they_resolve_to(tiny):
+    learner = OnlineLearner.for_task("lift", tiny, "cpu", ["agent.actor_batch=16", "transport.beta=0", ""])
+    text = learner.settings()
+    assert text.startswith(f"settings: {tiny}/config.yaml, then the overrides ['agent.actor_batch=16', "
+                           "'transport.beta=0']")
+    assert "agent.actor_batch=16 (override)" in text and "transport.beta=0.0 (override)" in text
+    gamma = learner.model.config.critic.gamma           # the model's own, not overridden
+    assert f"critic.gamma={gamma}," in text and f"critic.gamma={gamma} (override)" not in text
