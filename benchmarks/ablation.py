@@ -5,7 +5,7 @@ evaluated on the same held-out seeds.
 
     python benchmarks/ablation.py --tasks lift can
 
-Every variant runs on top of the CPU fine-tuning settings (otpr_ros/model/ablation_variants.py)
+Every variant runs on top of the CPU fine-tuning settings (otpr_ros/training/ablation_variants.py)
 with the same training seeds, evaluation seeds, update-to-data ratio and the task's budget
 (BUDGETS, or --env-steps / --eval-every for every task). Writes, under ``<output>/<task>/``:
 one finetune output per variant (skipped when its summary.json is already there, so an
@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from otpr_ros.model.ablation_variants import CPU_SETTINGS, VARIANTS
+from otpr_ros.training.ablation_variants import CPU_SETTINGS, VARIANTS
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.evaluation import EvalSettings, evaluate, success_cell
 

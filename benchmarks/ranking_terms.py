@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from otpr_ros.model.directory import load_model, save_model
-from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
+from otpr_ros.training.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 from otpr_ros.sim.evaluation import EvalSettings, evaluate, success_cell
 
 RANKINGS = [("L = 1 (diffusion policy alone)", 1, None),

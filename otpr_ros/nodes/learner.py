@@ -1,4 +1,4 @@
-"""learner: transitions in, fine-tuned policy out (otpr_ros/model/online_learning.py).
+"""learner: transitions in, fine-tuned policy out (otpr_ros/training/online_learning.py).
 
 Subscribes ``transition`` (any number of bridges or recorders, one deep reliable queue),
 stores them beside the expert demonstrations, and once ``warmup_transitions`` have arrived
@@ -11,7 +11,7 @@ inbox is taken, the replay log written and acknowledged, and the status publishe
 TensorBoard scalars go to ``<output_dir>/tensorboard``; counters to ``~/status`` (String,
 JSON, 1 Hz).
 
-Nothing learned is lost to a crash (otpr_ros/model/learner_store.py): received transitions
+Nothing learned is lost to a crash (otpr_ros/training/learner_store.py): received transitions
 are appended to ``<output_dir>/replay`` in checksummed chunks every ``replay_flush_every``
 s, and only then acknowledged on ``learner_progress`` (latched), which also tells fast-mode
 bridges how many transitions the learner is ready for (its update-to-data ratio plus
@@ -38,8 +38,8 @@ from rclpy.task import Future
 from std_msgs.msg import Float32MultiArray, String
 
 from otpr_ros.model.directory import ModelError, sha256
-from otpr_ros.model.learner_store import Checkpoints, ReplayLog
-from otpr_ros.model.online_learning import OnlineLearner
+from otpr_ros.training.learner_store import Checkpoints, ReplayLog
+from otpr_ros.training.online_learning import OnlineLearner
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_FIELDS, TRANSITION_QOS, learner_progress_message,
                                          policy_update_message, transition_fields)
 from otpr_ros.nodes.node_main import declare_cpu_threads, declare_parameters, run_node

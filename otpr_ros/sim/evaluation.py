@@ -35,7 +35,7 @@ def acting_model(settings: EvalSettings):
         raise ValueError(f"overrides {list(settings.overrides)}: only the torch backend can act with changed "
                          f"settings (the ONNX graph holds the exported ones)")
     from otpr_ros.model.directory import load_model
-    from otpr_ros.model.online_learning import apply_overrides
+    from otpr_ros.training.online_learning import apply_overrides
     model = load_model(settings.model_dir)
     apply_overrides(model, settings.overrides)
     return model

@@ -10,7 +10,7 @@ timer between bus work; ``otpr-finetune`` after each chunk it runs.
 
 import time
 
-from otpr_ros.model.online_learning import OnlineLearner
+from otpr_ros.training.online_learning import OnlineLearner
 
 METRICS_EVERY = 10        # updates between two TensorBoard writes of the update's metrics
 

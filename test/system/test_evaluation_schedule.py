@@ -7,7 +7,7 @@ import pytest
 
 from model_fixtures import make_tiny_model
 from otpr_ros.model.directory import load_model
-from otpr_ros.model.online_learning import OnlineLearner, expert_demonstrations
+from otpr_ros.training.online_learning import OnlineLearner, expert_demonstrations
 from otpr_ros.training.schedule import EvaluationSchedule
 
 

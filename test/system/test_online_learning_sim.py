@@ -3,7 +3,7 @@
 import pytest
 
 from otpr_ros.model.directory import load_model
-from otpr_ros.model.online_learning import OnlineLearner
+from otpr_ros.training.online_learning import OnlineLearner
 
 
 def test_a_few_hundred_updates_on_lift_raise_the_compatibility_of_the_chosen_chunks(tmp_path):
@@ -12,7 +12,7 @@ def test_a_few_hundred_updates_on_lift_raise_the_compatibility_of_the_chosen_chu
     raise the mean H of the chunks the policy picks for the same states and the same noise
     (both judged by the potentials as they are after the updates)."""
     pytest.importorskip("robosuite", reason="the simulation extra is not installed")
-    from otpr_ros.model.online_learning import apply_overrides, expert_demonstrations
+    from otpr_ros.training.online_learning import apply_overrides, expert_demonstrations
     from otpr_ros.model.policy import ChunkPolicy
     from otpr_ros.package_files import shipped_model
     from otpr_ros.sim.bridge_session import BridgeSession, make_environment

@@ -9,7 +9,7 @@ import torch
 from otpr_ros.core.config import OTPRConfig
 from otpr_ros.core.critic import CONVERGED_ERROR, ChunkCritic, value_error
 from otpr_ros.data.robomimic_hdf5 import RobomimicDataset, write_dataset
-from otpr_ros.model.pretraining import held_out_episodes, pretrain
+from otpr_ros.training.pretraining import held_out_episodes, pretrain
 
 KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
 DIMS = {"robot0_eef_pos": 3, "robot0_eef_quat": 4, "robot0_gripper_qpos": 2, "object": 10}

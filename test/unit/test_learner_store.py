@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from otpr_ros.model.learner_store import Checkpoints, ReplayLog
+from otpr_ros.training.learner_store import Checkpoints, ReplayLog
 
 FIELDS = ("obs", "reward", "sequence", "source", "stream")
 

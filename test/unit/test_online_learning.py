@@ -5,7 +5,7 @@ import torch
 from model_fixtures import make_tiny_model
 from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
 from otpr_ros.model.directory import load_model
-from otpr_ros.model.online_learning import OnlineLearner
+from otpr_ros.training.online_learning import OnlineLearner
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_a_restarted_bridge_is_a_new_stream_and_its_open_episode_is_closed_trunc
 
 
 def test_the_replay_log_restores_the_buffer_and_the_sequence_numbers(tiny, tmp_path):
-    from otpr_ros.model.learner_store import ReplayLog
+    from otpr_ros.training.learner_store import ReplayLog
     from otpr_ros.sim.bridge_session import TRANSITION_FIELDS
     first = learner_for(tiny)
     first.log = ReplayLog(tmp_path, TRANSITION_FIELDS)
@@ -110,7 +110,7 @@ def test_the_replay_log_restores_the_buffer_and_the_sequence_numbers(tiny, tmp_p
 
 @pytest.mark.parametrize("task", ["lift", "can", "square"])
 def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
-    from otpr_ros.model.online_learning import apply_overrides
+    from otpr_ros.training.online_learning import apply_overrides
     from otpr_ros.package_files import node_parameters, shipped_model
     overrides = node_parameters(task, "learner")["overrides"]
     model = load_model(shipped_model(task), "cpu")
@@ -121,7 +121,7 @@ def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
 
 
 def test_keypoint_cost_settings_can_be_overridden_for_fine_tuning(tiny):
-    from otpr_ros.model.online_learning import apply_overrides
+    from otpr_ros.training.online_learning import apply_overrides
     model = learner_for(tiny).model
     relation = model.agent.relation_cost
     apply_overrides(model, ["transport.rho=0.25", "transport.beta=0.5"])
@@ -133,7 +133,7 @@ def test_keypoint_cost_settings_can_be_overridden_for_fine_tuning(tiny):
 
 
 def test_learning_rates_can_be_overridden_and_survive_a_restored_checkpoint(tiny):
-    from otpr_ros.model.online_learning import apply_overrides
+    from otpr_ros.training.online_learning import apply_overrides
     agent = learner_for(tiny).model.agent
     checkpoint = agent.state_dict()                     # optimisers at the pre-training rates
     model = learner_for(tiny).model                     # a second learner from the same model
@@ -150,7 +150,7 @@ def test_learning_rates_can_be_overridden_and_survive_a_restored_checkpoint(tiny
 
 
 def test_critic_settings_can_be_overridden_and_the_critic_is_measured_on_held_out_demos(tiny):
-    from otpr_ros.model.online_learning import apply_overrides
+    from otpr_ros.training.online_learning import apply_overrides
     model_dir, demos = tiny
     learner = learner_for(tiny)
     assert learner.critic_diagnostic() == {}                     # no held-out demonstrations given

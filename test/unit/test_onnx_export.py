@@ -69,7 +69,7 @@ def test_stale_export_is_refused(exported, tmp_path, backend):
 def test_an_export_for_other_acting_weights_is_refused(exported):
     """The graph computes the weights its configuration said when exported: acting by Q from a
     graph that computes H would silently act otherwise."""
-    from otpr_ros.model.online_learning import apply_overrides
+    from otpr_ros.training.online_learning import apply_overrides
     model = load_model(exported, "cpu")
     apply_overrides(model, ["agent.acting_weights=q"])
     with pytest.raises(ValueError, match="acting weights compatibility, the config says q"):

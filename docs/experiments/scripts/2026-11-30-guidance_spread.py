@@ -13,7 +13,7 @@ import torch
 
 from otpr_ros.core.resampling import effective_sample_size
 from otpr_ros.model.directory import load_model
-from otpr_ros.model.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
+from otpr_ros.training.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 
 torch.set_num_threads(1)
 for path in sys.argv[1:]:

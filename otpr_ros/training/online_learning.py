@@ -24,7 +24,7 @@ from otpr_ros.core.agent import check_config
 from otpr_ros.core.critic import value_error
 from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
 from otpr_ros.model.directory import Model, save_model
-from otpr_ros.model.pretraining import OBS_CLIP, expert_buffer, held_out_episodes, normalise_chunks
+from otpr_ros.training.pretraining import OBS_CLIP, expert_buffer, held_out_episodes, normalise_chunks
 
 RECENT_STREAMS = 16   # streams listed one by one in the status (a bridge restart adds one)
 # what may differ from the pre-training configuration when fine-tuning (no network shape)
