@@ -26,8 +26,9 @@ run: setup data/lift_mixed.hdf5
 data/lift_mixed.hdf5: | setup
 	$(VENV)/bin/otpr-collect-demos --task lift --episodes 100 --quality mixed --seed 10000 --output $@
 
-# Tests in two tiers: test/unit (torch, HDF5, tiny models; a few minutes; what a bare `pytest`
-# runs) and test/system (DDS, MuJoCo, PyBullet, several processes). CI runs both.
+# Tests in two tiers: test/unit (torch, HDF5, tiny models; about 1 min; what a bare `pytest`
+# runs) and test/system (DDS, MuJoCo, PyBullet, several processes; learning to convergence). CI
+# runs both.
 test: setup
 	$(PY) -m pytest -q test/unit test/system
 

@@ -192,11 +192,10 @@ def test_a_stopped_bridge_waits_for_the_learner_to_acknowledge_its_last_transiti
         sent = len(watcher.sent)
         assert watcher.wait_for(lambda: len(watcher.sent) >= sent + 3, 60), "the bridge stopped acting"
         processes["bridge"].terminate()
-        watcher.spin(3.0)
-        assert processes["bridge"].poll() is None, "the bridge exited with transitions not on the learner's disk"
-        assert watcher.bridge["stopping"], watcher.bridge
+        assert watcher.wait_for(lambda: watcher.bridge.get("stopping"), 30), watcher.bridge
         sent = len(watcher.sent)
         watcher.spin(1.0)
+        assert processes["bridge"].poll() is None, "the bridge exited with transitions not on the learner's disk"
         assert len(watcher.sent) == sent, "a stopping bridge acts no more"
     finally:
         learner.send_signal(signal.SIGCONT)

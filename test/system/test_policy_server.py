@@ -47,12 +47,15 @@ class Robot:
         self.pose = node.create_publisher(PoseStamped, "eef_pose", qos_profile_sensor_data)
         self.gripper = node.create_publisher(JointState, "gripper_state", qos_profile_sensor_data)
         self.objects = node.create_publisher(PoseArray, "object_poses", qos_profile_sensor_data)
-        self.chunks, self.status, self.sent = [], {}, []
+        self.chunks, self.status, self.sent, self.statuses = [], {}, [], 0
         node.create_subscription(JointTrajectory, "action_chunk", self.chunks.append,
                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        node.create_subscription(String, "policy_server/status",
-                                 lambda m: self.status.update(json.loads(m.data)), 10)
+        node.create_subscription(String, "policy_server/status", self._on_status, 10)
         self.enable = node.create_client(SetBool, "policy_server/enable")
+
+    def _on_status(self, msg):
+        self.status.update(json.loads(msg.data))
+        self.statuses += 1
 
     def spin(self, seconds):
         end = time.monotonic() + seconds
@@ -119,22 +122,29 @@ def answered_again(robot, timeout=20):
     return robot.wait_for(published, timeout=timeout)
 
 
-def settled_status(robot):
-    """The server's counters once everything sent so far has been handled (status is 1 Hz)."""
-    robot.spin(2.5)
-    return dict(robot.status)
+def fresh_status(robot):
+    """The server's next status message (1 Hz): its counters once what was sent before is handled."""
+    seen = robot.statuses
+    assert robot.wait_for(lambda: robot.statuses > seen, timeout=30), "no status from the server"
+    return json.loads(json.dumps(robot.status))          # a deep copy
+
+
+def refused_total(status) -> int:
+    return sum(status["refused"].values())
 
 
 def test_bad_observations_are_refused_and_serving_goes_on(server):
     robot, process = server
     robot.wait_for(lambda: robot.status, timeout=60)
-    before = settled_status(robot)
+    before = fresh_status(robot)
     bad = [dict(eef=(np.nan, 0.0, 1.0)), dict(eef=(np.inf, 0.0, 1.0)), dict(age=5.0), dict(quat=(0, 0, 0, 0)),
            dict(age=-3.0)]
     for kwargs in bad:
         robot.publish_state(**kwargs)
         robot.spin(0.2)
-    after = settled_status(robot)
+    assert robot.wait_for(lambda: refused_total(robot.status) >= refused_total(before) + len(bad)), \
+        f"not every bad observation was refused: {before} {robot.status} {robot.sent}"
+    after = fresh_status(robot)
     assert after["accepted"] == before["accepted"] and after["published"] == before["published"], \
         f"a refused observation was acted on: {before} {after} {robot.sent}"
     refused = {k: after["refused"][k] - before["refused"][k] for k in after["refused"]}
@@ -148,12 +158,14 @@ def test_bad_observations_are_refused_and_serving_goes_on(server):
 def test_nothing_is_published_while_disabled(server):
     robot, _ = server
     robot.set_enabled(False)
-    before = settled_status(robot)
+    before = fresh_status(robot)
     count = len(robot.chunks)
     for _ in range(10):
         robot.publish_state()
         robot.spin(0.1)
-    after = settled_status(robot)
+    assert robot.wait_for(lambda: robot.status["refused"]["disabled"] >= before["refused"]["disabled"] + 10), \
+        (before, robot.status)
+    after = fresh_status(robot)
     assert len(robot.chunks) == count and after["published"] == before["published"] and not after["enabled"]
     assert after["refused"]["disabled"] >= before["refused"]["disabled"] + 10
     robot.set_enabled(True)
@@ -184,12 +196,14 @@ def test_policy_updates_are_swapped_in_or_refused(server, tmp_path):
                (3, can, load_model(can, "cpu").weights_sha256, "refused"), (1, good, sha, "refused"),
                (4, good, "0" * 64, "refused")]
     for version, path, weights_sha, outcome in updates:
-        before = settled_status(robot)["updates"]
+        before = fresh_status(robot)["updates"]
         publisher.publish(policy_update_message(version, str(path), weights_sha))
-        after = settled_status(robot)
+        assert robot.wait_for(lambda: sum(robot.status["updates"].values()) > sum(before.values())), \
+            (version, path, robot.status)
+        after = fresh_status(robot)
         assert after["updates"][outcome] == before[outcome] + 1, (version, path, after)
         assert after["model_version"] == 1, after
-    assert settled_status(robot)["model"] == str(good)
+    assert robot.status["model"] == str(good)
     assert answered_again(robot), "the server stopped serving after refused updates"
     assert process.poll() is None
 
@@ -198,7 +212,7 @@ def test_the_server_says_when_observations_stop(server):
     robot, _ = server
     robot.wait_for(lambda: robot.status, timeout=60)
     assert answered_again(robot)
-    assert settled_status(robot)["starved"], "no observation for 2.5 s > max_obs_age, yet not reported"
+    assert robot.wait_for(lambda: robot.status["starved"], timeout=20), "observations stopped, yet not reported"
     count = len(robot.chunks)
     robot.spin(1.0)
     assert len(robot.chunks) == count, "a chunk was published without an observation"

@@ -1,24 +1,8 @@
 import pytest
 import torch
-from scipy.optimize import brentq
 
+from learning_fixtures import batch_from, exact_expectile
 from otpr_ros.core.critic import IQL, ChunkCritic, expectile_loss
-from otpr_ros.core.replay_buffer import TransitionBatch
-
-REWARDS = torch.tensor([0.0, 0.2, 0.5, 0.9, 1.0])
-PROBS = torch.tensor([0.3, 0.3, 0.2, 0.1, 0.1])
-ACTIONS = torch.eye(5)  # five distinct "chunks"
-
-
-def exact_expectile(values, probs, tau):
-    def balance(e):
-        weight = torch.where(values < e, 1 - tau, tau)
-        return float((probs * weight * (values - e)).sum())
-    return brentq(balance, float(values.min()), float(values.max()))
-
-
-def batch_from(obs, action, reward, next_obs, terminal, steps):
-    return TransitionBatch(obs, action, reward, next_obs, terminal, steps)
 
 
 def test_expectile_loss_minimiser_is_the_expectile():
@@ -26,26 +10,6 @@ def test_expectile_loss_minimiser_is_the_expectile():
     grid = torch.linspace(0, 3, 30001)
     losses = expectile_loss(values[None, :] - grid[:, None], 0.8).mean(1)
     assert abs(float(grid[losses.argmin()]) - exact_expectile(values, torch.full((3,), 1 / 3), 0.8)) < 1e-3
-
-
-@pytest.mark.parametrize("tau", [0.5, 0.7, 0.9])
-def test_v_converges_to_the_tau_expectile_of_q(tau):
-    """One state, five chunks with terminal rewards: Q(s, a_j) = r_j exactly, so V must reach
-    the tau-expectile of r under the data's action distribution."""
-    critic = ChunkCritic(obs_dim=2, action_dim=5, hidden=(64, 64))
-    iql = IQL(critic, lr=1e-3, tau=tau, gamma=0.99, polyak=0.05)
-    generator = torch.Generator().manual_seed(0)
-    obs = torch.tensor([[0.5, -0.5]])
-    for _ in range(1500):
-        which = torch.multinomial(PROBS, 256, replacement=True, generator=generator)
-        n = which.numel()
-        iql.update(batch_from(obs.expand(n, 2), ACTIONS[which], REWARDS[which], obs.expand(n, 2),
-                              torch.ones(n), torch.ones(n)))
-    with torch.no_grad():
-        q = critic.target_q(obs.expand(5, 2), ACTIONS)
-        v = float(critic.value(obs))
-    assert torch.allclose(q, REWARDS, atol=0.02), q
-    assert abs(v - exact_expectile(REWARDS, PROBS, tau)) < 0.02, (v, exact_expectile(REWARDS, PROBS, tau))
 
 
 def test_chunk_discount_is_gamma_to_the_steps_executed():
