@@ -1,7 +1,13 @@
 """For tests that drive the package's nodes over DDS: a node started as its own process the
 way a launch starts it (task YAML, parameters, namespace, the test's ROS_DOMAIN_ID), and the
-test's own rclpy node on a domain of its own."""
+test's own rclpy node on a domain of its own.
 
+Each test module has its own domain, ``domain(n)``: n shifted by the slot this suite holds,
+so up to four copies of the suite can run on one machine at once (a shared CI machine)
+without hearing each other's nodes. A slot is a lock file held while the suite runs;
+``OTPR_TEST_DOMAIN_OFFSET`` sets the shift by hand."""
+
+import fcntl
 import os
 import subprocess
 import sys
@@ -13,6 +19,29 @@ import yaml
 import rclpy
 
 from otpr_ros.package_files import node_configs
+
+DOMAIN_SLOTS = (0, -50, -30, -13)     # the tests use domains 61-72: slots 61-72, 11-22, 31-42, 48-59
+_slot = []                        # (offset, the held lock file) once claimed
+
+
+def domain(n: int) -> int:
+    """The ROS_DOMAIN_ID of a test module numbered ``n`` (61-72) in this copy of the suite."""
+    if not _slot:
+        if os.environ.get("OTPR_TEST_DOMAIN_OFFSET"):
+            _slot.append((int(os.environ["OTPR_TEST_DOMAIN_OFFSET"]), None))
+        for offset in DOMAIN_SLOTS if not _slot else ():
+            lock = open(os.path.join(tempfile.gettempdir(), f"otpr-test-domains{offset:+d}.lock"), "w")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                continue
+            _slot.append((offset, lock))           # held until this process exits
+            break
+        else:
+            if not _slot:
+                raise RuntimeError(f"{len(DOMAIN_SLOTS)} copies of the suite already run on this machine")
+    return n + _slot[0][0]
 
 
 def start_node(module: str, domain: int, namespace: str, *parameters: str, task: str = "lift"):

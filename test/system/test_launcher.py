@@ -19,7 +19,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from model_fixtures import make_tiny_model  # noqa: E402
 from otpr_ros.training.learner_store import ReplayLog  # noqa: E402
 from otpr_ros.nodes.bus_messages import TRANSITION_FIELDS, transition_fields  # noqa: E402
-from ros_fixtures import PrivateNode  # noqa: E402
+from ros_fixtures import PrivateNode, domain  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,8 @@ class Listener(PrivateNode):
 
 def test_finetune_plan_runs_two_bridges_into_one_transition_topic(tiny):
     model_dir, runs = tiny
-    listener = Listener(63, "/t63")
-    process = launch(63, "finetune", "--num-envs", "2", "--episodes", "1", "--namespace", "t63",
+    listener = Listener(domain(63), "/t63")
+    process = launch(domain(63), "finetune", "--num-envs", "2", "--episodes", "1", "--namespace", "t63",
                      "--model-dir", model_dir, "--output-dir", runs)
     try:
         sources = lambda: {transition_fields(m)["source"] for m in listener.transitions}  # noqa: E731
@@ -71,7 +71,7 @@ def test_finetune_plan_runs_two_bridges_into_one_transition_topic(tiny):
 
 
 def test_a_node_that_fails_fails_the_run():
-    process = launch(64, "finetune", "--model-dir", "/nonexistent/model", "--namespace", "t64")
+    process = launch(domain(64), "finetune", "--model-dir", "/nonexistent/model", "--namespace", "t64")
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 1, output[-3000:]
     # the server and the learner both refuse the model; whichever stops first fails the run
@@ -82,8 +82,8 @@ def test_a_node_that_fails_fails_the_run():
 def test_ctrl_c_stops_every_node_and_the_learner_keeps_every_transition(tiny, tmp_path):
     model_dir, _ = tiny
     runs = tmp_path / "runs"
-    listener = Listener(65, "/t65")
-    process = launch(65, "finetune", "--namespace", "t65", "--model-dir", model_dir, "--output-dir", str(runs))
+    listener = Listener(domain(65), "/t65")
+    process = launch(domain(65), "finetune", "--namespace", "t65", "--model-dir", model_dir, "--output-dir", str(runs))
     try:
         assert listener.wait_for(lambda: len(listener.transitions) >= 3, 120), "no transitions"
         os.killpg(process.pid, signal.SIGINT)       # a terminal's Ctrl-C: the whole foreground group

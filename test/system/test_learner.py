@@ -18,9 +18,9 @@ from std_msgs.msg import String  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
 from otpr_ros.model.directory import load_model  # noqa: E402
-from ros_fixtures import PrivateNode  # noqa: E402
+from ros_fixtures import PrivateNode, domain  # noqa: E402
 
-DOMAIN = 66
+DOMAIN = domain(66)
 
 
 def test_learner_updates_reach_the_policy_server(tmp_path):

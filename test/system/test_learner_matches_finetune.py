@@ -26,7 +26,7 @@ from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_QOS, learner_progre
                                          transition_message)
 from otpr_ros.sim.bridge_session import TRANSITION_FIELDS, Transition  # noqa: E402
 from otpr_ros.tools.finetune import main as finetune  # noqa: E402
-from ros_fixtures import PrivateNode, start_node  # noqa: E402
+from ros_fixtures import PrivateNode, start_node, domain as ros_domain  # noqa: E402
 
 ENV_STEPS = 40                  # 10 chunks of 4 in the first episode (a tiny policy never succeeds)
 OVERRIDES = ["agent.actor_sampler=ddim", "agent.actor_ddim_steps=5"]
@@ -72,7 +72,7 @@ def test_a_bridge_and_server_act_as_finetune_does(tmp_path):
     finetune_run(model_dir, tmp_path / "finetune", 0.0, ENV_STEPS, "--no-offline-eval")
     expected = replay(tmp_path / "finetune" / "replay")
 
-    domain, ns = 71, "/t71"
+    domain, ns = ros_domain(71), "/t71"
     learner = learner_node(domain, ns, model_dir, tmp_path / "ros", 0.0, 0)
     server = start_node("otpr_ros.nodes.policy_server", domain, ns, f"model_dir:={model_dir}", "device:=cpu",
                         "candidates:=train", "selection:=sample", "seed:=0", "max_decision_rate:=1000.0",
@@ -99,7 +99,7 @@ def test_the_learner_fed_finetunes_transitions_learns_and_evaluates_the_same(tmp
     finetune_run(model_dir, tmp_path / "finetune", 1.0, ENV_STEPS // 2)
     sent = replay(tmp_path / "finetune" / "replay")
 
-    domain, ns = 72, "/t72"
+    domain, ns = ros_domain(72), "/t72"
     learner = learner_node(domain, ns, model_dir, tmp_path / "ros", 1.0, ENV_STEPS // 2)
     feeder = PrivateNode(domain, "feeder", ns)
     progress, status = {}, {}

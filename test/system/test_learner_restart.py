@@ -21,9 +21,9 @@ from std_msgs.msg import Float32MultiArray, String  # noqa: E402
 from model_fixtures import make_tiny_model  # noqa: E402
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_QOS, learner_progress_fields,  # noqa: E402
                                          policy_update_fields, transition_fields)
-from ros_fixtures import PrivateNode, start_node  # noqa: E402
+from ros_fixtures import PrivateNode, domain, start_node  # noqa: E402
 
-DOMAIN = 69
+DOMAIN = domain(69)
 NS = "/r69"
 
 

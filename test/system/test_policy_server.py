@@ -17,9 +17,9 @@ from std_srvs.srv import SetBool  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
-from ros_fixtures import start_node  # noqa: E402
+from ros_fixtures import domain, start_node  # noqa: E402
 
-DOMAIN = 61
+DOMAIN = domain(61)
 
 
 @pytest.fixture(scope="module")

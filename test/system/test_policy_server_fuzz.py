@@ -20,7 +20,7 @@ from std_msgs.msg import String  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
-from ros_fixtures import PrivateNode, start_node  # noqa: E402
+from ros_fixtures import PrivateNode, start_node, domain as ros_domain  # noqa: E402
 from otpr_ros.model.directory import load_model  # noqa: E402
 
 RATE = 150          # generated states per second (bursts of 20 come at once)
@@ -149,7 +149,7 @@ def fuzz(tmp_path, count, domain):
 
 
 def test_fuzzed_states_never_become_unsafe_actions(tmp_path):
-    report = fuzz(tmp_path, 3000, domain=67)
+    report = fuzz(tmp_path, 3000, domain=ros_domain(67))
     assert report["chunks"] > 0.2 * report["by_kind"]["valid"], report      # the rest: dropped (sensor QoS)
     for reason in ("non_finite", "malformed", "stale", "future_stamp", "out_of_range", "out_of_order"):
         assert report["refused"][reason] > 0, (reason, report["refused"])
@@ -158,5 +158,5 @@ def test_fuzzed_states_never_become_unsafe_actions(tmp_path):
 
 @pytest.mark.slow
 def test_fuzz_100k(tmp_path):
-    report = fuzz(tmp_path, 100_000, domain=68)
+    report = fuzz(tmp_path, 100_000, domain=ros_domain(68))
     print(json.dumps(report))

@@ -19,11 +19,11 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from otpr_ros.nodes.bus_messages import transition_fields  # noqa: E402
-from ros_fixtures import start_node  # noqa: E402
+from ros_fixtures import domain, start_node  # noqa: E402
 from otpr_ros.sim.evaluation import wilson_interval  # noqa: E402
 from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES, RobomimicEnv  # noqa: E402
 
-DOMAIN = 62
+DOMAIN = domain(62)
 NAMESPACE = "/loop"
 EPISODES, FIRST_SEED = 10, 100000
 # the shipped Lift model offline, same seeds as the README:
