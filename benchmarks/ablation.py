@@ -21,9 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from otpr_ros.training.ablation_variants import CPU_SETTINGS, VARIANTS
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.evaluation import EvalSettings, evaluate, success_cell
+from otpr_ros.training.ablation_variants import CPU_SETTINGS, VARIANTS
 
 DEFAULT_VARIANTS = ["otpr", "unmasked", "q", "advantage"]
 # (env steps, steps between evaluations), fixed before the runs: the Lift budget is where the

@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from otpr_ros.model.policy import ChunkPolicy, evaluation_candidates
 from otpr_ros.model.directory import load_model
+from otpr_ros.model.policy import ChunkPolicy, evaluation_candidates
 from otpr_ros.package_files import node_configs, shipped_model
 from otpr_ros.sim.evaluation import wilson_interval
 

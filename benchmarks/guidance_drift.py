@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from otpr_ros.training.ablation_variants import CPU_SETTINGS, VARIANTS as ABLATIONS
 from otpr_ros.model.directory import load_model
-from otpr_ros.training.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.evaluation import EvalSettings, evaluate, success_cell
+from otpr_ros.training.ablation_variants import CPU_SETTINGS, VARIANTS as ABLATIONS
+from otpr_ros.training.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 
 VARIANTS = {**ABLATIONS, "uniform": []}         # uniform: the weights are replaced, not configured
 

@@ -28,8 +28,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from otpr_ros.model.directory import load_model
-from otpr_ros.training.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 from otpr_ros.package_files import node_parameters, shipped_model
+from otpr_ros.training.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 
 PAPER = ["agent.actor_batch=1024", "agent.actor_sampler=ddpm", "agent.actor_ddim_steps=20"]
 aten = torch.ops.aten

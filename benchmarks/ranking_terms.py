@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from otpr_ros.model.directory import load_model, save_model
-from otpr_ros.training.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 from otpr_ros.sim.evaluation import EvalSettings, evaluate, success_cell
+from otpr_ros.training.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 
 RANKINGS = [("L = 1 (diffusion policy alone)", 1, None),
             ("H (as the model acts)", 8, None),

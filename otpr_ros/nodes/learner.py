@@ -38,14 +38,14 @@ from rclpy.task import Future
 from std_msgs.msg import Float32MultiArray, String
 
 from otpr_ros.model.directory import ModelError, sha256
-from otpr_ros.training.learner_store import Checkpoints, ReplayLog
-from otpr_ros.training.online_learning import OnlineLearner
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_FIELDS, TRANSITION_QOS, learner_progress_message,
                                          policy_update_message, transition_fields)
 from otpr_ros.nodes.node_main import declare_cpu_threads, declare_parameters, run_node
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE, validation_overlap
+from otpr_ros.training.learner_store import Checkpoints, ReplayLog
 from otpr_ros.training.loop import OnlineRun
+from otpr_ros.training.online_learning import OnlineLearner
 from otpr_ros.training.schedule import EvaluationSchedule
 
 SLICE_SECONDS = 0.2        # s of updates before the executor has its thread back

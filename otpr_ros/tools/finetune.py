@@ -36,14 +36,14 @@ import torch
 from tqdm import tqdm
 
 from otpr_ros.model.directory import ModelError
-from otpr_ros.training.learner_store import ReplayLog
-from otpr_ros.training.online_learning import OnlineLearner
 from otpr_ros.model.policy import ChunkPolicy
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.bridge_session import TRANSITION_FIELDS, BridgeSession, make_environment
 from otpr_ros.sim.evaluation import validation_overlap
 from otpr_ros.sim.robomimic_env import TASKS
+from otpr_ros.training.learner_store import ReplayLog
 from otpr_ros.training.loop import OnlineRun
+from otpr_ros.training.online_learning import OnlineLearner
 from otpr_ros.training.schedule import EvaluationSchedule
 
 def parse_args(argv=None):

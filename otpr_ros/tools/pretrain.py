@@ -22,9 +22,9 @@ from otpr_ros.core.config import OTPRConfig
 from otpr_ros.core.critic import CONVERGED_ERROR, value_error
 from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
 from otpr_ros.model.directory import ModelInfo, save_model
-from otpr_ros.training.pretraining import held_out_episodes, pretrain
 from otpr_ros.package_files import pretraining_config
 from otpr_ros.sim.robomimic_env import CONTROL_HZ, OBS_KEYS, TASKS, task_spec
+from otpr_ros.training.pretraining import held_out_episodes, pretrain
 
 
 def parse_args(argv=None):

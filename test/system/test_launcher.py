@@ -17,8 +17,8 @@ from std_msgs.msg import Float32MultiArray, String  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
-from otpr_ros.training.learner_store import ReplayLog  # noqa: E402
 from otpr_ros.nodes.bus_messages import TRANSITION_FIELDS, transition_fields  # noqa: E402
+from otpr_ros.training.learner_store import ReplayLog  # noqa: E402
 from ros_fixtures import PrivateNode, domain  # noqa: E402
 
 

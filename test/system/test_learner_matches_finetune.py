@@ -21,11 +21,11 @@ pytest.importorskip("robosuite", reason="the simulation extra is not installed")
 from std_msgs.msg import Float32MultiArray, String  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
-from otpr_ros.training.learner_store import ReplayLog  # noqa: E402
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_QOS, learner_progress_fields,  # noqa: E402
                                          transition_message)
 from otpr_ros.sim.bridge_session import TRANSITION_FIELDS, Transition  # noqa: E402
 from otpr_ros.tools.finetune import main as finetune  # noqa: E402
+from otpr_ros.training.learner_store import ReplayLog  # noqa: E402
 from ros_fixtures import PrivateNode, start_node, domain as ros_domain  # noqa: E402
 
 ENV_STEPS = 40                  # 10 chunks of 4 in the first episode (a tiny policy never succeeds)

@@ -12,11 +12,11 @@ def test_a_few_hundred_updates_on_lift_raise_the_compatibility_of_the_chosen_chu
     raise the mean H of the chunks the policy picks for the same states and the same noise
     (both judged by the potentials as they are after the updates)."""
     pytest.importorskip("robosuite", reason="the simulation extra is not installed")
-    from otpr_ros.training.online_learning import apply_overrides, expert_demonstrations
     from otpr_ros.model.policy import ChunkPolicy
     from otpr_ros.package_files import shipped_model
     from otpr_ros.sim.bridge_session import BridgeSession, make_environment
     from otpr_ros.tools.collect_demos import main as collect_demos
+    from otpr_ros.training.online_learning import apply_overrides, expert_demonstrations
 
     demos = tmp_path / "lift.hdf5"
     assert collect_demos(["--task", "lift", "--episodes", "4", "--seed", "100", "--processes", "1",

@@ -88,8 +88,8 @@ def test_a_restarted_bridge_is_a_new_stream_and_its_open_episode_is_closed_trunc
 
 
 def test_the_replay_log_restores_the_buffer_and_the_sequence_numbers(tiny, tmp_path):
-    from otpr_ros.training.learner_store import ReplayLog
     from otpr_ros.sim.bridge_session import TRANSITION_FIELDS
+    from otpr_ros.training.learner_store import ReplayLog
     first = learner_for(tiny)
     first.log = ReplayLog(tmp_path, TRANSITION_FIELDS)
     for sequence in range(30):
@@ -110,8 +110,8 @@ def test_the_replay_log_restores_the_buffer_and_the_sequence_numbers(tiny, tmp_p
 
 @pytest.mark.parametrize("task", ["lift", "can", "square"])
 def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
-    from otpr_ros.training.online_learning import apply_overrides
     from otpr_ros.package_files import node_parameters, shipped_model
+    from otpr_ros.training.online_learning import apply_overrides
     overrides = node_parameters(task, "learner")["overrides"]
     model = load_model(shipped_model(task), "cpu")
     apply_overrides(model, [o for o in overrides if o])

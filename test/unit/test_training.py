@@ -7,8 +7,8 @@ import pytest
 
 from model_fixtures import make_tiny_model
 from otpr_ros.model.directory import load_model
-from otpr_ros.training.online_learning import OnlineLearner, expert_demonstrations
 from otpr_ros.training.loop import OnlineRun
+from otpr_ros.training.online_learning import OnlineLearner, expert_demonstrations
 from otpr_ros.training.schedule import EvaluationSchedule
 
 
@@ -59,8 +59,8 @@ def test_the_schedule_evaluates_every_interval_and_finishes_at_the_budget(tmp_pa
 def test_a_run_checkpointed_and_resumed_goes_on_exactly_where_it_stopped(tiny, tmp_path):
     """Checkpoint + replay log -> a new run: the same counters, buffer and generator, so its
     next update gives the original's losses."""
-    from otpr_ros.training.learner_store import Checkpoints, ReplayLog
     from otpr_ros.sim.bridge_session import TRANSITION_FIELDS
+    from otpr_ros.training.learner_store import Checkpoints, ReplayLog
 
     def opened():
         run = OnlineRun(OnlineLearner.for_task("lift", tiny, "cpu"), utd=1.0, warmup=4)

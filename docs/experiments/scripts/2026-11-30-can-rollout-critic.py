@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from otpr_ros.model.directory import load_model
-from otpr_ros.training.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 from otpr_ros.model.policy import ChunkPolicy
 from otpr_ros.sim.bridge_session import BridgeSession, make_environment
+from otpr_ros.training.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--model", default="models/can")
