@@ -9,7 +9,7 @@ import copy
 import torch
 from torch import nn
 
-from otpr_ros.core.layers import adam, lerp_parameters, mlp, mlp_on_pair
+from otpr_ros.core.layers import adam, compiled_once, lerp_parameters, mlp, mlp_on_pair
 
 
 def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
@@ -63,8 +63,10 @@ class IQL:
     def update(self, batch, compiled: bool = False) -> dict:
         """``compiled``: the forward and backward passes through ``torch.compile`` (one
         compilation per batch size); the optimiser steps stay eager."""
-        run = self._compiled_parts() if compiled else (self._v_loss, self._td_target, self._q_loss)
-        v_loss_of, td_target_of, q_loss_of = run
+        parts = (self._v_loss, self._td_target, self._q_loss)
+        if compiled:
+            parts = [compiled_once(self._compiled, part.__name__, lambda part=part: part) for part in parts]
+        v_loss_of, td_target_of, q_loss_of = parts
         v_loss, q_target, v = v_loss_of(batch.obs, batch.action)
         self.v_optimizer.zero_grad(set_to_none=True)
         v_loss.backward()
@@ -79,12 +81,6 @@ class IQL:
         return {"critic/v_loss": float(v_loss.detach()), "critic/q_loss": float(q_loss.detach()),
                 "critic/q_mean": float(q_target.mean()),
                 "critic/q_abs_mean": float(q_target.abs().mean()), "critic/v_mean": float(v.detach().mean())}
-
-    def _compiled_parts(self):
-        if not self._compiled:
-            self._compiled = {name: torch.compile(function, dynamic=False) for name, function in
-                              (("v", self._v_loss), ("td", self._td_target), ("q", self._q_loss))}
-        return self._compiled["v"], self._compiled["td"], self._compiled["q"]
 
     def _v_loss(self, obs, action):
         """V by expectile regression on the target Q: (loss, target Q, V)."""

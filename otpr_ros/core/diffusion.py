@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from otpr_ros.core.checks import check_batch, check_count, check_finite, check_same_rows
-from otpr_ros.core.layers import Mish, lerp_parameters, mish
+from otpr_ros.core.layers import Mish, compiled_once, lerp_parameters, mish
 
 
 def cosine_alpha_bars(num_steps: int, offset: float = 0.008) -> torch.Tensor:
@@ -135,9 +135,9 @@ class DiffusionPolicy(nn.Module):
         n = obs.shape[0]
         steps = torch.randint(0, self.num_steps, (n,), device=obs.device, generator=generator)
         noise = torch.randn(actions.shape, device=obs.device, generator=generator)
-        if compiled and "noise_error" not in self._compiled:
-            self._compiled["noise_error"] = torch.compile(self._noise_error, dynamic=False)
-        return (self._compiled["noise_error"] if compiled else self._noise_error)(obs, actions, steps, noise)
+        error = compiled_once(self._compiled, "noise_error", lambda: self._noise_error) if compiled else \
+            self._noise_error
+        return error(obs, actions, steps, noise)
 
     def _noise_error(self, obs, actions, steps, noise) -> torch.Tensor:
         abar = self.alpha_bars[steps][:, None]
@@ -190,7 +190,8 @@ class DiffusionPolicy(nn.Module):
         """
         check_batch("obs", obs, self.obs_dim)
         check_count("num_candidates", num_candidates)
-        sampler = self._compiled_sampler(method, ddim_steps, eta, use_ema) if compiled else \
+        sampler = compiled_once(self._compiled, (method, ddim_steps, eta, use_ema),
+                                lambda: self.sampler(method, ddim_steps, eta, use_ema)) if compiled else \
             self.sampler(method, ddim_steps, eta, use_ema, split_first_layer=fast)
         shape = self.noise_shape(obs.shape[0], num_candidates, method, ddim_steps)
         if noise is None:
@@ -202,13 +203,6 @@ class DiffusionPolicy(nn.Module):
         with torch.inference_mode(fast or compiled):
             candidates = sampler(obs, noise)
         return candidates.clone()
-
-    def _compiled_sampler(self, method, ddim_steps, eta, use_ema):
-        key = (method, ddim_steps, eta, use_ema)
-        if key not in self._compiled:
-            sampler = self.sampler(method, ddim_steps, eta, use_ema)
-            self._compiled[key] = torch.compile(sampler, dynamic=False)
-        return self._compiled[key]
 
 
 class DenoisingSampler(nn.Module):

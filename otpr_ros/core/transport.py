@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from otpr_ros.core.checks import check_finite
-from otpr_ros.core.layers import mlp
+from otpr_ros.core.layers import compiled_once, mlp
 
 LOG2 = math.log(2.0)
 
@@ -95,15 +95,14 @@ class TransportCost:
         if beta != 0.0 and relation_cost is None:
             raise ValueError("beta: a keypoint relation cost is needed when beta != 0")
         self.critic, self.q_scale, self.beta, self.relation_cost = critic, q_scale, beta, relation_cost
-        self._compiled = None
+        self._compiled = {}
 
     @torch.no_grad()
     def __call__(self, obs: torch.Tensor, actions: torch.Tensor, compiled: bool = False) -> torch.Tensor:
         """``compiled``: target Q and g through ``torch.compile`` (one compilation per shape;
         the learner's updates use it, acting does not)."""
-        if compiled and self._compiled is None:
-            self._compiled = torch.compile(self._terms, dynamic=False)
-        q, g = (self._compiled if compiled else self._terms)(obs, actions)
+        terms = compiled_once(self._compiled, "terms", lambda: self._terms) if compiled else self._terms
+        q, g = terms(obs, actions)
         cost = -q / self.q_scale.scale
         return cost if g is None else cost + self.beta * g
 
