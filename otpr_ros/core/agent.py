@@ -23,7 +23,7 @@ from otpr_ros.core.resampling import effective_sample_size, expectile_weights, s
 from otpr_ros.core.transport import (KeypointRelationCost, NeuralPotentials, RunningScale, TransportCost,
                                      compatibility, dual_objective, keypoint_mask, transport_score)
 
-GUIDANCES = ("compatibility", "q", "advantage")
+GUIDANCES = ("compatibility", "q", "advantage", "uniform", "bc")
 ACTING_WEIGHTS = ("compatibility", "q")
 ACT_MODES = ("sample", "argmax", "single")
 BATCH_MIXES = ("uniform", "fixed")
@@ -237,7 +237,12 @@ class OTPRAgent:
         """
         a, t = self.config.agent, self.config.transport
         obs_b = states[:, None, :]
-        if a.guidance == "compatibility":
+        if a.guidance == "uniform":          # the actor step without guidance: imitation of its own candidates
+            raw = torch.ones(candidates.shape[:2], device=self.device)
+        elif a.guidance == "bc":             # diffusion BC on the replay data (the paper's "BC only")
+            raw = F.one_hot(torch.full(candidates.shape[:1], candidates.shape[1] - 1, device=self.device),
+                            candidates.shape[1]).float()
+        elif a.guidance == "compatibility":
             cost = self.cost(obs_b, candidates, compiled=a.compile_updates)
             u, v = self.potentials.u(states)[:, None], self.potentials.v(candidates)
             mask = None

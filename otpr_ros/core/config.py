@@ -63,7 +63,8 @@ class AgentConfig:
     eval_mode: str = "argmax"                # single (L = 1, the paper) | argmax (of H over L)
     acting_weights: str = "compatibility"    # compatibility: H once the potentials are trained (the paper) |
                                              # q: softmax(Q / (|Q| scale * q_temperature)) (arg-max: largest Q)
-    guidance: str = "compatibility"          # compatibility | q | advantage
+    guidance: str = "compatibility"          # compatibility (the paper) | q | advantage | uniform: every
+                                             # candidate alike (no guidance) | bc: the stored action only
     actor_batch: int = 1024
     actor_sampler: str = "ddpm"              # how training candidates are drawn
     actor_ddim_steps: int = 20

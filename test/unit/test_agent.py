@@ -44,7 +44,7 @@ def test_argmax_mode_picks_the_most_compatible_candidate():
 
 
 # -- learning --------------------------------------------------------------------------------
-@pytest.mark.parametrize("guidance", ["compatibility", "q", "advantage"])
+@pytest.mark.parametrize("guidance", ["compatibility", "q", "advantage", "uniform", "bc"])
 def test_guidance_weights_are_distributions(guidance):
     agent = small_agent()
     agent.config.agent.guidance = guidance
@@ -55,6 +55,16 @@ def test_guidance_weights_are_distributions(guidance):
     candidates = torch.rand(6, 9, 2) * 2 - 1
     weights = agent.guidance_weights(states, candidates, torch.full((6,), -1))
     assert torch.allclose(weights.sum(1), torch.ones(6)) and (weights >= 0).all()
+
+
+def test_uniform_and_bc_guidance_weigh_as_named():
+    agent = small_agent()
+    states, candidates = torch.rand(6, 1), torch.rand(6, 9, 2) * 2 - 1
+    agent.config.agent.guidance = "uniform"
+    assert torch.allclose(agent.guidance_weights(states, candidates, torch.full((6,), -1)), torch.full((6, 9), 1 / 9))
+    agent.config.agent.guidance = "bc"
+    bc = agent.guidance_weights(states, candidates, torch.full((6,), -1))
+    assert torch.equal(bc, torch.nn.functional.one_hot(torch.full((6,), 8), 9).float())
 
 
 def test_keypoint_rows_under_masked_ot_imitate_the_paired_action():
