@@ -25,7 +25,6 @@ it published before.
 
 import json
 import os
-import shutil
 import sys
 import time
 from collections import deque
@@ -37,20 +36,19 @@ from rclpy.node import Node
 from rclpy.task import Future
 from std_msgs.msg import Float32MultiArray, String
 
-from otpr_ros.model.directory import ModelError, sha256
+from otpr_ros.model.directory import ModelError
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_FIELDS, TRANSITION_QOS, learner_progress_message,
                                          policy_update_message, transition_fields)
 from otpr_ros.nodes.node_main import declare_cpu_threads, declare_parameters, run_node
 from otpr_ros.package_files import shipped_model
-from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE, validation_overlap
-from otpr_ros.training.learner_store import Checkpoints, ReplayLog
+from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE, check_validation_seed
+from otpr_ros.training.learner_store import Checkpoints, PolicySnapshots, ReplayLog, check_fresh_output
 from otpr_ros.training.loop import OnlineRun
 from otpr_ros.training.online_learning import OnlineLearner
 from otpr_ros.training.schedule import EvaluationSchedule
 
 SLICE_SECONDS = 0.2        # s of updates before the executor has its thread back
 STATUS_PERIOD = 1.0        # s between two ~/status messages
-KEEP_SNAPSHOTS = 3
 SEEDS = (0, 2**31 - 1)
 # the learner's parameters: name, default, description, (low, high) or None, read-only
 PARAMETERS = (
@@ -93,25 +91,20 @@ class Learner(Node):
         declare_cpu_threads(self)
         value = lambda name: self.get_parameter(name).value  # noqa: E731
         episodes, held_out, validation = value("eval_episodes"), value("eval_seed"), value("validation_seed")
+        validation = validation if validation >= 0 else None
         span = value("max_env_steps") or SEEDS_PER_BRIDGE        # a training episode takes >= 1 step
-        overlap = validation >= 0 and validation_overlap(validation, episodes, held_out, value("training_seeds"), span)
-        if overlap:
-            raise ValueError(f"validation_seed {validation}: its {episodes} seeds overlap the {overlap}; a choice "
-                             "made on them would not be measured on unseen seeds")
+        check_validation_seed(validation, episodes, held_out, value("training_seeds"), span)
         model_dir = value("model_dir") or str(shipped_model(value("task")))
         self.core = OnlineLearner.for_task(value("task"), model_dir, value("device"), value("overrides"),
                                            value("datasets"))
         self.output = Path(value("output_dir"))
         self.publish_every, self.lead = value("publish_every"), value("max_lead_transitions")
         self.checkpoint_every = value("checkpoint_every")
-        self.version = 0
-        self.schedule = EvaluationSchedule(self.output, value("task"), episodes, held_out,
-                                           validation if validation >= 0 else None, value("eval_every"),
-                                           value("max_env_steps"), title=f"OTPR fine-tuning over ROS 2, {value('task')}")
-        if not value("resume") and any((self.output / d).is_dir() and any((self.output / d).iterdir())
-                                       for d in ("checkpoints", "replay")):
-            raise ValueError(f"output_dir {self.output} holds a previous run (checkpoints, replay): resume it "
-                             "(resume: true) or choose another output_dir")
+        self.snapshots = PolicySnapshots(self.output / "policy")
+        self.schedule = EvaluationSchedule(self.output, value("task"), episodes, held_out, validation,
+                                           value("eval_every"), value("max_env_steps"),
+                                           title=f"OTPR fine-tuning over ROS 2, {value('task')}")
+        check_fresh_output(self.output, value("resume"))
         self.checkpoints = Checkpoints(self.output / "checkpoints")
         self.resumed_from = None
         self.last_checkpoint = time.monotonic()
@@ -159,14 +152,10 @@ class Learner(Node):
             return None
         if learner is not None:
             self.schedule.restore(learner)
-            self.version = learner["version"]
-        # versions only go up: above the checkpoint's and above every snapshot on disk
-        published = [int(p.name[1:]) for p in (self.output / "policy").glob("v*") if p.name[1:].isdigit()]
-        self.version = max([self.version, *published])
-        return f"{report}; version {self.version}"
+        return f"{report}; version {self.snapshots.resume(learner['version'] if learner else 0)}"
 
     def _checkpoint(self) -> None:
-        self.run.checkpoint(self.checkpoints, **self.schedule.state(), version=self.version)
+        self.run.checkpoint(self.checkpoints, **self.schedule.state(), version=self.snapshots.version)
         self.last_checkpoint = time.monotonic()
 
     def _persist_transitions(self) -> None:
@@ -184,7 +173,7 @@ class Learner(Node):
     def _publish_progress(self) -> None:
         wanted = self.run.wanted(self.lead, self.schedule.finishing)     # finishing: no more acting
         self.progress_pub.publish(learner_progress_message(self.core.log.acknowledged, self.run.received, wanted,
-                                                           self.run.updates, self.version))
+                                                           self.run.updates, self.snapshots.version))
 
     def _on_transition(self, msg: Float32MultiArray) -> None:
         try:
@@ -241,22 +230,18 @@ class Learner(Node):
             self.finished.set_result(True)
 
     def _publish_snapshot(self, checkpoint: bool = False) -> None:
-        self.version += 1
-        card = (f"# Fine-tuned by the otpr_ros learner\n\nFrom `{self.core.model.path}`, version {self.version}, "
-                f"{self.run.updates} updates on {self.core.online_size} online transitions.\n")
-        path = self.core.snapshot(self.output / "policy" / f"v{self.version:06d}", card)
-        sha = sha256(path / "weights.pt")
+        version, path, sha = self.snapshots.write(self.core, (
+            f"# Fine-tuned by the otpr_ros learner\n\nFrom `{self.core.model.path}`, version "
+            f"{self.snapshots.version + 1}, {self.run.updates} updates on {self.core.online_size} online transitions.\n"))
         if checkpoint or time.monotonic() - self.last_checkpoint >= self.checkpoint_every:
             self._checkpoint()              # before announcing: a restart never re-issues this version
-        self.update_pub.publish(policy_update_message(self.version, str(path.resolve()), sha))
-        self.writer.add_scalar("learner/version", self.version, self.run.updates)
-        for old in sorted((self.output / "policy").glob("v*"))[:-KEEP_SNAPSHOTS]:
-            shutil.rmtree(old, ignore_errors=True)      # servers have swapped the old ones out by now
+        self.update_pub.publish(policy_update_message(version, str(path.resolve()), sha))
+        self.writer.add_scalar("learner/version", version, self.run.updates)
 
     def status(self) -> dict:
         return {**self.core.counts.summary(), "pid": os.getpid(), "online": self.core.online_size,
                 "updates": self.run.updates, "env_steps": self.run.env_steps, "evaluations": self.schedule.rows,
-                "inbox": len(self.inbox), "version": self.version, "resumed_from": self.resumed_from,
+                "inbox": len(self.inbox), "version": self.snapshots.version, "resumed_from": self.resumed_from,
                 "updates_per_s": self.run.updates_per_s, **self.run.rates(),
                 **{k: float(v) for k, v in self.run.metrics.items()}}
 

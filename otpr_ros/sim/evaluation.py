@@ -123,14 +123,17 @@ def seed_overlap(validation_seed: int, episodes: int, others: dict) -> str | Non
     return None
 
 
-def validation_overlap(validation_seed: int, episodes: int, held_out_seed: int, training_seeds, span: int) -> str | None:
-    """``seed_overlap`` of the validation seeds against a fine-tuning run's held-out seeds
-    (``episodes`` from ``held_out_seed``) and its training episodes' (``span`` from each of
-    ``training_seeds``: a training episode takes at least one env step), e.g. 'held-out seeds
-    from 100000'."""
-    return seed_overlap(validation_seed, episodes, {
+def check_validation_seed(validation_seed, episodes: int, held_out_seed: int, training_seeds, span: int) -> None:
+    """ValueError naming the overlap when the ``episodes`` validation seeds from
+    ``validation_seed`` (None: no validation) share a seed (``seed_overlap``) with a fine-tuning
+    run's held-out seeds (``episodes`` from ``held_out_seed``) or its training episodes'
+    (``span`` from each of ``training_seeds``: a training episode takes at least one env step)."""
+    overlap = validation_seed is not None and seed_overlap(validation_seed, episodes, {
         f"held-out seeds from {held_out_seed}": range(held_out_seed, held_out_seed + episodes),
         **{f"training seeds from {first}": range(first, first + span) for first in training_seeds}})
+    if overlap:
+        raise ValueError(f"validation seed {validation_seed}: its {episodes} seeds overlap the {overlap}; a choice "
+                         "made on them would not be measured on unseen seeds: choose a range apart from both")
 
 
 def summarise(records) -> EvalSummary:

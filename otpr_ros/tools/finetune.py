@@ -39,7 +39,7 @@ from otpr_ros.model.directory import ModelError
 from otpr_ros.model.policy import ChunkPolicy
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.bridge_session import TRANSITION_FIELDS, BridgeSession, make_environment
-from otpr_ros.sim.evaluation import validation_overlap
+from otpr_ros.sim.evaluation import check_validation_seed
 from otpr_ros.sim.robomimic_env import TASKS
 from otpr_ros.training.learner_store import ReplayLog
 from otpr_ros.training.loop import OnlineRun
@@ -83,11 +83,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    overlap = args.validation_seed is not None and validation_overlap(
-        args.validation_seed, args.eval_episodes, args.eval_seed, [args.train_seed], args.env_steps)
-    if overlap:
-        print(f"otpr-finetune: --validation-seed {args.validation_seed}: its {args.eval_episodes} seeds overlap the "
-              f"{overlap}; choose a range apart from both", file=sys.stderr)
+    try:
+        check_validation_seed(args.validation_seed, args.eval_episodes, args.eval_seed, [args.train_seed],
+                              args.env_steps)
+    except ValueError as error:
+        print(f"otpr-finetune: --validation-seed: {error}", file=sys.stderr)
         return 2
     output = Path(args.output)
     model_dir = Path(args.model) if args.model else shipped_model(args.task)

@@ -9,6 +9,9 @@
   counters) in ``<dir>/<name>/`` with a manifest of checksums, written beside and renamed
   into place; ``latest()`` is the newest complete one (a crash while writing leaves a
   ``.partial`` directory that is ignored and cleared).
+- ``PolicySnapshots``: the published weights, ``<dir>/v<version>`` model directories written
+  atomically; versions only grow, across restarts too; the newest few are kept.
+- ``check_fresh_output``: a run that must not resume refuses a directory holding another.
 """
 
 import hashlib
@@ -21,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from otpr_ros.model.directory import sha256
 
 CHUNK_NAME = re.compile(r"^chunk_(\d{9})\.([0-9a-f]{64})\.npz$")
 
@@ -152,3 +157,33 @@ class Checkpoints:
                 continue
             return path, torch.load(io.BytesIO(data), map_location=map_location, weights_only=False), skipped
         return None, None, skipped
+
+
+def check_fresh_output(output: Path, resume: bool) -> None:
+    """ValueError when ``output`` holds a previous run (checkpoints, replay) that is not to be resumed."""
+    if not resume and any((output / d).is_dir() and any((output / d).iterdir()) for d in ("checkpoints", "replay")):
+        raise ValueError(f"output_dir {output} holds a previous run (checkpoints, replay): resume it "
+                         "(resume: true) or choose another output_dir")
+
+
+class PolicySnapshots:
+    """Published weights: ``<directory>/v<version>``, the newest ``keep`` of them on disk."""
+
+    def __init__(self, directory, keep: int = 3):
+        self.directory, self.keep, self.version = Path(directory), keep, 0
+
+    def resume(self, version: int) -> int:
+        """Versions continue above ``version`` (a checkpoint's) and above every snapshot on disk."""
+        published = [int(p.name[1:]) for p in self.directory.glob("v*") if p.name[1:].isdigit()]
+        self.version = max([self.version, version, *published])
+        return self.version
+
+    def write(self, learner, card: str) -> tuple[int, Path, str]:
+        """The learner's weights as the next version: (version, path, sha256 of the weights);
+        the oldest beyond ``keep`` are removed (servers have swapped them out by then)."""
+        self.version += 1
+        path = learner.snapshot(self.directory / f"v{self.version:06d}", card)
+        digest = sha256(path / "weights.pt")
+        for old in sorted(self.directory.glob("v*"))[:-self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.version, path, digest

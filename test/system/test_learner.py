@@ -83,7 +83,7 @@ def test_validation_seeds_overlapping_the_held_out_seeds_are_refused(tmp_path):
                              f"output_dir:={tmp_path / 'runs'}"], env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "validation_seed 1040: its 50 seeds overlap the held-out seeds from 1000" in result.stderr
+    assert "validation seed 1040: its 50 seeds overlap the held-out seeds from 1000" in result.stderr
     assert not (tmp_path / "runs").exists(), "nothing written"
 
 
@@ -95,5 +95,5 @@ def test_validation_seeds_overlapping_the_bridges_training_seeds_are_refused(tmp
                              "-p", "max_env_steps:=8000", "-p", f"output_dir:={tmp_path / 'runs'}"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "validation_seed 0: its 50 seeds overlap the training seeds from 0" in result.stderr
+    assert "validation seed 0: its 50 seeds overlap the training seeds from 0" in result.stderr
     assert not (tmp_path / "runs").exists(), "nothing written"

@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 import torch
 
-from otpr_ros.training.learner_store import Checkpoints, ReplayLog
+from otpr_ros.training.learner_store import Checkpoints, PolicySnapshots, ReplayLog, check_fresh_output
 
 FIELDS = ("obs", "reward", "sequence", "source", "stream")
 
@@ -67,3 +68,29 @@ def test_the_newest_complete_checkpoint_is_loaded(tmp_path):
 
 def test_no_checkpoint(tmp_path):
     assert Checkpoints(tmp_path).latest() == (None, None, [])
+
+
+def test_snapshot_versions_grow_across_restarts_and_only_the_newest_stay(tmp_path):
+    from model_fixtures import make_tiny_model
+    from otpr_ros.model.directory import load_model, sha256
+    from otpr_ros.training.online_learning import OnlineLearner, expert_demonstrations
+    model = load_model(make_tiny_model(tmp_path), "cpu")
+    learner = OnlineLearner(model, expert_demonstrations(model))
+    snapshots = PolicySnapshots(tmp_path / "policy", keep=2)
+    written = [snapshots.write(learner, "card\n") for _ in range(3)]
+    assert [w[0] for w in written] == [1, 2, 3]
+    assert sorted(p.name for p in (tmp_path / "policy").iterdir()) == ["v000002", "v000003"]
+    assert written[-1][2] == sha256(written[-1][1] / "weights.pt") and load_model(written[-1][1], "cpu")
+    restarted = PolicySnapshots(tmp_path / "policy")
+    assert restarted.resume(1) == 3          # above every snapshot on disk, though the checkpoint says 1
+    assert restarted.resume(7) == 7 and restarted.write(learner, "card\n")[0] == 8
+
+
+def test_a_previous_run_is_refused_unless_resumed(tmp_path):
+    check_fresh_output(tmp_path, resume=False)             # empty: a fresh run
+    (tmp_path / "replay").mkdir()
+    check_fresh_output(tmp_path, resume=False)             # an empty folder holds nothing to lose
+    (tmp_path / "replay" / "chunk_000000000.x.npz").write_bytes(b"")
+    check_fresh_output(tmp_path, resume=True)
+    with pytest.raises(ValueError, match="holds a previous run"):
+        check_fresh_output(tmp_path, resume=False)
