@@ -72,5 +72,6 @@ setup(
         "learner = otpr_ros.nodes.learner:main",
         "otpr-finetune = otpr_ros.tools.finetune:main",
         "otpr-launch = otpr_ros.tools.launch:main",
+        "otpr-keygen = otpr_ros.tools.keygen:main",
     ]},
 )

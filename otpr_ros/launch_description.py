@@ -4,7 +4,7 @@ Imports ``launch``/``launch_ros`` only when called: they exist in a ROS installa
 pip-only installs (where ``otpr-launch`` starts the same plan).
 """
 
-from otpr_ros.launch_plan import FINETUNE_ARGUMENTS, SERVE_ARGUMENTS, plan_from_arguments
+from otpr_ros.launch_plan import FINETUNE_ARGUMENTS, SERVE_ARGUMENTS, plan_from_arguments, prepare
 
 ARGUMENTS = {"finetune": FINETUNE_ARGUMENTS, "serve": SERVE_ARGUMENTS}
 
@@ -20,10 +20,13 @@ def launch_description(kind: str):
         values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS[kind]}
         share = f"{FindPackageShare('otpr_ros').perform(context)}/config"
         configs = [f"{share}/nodes.yaml", f"{share}/{values['task']}.yaml"]      # a later value wins
+        plan = plan_from_arguments(kind, values)
+        prepare(plan)                    # the run's update key
         return [Node(package="otpr_ros", executable=node.executable, name=node.name, namespace=node.namespace,
                      output="screen", parameters=[*configs, node.parameters],
-                     remappings=list(node.remappings.items()))
-                for node in plan_from_arguments(kind, values)]
+                     remappings=list(node.remappings.items()), additional_env=node.environment,
+                     ros_arguments=["--enclave", node.enclave] if node.enclave else [])
+                for node in plan]
 
     return LaunchDescription([
         *(DeclareLaunchArgument(name, default_value=default, description=text)

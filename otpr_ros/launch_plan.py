@@ -16,12 +16,25 @@ Each bridge's ``transition``, ``episode`` and ``learner_progress`` and each serv
 is paced by it) and every server hears it.
 On a robot (``use_sim`` false) the robot's drivers take the bridge's place: one server in
 ``<ns>`` reads their topics.
+
+Who may change the served policy (otpr_ros/model/update_auth.py): the learner signs its
+``policy_update`` announcements with ``update_key`` (by default ``<output_dir>/update.key``,
+made for the run by ``prepare``, kept when the run resumes) and the servers take only
+announcements signed with it, of models inside ``model_roots`` (the shipped models, the
+run's output directory, the model's own folder). In simulation the nodes' DDS discovery
+stays on this machine (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) unless ``discovery``
+says otherwise.
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from otpr_ros.model.update_auth import create_key
+from otpr_ros.package_files import node_parameters, share_dir
 from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE
 from otpr_ros.sim.robomimic_env import TASKS
+
+DISCOVERY = {"localhost": "LOCALHOST", "subnet": "SUBNET"}
 
 
 @dataclass
@@ -32,6 +45,8 @@ class NodePlan:
     namespace: str
     parameters: dict = field(default_factory=dict)        # on top of config/nodes.yaml, config/<task>.yaml
     remappings: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)       # on top of the launcher's
+    enclave: str = ""                                     # SROS2 security enclave (--enclave); empty: none
 
     @property
     def full_name(self) -> str:
@@ -41,6 +56,32 @@ class NodePlan:
 def node_plan(executable: str, namespace: str, parameters=None, remappings=None) -> NodePlan:
     return NodePlan(executable, f"otpr_ros.nodes.{executable}", executable, namespace, parameters or {},
                     remappings or {})
+
+
+def prepare(plan: list[NodePlan]) -> None:
+    """What a launcher does before starting the plan: the run's update key made (once; a
+    resumed run keeps its key). ValueError when an existing key file is unusable."""
+    for key in sorted({node.parameters.get("update_key") for node in plan} - {None, ""}):
+        create_key(key)
+
+
+def discovery_environment(discovery: str, use_sim: bool) -> dict:
+    """The nodes' ROS_AUTOMATIC_DISCOVERY_RANGE. ``discovery``: auto (localhost in simulation,
+    the launcher's environment on a robot) | localhost | subnet | inherit (the environment's)."""
+    if discovery not in ("auto", "inherit", *DISCOVERY):
+        raise ValueError(f"discovery: expected auto, inherit, {', '.join(DISCOVERY)}, got {discovery!r}")
+    if discovery == "auto":
+        discovery = "localhost" if use_sim else "inherit"
+    return {} if discovery == "inherit" else {"ROS_AUTOMATIC_DISCOVERY_RANGE": DISCOVERY[discovery]}
+
+
+def update_security(task: str, model_dir: str, output_dir: str, update_key: str) -> tuple[dict, dict]:
+    """The learner's and the servers' parameters for signed policy updates (module doc);
+    ``update_key`` none: unsigned."""
+    output = output_dir or node_parameters(task, "learner")["output_dir"]
+    key = "" if update_key == "none" else update_key or str(Path(output) / "update.key")
+    roots = [str(share_dir("models")), output, *([str(Path(model_dir).parent)] if model_dir else [])]
+    return {"update_key": key}, {"update_key": key, "model_roots": roots}
 
 
 def check_namespace(namespace: str) -> str:
@@ -54,7 +95,8 @@ def check_namespace(namespace: str) -> str:
 def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", backend: str = "torch",
                   model_dir: str = "", use_sim: bool = True, namespace: str = "otpr",
                   episodes: int = 0, mode: str = "fast", output_dir: str = "", env_steps: int = 0,
-                  eval_every: int = 0, eval_episodes: int = 50, validation_seed: int = -1) -> list[NodePlan]:
+                  eval_every: int = 0, eval_episodes: int = 50, validation_seed: int = -1, update_key: str = "",
+                  discovery: str = "auto", enclaves: str = "") -> list[NodePlan]:
     if mode not in ("fast", "realtime"):
         raise ValueError(f"mode: expected fast or realtime, got {mode!r}")
     if backend not in ("torch", "onnx", "openvino"):
@@ -73,16 +115,20 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
     if device != "auto" and device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"device: expected auto, cpu or cuda[:i], got {device!r}")
     ns = check_namespace(namespace)
+    environment = discovery_environment(discovery, use_sim)
+    learner_security, server_security = update_security(task, model_dir, output_dir, update_key)
     shared = {topic: f"{ns}/{topic}" for topic in ("transition", "episode", "learner_progress")}
     server = {"task": task, "backend": backend, "model_dir": model_dir, "device": device,
-              "selection": "sample", "candidates": "train"}     # the model's L: acting for training
+              "selection": "sample", "candidates": "train", **server_security}     # the model's L: acting for training
     learner = node_plan("learner", ns or "/", {"task": task, "model_dir": model_dir, "device": device,
+                                               **learner_security,
                                                "max_env_steps": env_steps, "eval_every": eval_every,
                                                "eval_episodes": eval_episodes, "validation_seed": validation_seed,
                                                "training_seeds": [i * SEEDS_PER_BRIDGE for i in range(num_envs)],
                                                **({"output_dir": output_dir} if output_dir else {})})
     if not use_sim:
-        return [node_plan("policy_server", ns or "/", server, {"policy_update": f"{ns}/policy_update"}), learner]
+        plan = [node_plan("policy_server", ns or "/", server, {"policy_update": f"{ns}/policy_update"}), learner]
+        return with_environment(plan, environment, enclaves)
     if mode == "fast":          # the simulation waits for each chunk (and for the learner): limits are for robots
         server = {**server, "max_decision_rate": 1000.0, "starved_after": 60.0}
     plan = []
@@ -92,7 +138,17 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
                                                      "first_seed": i * SEEDS_PER_BRIDGE,
                                                      "source_id": i, "episodes": episodes, "mode": mode}, shared))
         plan.append(node_plan("policy_server", env_ns, server, {"policy_update": f"{ns}/policy_update"}))
-    return plan + [learner]
+    return with_environment(plan + [learner], environment, enclaves)
+
+
+def with_environment(plan: list[NodePlan], environment: dict, enclaves: str = "") -> list[NodePlan]:
+    """``enclaves``: the root of the SROS2 enclaves; each node's is ``<enclaves>/<its full name>``."""
+    if enclaves and not enclaves.startswith("/"):
+        raise ValueError(f"enclaves: expected an absolute enclave path such as /otpr, got {enclaves!r}")
+    for node in plan:
+        node.environment.update(environment)
+        node.enclave = f"{enclaves.rstrip('/')}{node.full_name}" if enclaves else ""
+    return plan
 
 
 # the launch arguments of finetune.launch.py and ``otpr-launch finetune`` (strings, as launch has them)
@@ -112,6 +168,13 @@ FINETUNE_ARGUMENTS = {
     "eval_episodes": ("50", "episodes per held-out evaluation"),
     "validation_seed": ("-1", "first seed of validation episodes run beside each held-out evaluation; the "
                               "weights they rate best are kept as <output_dir>/selected; -1: none"),
+    "update_key": ("", "key file signing the learner's policy updates (servers take only those); empty: "
+                       "<output_dir>/update.key, made for the run; none: unsigned (anyone on the domain may "
+                       "swap the policy)"),
+    "discovery": ("auto", "DDS discovery range: auto (localhost in simulation, the environment's on a robot) | "
+                          "localhost | subnet | inherit"),
+    "enclaves": ("", "SROS2: root of the nodes' security enclaves, e.g. /otpr (a ROS installation with "
+                     "ROS_SECURITY_ENABLE=true; docs/security.md); empty: none"),
 }
 SERVE_ARGUMENTS = {
     "task": ("lift", "lift | can | square"),
@@ -119,6 +182,11 @@ SERVE_ARGUMENTS = {
     "model_dir": ("", "empty: the shipped model of the task"),
     "namespace": ("", "namespace of the robot's topics"),
     "start_enabled": ("false", "publish before an operator calls policy_server/enable"),
+    "update_key": ("", "key file policy updates must be signed with (otpr-keygen; the learner's); empty: "
+                       "any participant on the domain may swap the policy (the server warns)"),
+    "model_roots": ("", "comma-separated folders served models must lie in (add the learner's output_dir); "
+                        "empty: the shipped models and the folder of model_dir"),
+    "enclaves": ("", "SROS2: root of the server's security enclave, e.g. /otpr (docs/security.md); empty: none"),
 }
 
 
@@ -139,19 +207,23 @@ def plan_from_arguments(kind: str, values: dict) -> list:
     """The plan of ``finetune`` or ``serve`` from launch-argument strings."""
     if kind == "serve":
         return serve_plan(values["task"], values["backend"], values["model_dir"], values["namespace"],
-                          flag(values["start_enabled"], "start_enabled"))
+                          flag(values["start_enabled"], "start_enabled"), values["update_key"],
+                          [r.strip() for r in values["model_roots"].split(",") if r.strip()], values["enclaves"])
     return finetune_plan(values["task"], whole(values["num_envs"], "num_envs"), values["device"],
                          values["backend"], values["model_dir"], flag(values["use_sim"], "use_sim"),
                          values["namespace"], whole(values["episodes"], "episodes"), values["mode"],
                          values["output_dir"], whole(values["env_steps"], "env_steps"),
                          whole(values["eval_every"], "eval_every"), whole(values["eval_episodes"], "eval_episodes"),
-                         whole(values["validation_seed"], "validation_seed"))
+                         whole(values["validation_seed"], "validation_seed"), values["update_key"],
+                         values["discovery"], values["enclaves"])
 
 
 def serve_plan(task: str = "lift", backend: str = "torch", model_dir: str = "", namespace: str = "",
-               start_enabled: bool = False) -> list[NodePlan]:
+               start_enabled: bool = False, update_key: str = "", model_roots=(), enclaves: str = "") -> list[NodePlan]:
     """The policy server alone, for real hardware (``serve.launch.py``)."""
     if task not in TASKS:
         raise ValueError(f"task: expected one of {tuple(TASKS)}, got {task!r}")
-    return [node_plan("policy_server", check_namespace(namespace) or "/",
-                      {"task": task, "backend": backend, "model_dir": model_dir, "start_enabled": start_enabled})]
+    roots = {"model_roots": list(model_roots)} if model_roots else {}
+    return with_environment([node_plan("policy_server", check_namespace(namespace) or "/", {
+        "task": task, "backend": backend, "model_dir": model_dir, "start_enabled": start_enabled,
+        "update_key": update_key, **roots})], {}, enclaves)

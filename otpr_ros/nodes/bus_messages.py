@@ -7,8 +7,10 @@ only pip is available; ../shared/docs/ROS_INTERFACES.md).
   float32 holds integers exactly up to 2**24 (16.7 M transitions per bridge). ``stream`` is
   drawn anew each time a bridge starts: a restarted bridge's transitions are a new stream.
 - ``episode``: std_msgs/String, JSON (return, success, length, ...).
-- ``policy_update``: std_msgs/String, JSON ``{"version", "path", "weights_sha256"}``: a
-  model directory the learner wrote atomically on a filesystem the server reads.
+- ``policy_update``: std_msgs/String, JSON ``{"run", "version", "path", "weights_sha256",
+  "signature"}``: a model directory the learner wrote atomically on a filesystem the server
+  reads; ``run`` the learner run's id (versions grow within a run); ``signature`` HMAC-SHA256
+  with the run's key, or null (otpr_ros/model/update_auth.py).
 - ``learner_progress``: std_msgs/String, JSON ``{"acknowledged": [[source, stream,
   sequence], ...], "received", "wanted", "updates", "version"}``: the last transition of
   each bridge run that is safely on disk, and how many transitions the learner is ready for
@@ -22,7 +24,9 @@ import numpy as np
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, String
 
+from otpr_ros.model.update_auth import sign
 from otpr_ros.sim.bridge_session import TRANSITION_FIELDS, Transition
+
 SCALARS = {"reward", "terminal", "truncated", "steps", "sequence", "episode", "source", "stream"}
 STREAM_IDS = 2**24          # float32 holds them exactly
 
@@ -89,8 +93,11 @@ def episode_message(summary: dict) -> String:
     return String(data=json.dumps(summary))
 
 
-def policy_update_message(version: int, path: str, weights_sha256: str) -> String:
-    return String(data=json.dumps({"version": int(version), "path": str(path), "weights_sha256": weights_sha256}))
+def policy_update_message(run: str, version: int, path: str, weights_sha256: str, key: bytes | None = None) -> String:
+    """``key``: the run's update key (the announcement is signed), or None (unsigned)."""
+    update = {"run": str(run), "version": int(version), "path": str(path), "weights_sha256": weights_sha256}
+    update["signature"] = sign(key, update) if key is not None else None
+    return String(data=json.dumps(update))
 
 
 def policy_update_fields(msg: String) -> dict:
@@ -98,9 +105,11 @@ def policy_update_fields(msg: String) -> dict:
         fields = json.loads(msg.data)
     except json.JSONDecodeError as error:
         raise ValueError(f"policy_update: not JSON ({error})") from None
-    if not isinstance(fields, dict) or not isinstance(fields.get("version"), int) or \
-            not isinstance(fields.get("path"), str) or not isinstance(fields.get("weights_sha256"), str):
-        raise ValueError(f"policy_update: expected {{version: int, path: str, weights_sha256: str}}, got {msg.data!r}")
+    expected = {"run": str, "version": int, "path": str, "weights_sha256": str}
+    if not isinstance(fields, dict) or any(not isinstance(fields.get(k), t) for k, t in expected.items()) or \
+            not isinstance(fields.get("signature"), (str, type(None))):
+        raise ValueError(f"policy_update: expected {{run: str, version: int, path: str, weights_sha256: str, "
+                         f"signature: str | null}}, got {msg.data[:300]!r}")
     return fields
 
 

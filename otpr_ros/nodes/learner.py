@@ -5,7 +5,8 @@ stores them beside the expert demonstrations, and once ``warmup_transitions`` ha
 runs OTPR updates at ``updates_per_transition`` updates per received transition. Every
 ``publish_every`` updates it writes the weights as a model directory
 ``<output_dir>/policy/v<version>`` (atomically) and announces it on ``policy_update``
-(latched), where the policy servers swap it in. Transitions arrive into an inbox on an
+(latched, signed with ``update_key``, versions of this run: ``<output_dir>/run_id``), where
+the policy servers swap it in. Transitions arrive into an inbox on an
 executor thread of their own; updates run in short slices, and between two updates the
 inbox is taken, the replay log written and acknowledged, and the status published.
 TensorBoard scalars go to ``<output_dir>/tensorboard``; counters to ``~/status`` (String,
@@ -30,19 +31,19 @@ import time
 from collections import deque
 from pathlib import Path
 
-import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.task import Future
 from std_msgs.msg import Float32MultiArray, String
 
 from otpr_ros.model.directory import ModelError
+from otpr_ros.model.update_auth import load_key
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_FIELDS, TRANSITION_QOS, learner_progress_message,
                                          policy_update_message, transition_fields)
 from otpr_ros.nodes.node_main import declare_cpu_threads, declare_parameters, run_node
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE, check_validation_seed
-from otpr_ros.training.learner_store import Checkpoints, PolicySnapshots, ReplayLog, check_fresh_output
+from otpr_ros.training.learner_store import Checkpoints, PolicySnapshots, ReplayLog, check_fresh_output, run_id
 from otpr_ros.training.loop import OnlineRun
 from otpr_ros.training.online_learning import OnlineLearner
 from otpr_ros.training.schedule import EvaluationSchedule
@@ -78,6 +79,8 @@ PARAMETERS = (
     ("eval_seed", 100000, "first held-out seed", SEEDS, True),
     ("training_seeds", [0], "first episode seed of each bridge feeding this learner (the launch sets them); each "
      f"uses up to max_env_steps seeds from it ({SEEDS_PER_BRIDGE} when unbounded)", None, True),
+    ("update_key", "", "file holding the key that signs each policy_update (otpr-keygen); empty: unsigned, and "
+     "any participant on the domain may swap the servers' policy", None, True),
     ("validation_seed", -1, "first seed of validation episodes (eval_episodes of them) run beside each held-out "
      "evaluation; the weights they rate best are copied to <output_dir>/selected; -1: none", (-1, SEEDS[1]), True),
 )
@@ -105,6 +108,8 @@ class Learner(Node):
                                            value("eval_every"), value("max_env_steps"),
                                            title=f"OTPR fine-tuning over ROS 2, {value('task')}")
         check_fresh_output(self.output, value("resume"))
+        self.key = load_key(value("update_key")) if value("update_key") else None
+        self.run_id = run_id(self.output, value("resume"))
         self.checkpoints = Checkpoints(self.output / "checkpoints")
         self.resumed_from = None
         self.last_checkpoint = time.monotonic()
@@ -133,13 +138,11 @@ class Learner(Node):
         self.create_timer(0.01, self._learn)
         if self.schedule.every and resumed is None:     # the first row: the model as it comes (BC only)
             self.schedule.queue(self.core, self.run.row())
-        a = self.core.agent.config.agent
-        keypoints = "reused" if self.core.keypoints_reused else "drawn anew"
-        self.get_logger().info(f"fine-tuning {model_dir} on {self.core.agent.device} ({torch.get_num_threads()} CPU "
-                               f"threads; actor batch {a.actor_batch}, {a.actor_sampler} candidates) with "
-                               f"{self.core.buffer.expert.size} expert transitions (keypoints {keypoints})"
-                               + (f"; resumed: {resumed}" if resumed else ""))
+        self.get_logger().info(self.core.describe() + (f"; resumed: {resumed}" if resumed else ""))
         self.get_logger().info(self.core.settings())
+        if self.key is None:
+            self.get_logger().warning("policy updates are unsigned (no update_key): servers without a key take any "
+                                      "participant's, servers with one refuse these")
         if resumed is not None and self.run.updates:
             self._publish_snapshot()         # the servers get the resumed weights, as a newer version
         self._publish_progress()
@@ -235,13 +238,13 @@ class Learner(Node):
             f"{self.snapshots.version + 1}, {self.run.updates} updates on {self.core.online_size} online transitions.\n"))
         if checkpoint or time.monotonic() - self.last_checkpoint >= self.checkpoint_every:
             self._checkpoint()              # before announcing: a restart never re-issues this version
-        self.update_pub.publish(policy_update_message(version, str(path.resolve()), sha))
+        self.update_pub.publish(policy_update_message(self.run_id, version, str(path.resolve()), sha, self.key))
         self.writer.add_scalar("learner/version", version, self.run.updates)
 
     def status(self) -> dict:
         return {**self.core.counts.summary(), "pid": os.getpid(), "online": self.core.online_size,
                 "updates": self.run.updates, "env_steps": self.run.env_steps, "evaluations": self.schedule.rows,
-                "inbox": len(self.inbox), "version": self.snapshots.version, "resumed_from": self.resumed_from,
+                "inbox": len(self.inbox), "run": self.run_id, "version": self.snapshots.version, "resumed_from": self.resumed_from,
                 "updates_per_s": self.run.updates_per_s, **self.run.rates(),
                 **{k: float(v) for k, v in self.run.metrics.items()}}
 

@@ -7,14 +7,18 @@ the model's bounds, stamped with the stamp of the state it answers. A decision i
 robot state: with ``state_sync: exact`` when eef_pose, gripper_state and object_poses carry
 the same stamp (in whatever order they arrive), with ``latest`` per end-effector pose.
 Services ``~/enable`` (SetBool) and ``~/reload`` (Trigger); learner snapshots on
-``policy_update`` (newer version only, checksummed, same dimensions and bounds, else
-refused); counters and state on ``~/status`` (std_msgs/String, JSON, once a second).
+``policy_update`` (signed with ``update_key`` when one is configured, of the served learner
+run and newer or of a new run, inside ``model_roots``, checksummed, same dimensions and
+bounds, else refused with the reason counted: otpr_ros/model/update_auth.py); every model
+loaded comes from inside ``model_roots``; counters and state on ``~/status``
+(std_msgs/String, JSON, once a second).
 """
 
 import json
 import sys
 import time
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -32,9 +36,10 @@ from otpr_ros.model.directory import ModelError, load_model
 from otpr_ros.model.observation import robomimic_observation
 from otpr_ros.model.observation_gate import ObservationGate
 from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput
+from otpr_ros.model.update_auth import REASONS, UpdateGuard, UpdateRefused, load_key
 from otpr_ros.nodes.bus_messages import LATCHED, policy_update_fields
 from otpr_ros.nodes.node_main import declare_cpu_threads, percentiles, run_node
-from otpr_ros.package_files import shipped_model
+from otpr_ros.package_files import share_dir, shipped_model
 
 SOURCES = ("robot_state", "observation")
 ROBOT_STATE = ("eef_pose", "gripper_state", "object_poses")
@@ -99,6 +104,13 @@ class PolicyServer(Node):
             floating_point_range=[FloatingPointRange(from_value=0.1, to_value=1000.0, step=0.0)]))
         self.declare_parameter("start_enabled", True, ParameterDescriptor(
             description="publish from the start; false on hardware (enable with ~/enable)", read_only=True))
+        self.declare_parameter("update_key", "", ParameterDescriptor(
+            description="file holding the key policy_update announcements must be signed with (otpr-keygen; the "
+                        "learner's update_key); empty: any participant on the domain may swap the policy",
+            read_only=True))
+        self.declare_parameter("model_roots", [""], ParameterDescriptor(
+            description="folders any model served must lie in (the initial one, a reload, a policy_update); "
+                        "empty: the shipped models and the folder of model_dir", read_only=True))
         self.declare_parameter("joint_names", ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"],
                                ParameterDescriptor(description="names of the action dimensions in action_chunk"))
 
@@ -108,6 +120,10 @@ class PolicyServer(Node):
             raise ValueError(f"observation_source: expected one of {SOURCES}, got {self.source!r}")
         if self.sync not in SYNCS:
             raise ValueError(f"state_sync: expected one of {SYNCS}, got {self.sync!r}")
+        key_file = value("update_key")
+        roots = [r for r in value("model_roots") if r] or [share_dir("models"), *(
+            [Path(value("model_dir")).resolve().parent] if value("model_dir") else [])]
+        self.guard = UpdateGuard(load_key(key_file) if key_file else None, roots)
         self.policy = self._load_policy()
         self.joint_names = list(value("joint_names"))
         if len(self.joint_names) != self.policy.model.info.act_dim:
@@ -138,7 +154,7 @@ class PolicyServer(Node):
         else:
             self.create_subscription(Float32MultiArray, "observation",
                                      lambda msg: self._on_source("observation", msg), qos_profile_sensor_data)
-        self.model_version, self.updates = 0, {"applied": 0, "refused": 0}
+        self.updates = {"applied": 0, "refused": 0, "refused_by": dict.fromkeys(REASONS, 0)}
         self.create_subscription(String, "policy_update", self._on_policy_update, LATCHED)
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_service(Trigger, "~/reload", self._on_reload)
@@ -146,10 +162,15 @@ class PolicyServer(Node):
         self.last_accepted_time, self.starved = None, False
         self.create_timer(0.1, self._watch_observations)
         self.get_logger().info(f"serving {self.policy.model.path} on {self.policy.backend.provider}, "
-                               f"{'enabled' if self.enabled else 'disabled'}")
+                               f"{'enabled' if self.enabled else 'disabled'}; models only from "
+                               f"{[str(r) for r in self.guard.roots]}")
+        if self.guard.key is None:
+            self.get_logger().warning("NO update_key: any participant on this DDS domain may swap the served policy "
+                                      "with a policy_update; give this server and the learner an update_key")
 
     def _load_policy(self, model_dir: str | None = None) -> ChunkPolicy:
         model_dir = model_dir or self.get_parameter("model_dir").value or str(shipped_model(self.task))
+        self.guard.check_path(model_dir)
         model = load_model(model_dir, self.get_parameter("device").value)
         if model.info.task != self.task:
             raise ModelError(f"{model_dir}: trained for {model.info.task!r}, the server is for {self.task!r}")
@@ -278,7 +299,7 @@ class PolicyServer(Node):
     def _on_reload(self, request, response):
         try:
             policy = self._load_policy()
-        except (ModelError, ValueError, OSError) as error:
+        except (ModelError, ValueError, OSError) as error:         # UpdateRefused too: outside the roots
             response.success, response.message = False, f"kept the current model: {error}"
             self.get_logger().error(response.message)
             return response
@@ -288,35 +309,47 @@ class PolicyServer(Node):
 
     def _on_policy_update(self, msg: String) -> None:
         """A learner's snapshot: swapped in whole between two decisions (one executor thread),
-        or refused with the reason while the current model keeps serving."""
+        or refused with the reason counted while the current model keeps serving."""
         try:
-            update = policy_update_fields(msg)
-            if update["version"] <= self.model_version:
-                raise ValueError(f"version {update['version']} is not newer than the served {self.model_version}")
-            policy = self._load_policy(update["path"])
-            if policy.model.weights_sha256 != update["weights_sha256"]:
-                raise ModelError(f"{update['path']}: weights differ from the announced sha256")
-            current, new = self.policy.model.info, policy.model.info
-            for name in ("obs_dim", "act_dim", "chunk", "action_low", "action_high"):
-                if getattr(new, name) != getattr(current, name):
-                    raise ModelError(f"{update['path']}: {name} {getattr(new, name)} differs from the served "
-                                     f"model's {getattr(current, name)}")
-        except (ModelError, ValueError, OSError) as error:
+            try:
+                update = policy_update_fields(msg)
+            except ValueError as error:
+                raise UpdateRefused("malformed", str(error)) from None
+            self.guard.check(update)
+            try:
+                policy = self._load_policy(update["path"])
+                if policy.model.weights_sha256 != update["weights_sha256"]:
+                    raise ModelError(f"{update['path']}: weights differ from the announced sha256")
+                current, new = self.policy.model.info, policy.model.info
+                for name in ("obs_dim", "act_dim", "chunk", "action_low", "action_high"):
+                    if getattr(new, name) != getattr(current, name):
+                        raise ModelError(f"{update['path']}: {name} {getattr(new, name)} differs from the served "
+                                         f"model's {getattr(current, name)}")
+            except UpdateRefused:
+                raise
+            except (ModelError, ValueError, OSError) as error:
+                raise UpdateRefused("bad_model", str(error)) from None
+        except UpdateRefused as refusal:
             self.updates["refused"] += 1
-            self.get_logger().error(f"policy_update refused, the current model keeps serving: {error}")
+            self.updates["refused_by"][refusal.reason] += 1
+            self.get_logger().error(f"policy_update refused ({refusal.reason}), the current model keeps serving: "
+                                    f"{refusal}")
             return
-        self.policy, self.model_version = policy, update["version"]
+        self.policy = policy
+        self.guard.accepted(update)
         self.updates["applied"] += 1
-        self.get_logger().info(f"policy_update: serving version {self.model_version} from {update['path']}")
+        self.get_logger().info(f"policy_update: serving version {update['version']} of run {update['run']} from "
+                               f"{update['path']}")
 
     def status(self) -> dict:
         return {"enabled": self.enabled, "published": self.published, "starved": self.starved, "accepted": self.gate.accepted,
                 "last_accepted_stamp": self.gate.last_stamp if self.gate.accepted else None,
                 "refused": dict(self.gate.refused), "model": str(self.policy.model.path),
                 "weights_sha256": self.policy.model.weights_sha256, "backend": self.policy.backend.name,
-                "provider": self.policy.backend.provider, "model_version": self.model_version,
+                "provider": self.policy.backend.provider, "model_version": self.guard.version,
+                "model_run": self.guard.run, "updates_signed": self.guard.key is not None,
                 "num_candidates": self.policy.num_candidates, "selection": self.policy.selection,
-                "updates": dict(self.updates),
+                "updates": {**self.updates, "refused_by": dict(self.updates["refused_by"])},
                 **percentiles("decision_ms", self.decision_ms)}
 
     def _publish_status(self) -> None:
@@ -324,7 +357,7 @@ class PolicyServer(Node):
 
 
 def main(args=None) -> int:
-    return run_node("policy_server", PolicyServer, args, (ModelError, ValueError))
+    return run_node("policy_server", PolicyServer, args, (ModelError, ValueError, OSError))
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     except (ModelError, ValueError, OSError) as error:
         print(f"otpr-finetune: {error}", file=sys.stderr)
         return 2
-    print(f"otpr-finetune: {learner.settings()}", flush=True)
+    print(f"otpr-finetune: {learner.describe()}\notpr-finetune: {learner.settings()}", flush=True)
     output.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(output / "replay", ignore_errors=True)
     learner.log = ReplayLog(output / "replay", TRANSITION_FIELDS)

@@ -12,6 +12,7 @@ exits by itself the others are stopped too: exit 0 if it finished its work (a br
 """
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from otpr_ros.launch_plan import FINETUNE_ARGUMENTS, SERVE_ARGUMENTS, plan_from_arguments
+from otpr_ros.launch_plan import FINETUNE_ARGUMENTS, SERVE_ARGUMENTS, plan_from_arguments, prepare
 from otpr_ros.package_files import node_configs
 
 STOP_TIMEOUT = 15.0      # s a node gets to shut down after SIGINT before it is killed
@@ -34,7 +35,7 @@ def node_command(plan, configs: list, overrides: Path) -> list:
                "-r", f"__node:={plan.name}"]
     for source, target in plan.remappings.items():
         command += ["-r", f"{source}:={target}"]
-    return command
+    return command + (["--enclave", plan.enclave] if plan.enclave else [])
 
 
 def write_overrides(plan, directory: Path) -> Path:
@@ -69,13 +70,17 @@ def run(plan, task: str) -> int:
     configs = node_configs(task)
     print(f"otpr-launch: parameters from {', '.join(str(c) for c in configs)}, then the launch's arguments "
           "(a later value wins)", flush=True)
+    keys = sorted({node.parameters.get("update_key", "") for node in plan} - {""})
+    print(f"otpr-launch: policy updates signed with {keys[0]}" if keys else
+          "otpr-launch: policy updates UNSIGNED: anyone on the domain may swap the served policy", flush=True)
     with tempfile.TemporaryDirectory(prefix="otpr-launch-") as directory:
         processes = {}
         for node in plan:
             command = node_command(node, configs, write_overrides(node, Path(directory)))
             # a process group of its own: a terminal's Ctrl-C reaches only this launcher, which
             # stops the nodes in order (bridges first)
-            processes[node.full_name] = subprocess.Popen(command, process_group=0)
+            processes[node.full_name] = subprocess.Popen(command, process_group=0,
+                                                         env=dict(os.environ, **node.environment))
             print(f"otpr-launch: started {node.full_name} (pid {processes[node.full_name].pid})", flush=True)
         code = 0
         while not interrupted:
@@ -107,7 +112,8 @@ def main(argv=None) -> int:
     values = vars(args)
     try:
         plan = plan_from_arguments(args.command, values)
-    except ValueError as error:
+        prepare(plan)
+    except (ValueError, OSError) as error:
         print(f"otpr-launch: {error}", file=sys.stderr)
         return 2
     return run(plan, args.task)

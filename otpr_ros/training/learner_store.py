@@ -12,6 +12,8 @@
 - ``PolicySnapshots``: the published weights, ``<dir>/v<version>`` model directories written
   atomically; versions only grow, across restarts too; the newest few are kept.
 - ``check_fresh_output``: a run that must not resume refuses a directory holding another.
+- ``run_id``: the learner run's id in ``<dir>/run_id``, kept by a resumed run (its policy
+  updates are of the same run, and servers take them as newer versions of it).
 """
 
 import hashlib
@@ -19,6 +21,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 from pathlib import Path
 
@@ -164,6 +167,16 @@ def check_fresh_output(output: Path, resume: bool) -> None:
     if not resume and any((output / d).is_dir() and any((output / d).iterdir()) for d in ("checkpoints", "replay")):
         raise ValueError(f"output_dir {output} holds a previous run (checkpoints, replay): resume it "
                          "(resume: true) or choose another output_dir")
+
+
+def run_id(output: Path, resume: bool) -> str:
+    """The run's id: the one in ``<output>/run_id`` when resuming and there is one, else a new one written there."""
+    path = Path(output) / "run_id"
+    if resume and path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_durably(path, (new := secrets.token_hex(8)).encode())
+    return new
 
 
 class PolicySnapshots:

@@ -168,6 +168,12 @@ class OnlineLearner:
         self.action_size = config.chunk * config.act_dim
         self.overrides = []         # the fine-tuning settings applied to the model's (``for_task``)
 
+    def describe(self) -> str:
+        """What is fine-tuned, where, from how much expert data (the line a run starts with)."""
+        return (f"fine-tuning {self.model.path} on {self.agent.device} ({torch.get_num_threads()} CPU threads) with "
+                f"{self.buffer.expert.size} expert transitions (keypoints "
+                f"{'reused' if self.keypoints_reused else 'drawn anew'})")
+
     def settings(self) -> str:
         """Where this run's settings come from, in the order they win, and what they resolve to:
         the model's own config.yaml, then the overrides (each named as such)."""

@@ -68,7 +68,8 @@ def test_tools_carry_the_package_prefix_and_nodes_their_names():
 def test_bad_launch_arguments_are_refused_by_name():
     values = {name: default for name, (default, _) in ARGUMENTS["finetune"].items()}
     for name, bad in (("task", "stack"), ("num_envs", "0"), ("num_envs", "two"), ("use_sim", "maybe"),
-                      ("device", "tpu"), ("namespace", "1bad"), ("mode", "slow")):
+                      ("device", "tpu"), ("namespace", "1bad"), ("mode", "slow"), ("discovery", "wide"),
+                      ("enclaves", "relative")):
         with pytest.raises(ValueError, match=name):
             plan_from_arguments("finetune", {**values, name: bad})
 

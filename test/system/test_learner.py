@@ -24,8 +24,17 @@ DOMAIN = domain(66)
 
 
 def test_learner_updates_reach_the_policy_server(tmp_path):
+    """... signed with the run's key, which the launch makes: a rogue announcement of a valid
+    model inside the run's folder with the largest version (unsigned) changes nothing."""
+    import shutil
+
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from otpr_ros.nodes.bus_messages import policy_update_message
+
     model_dir = make_tiny_model(tmp_path)
     runs = tmp_path / "runs"
+    rogue = shutil.copytree(model_dir, runs / "rogue")
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
     process = subprocess.Popen([sys.executable, "-m", "otpr_ros.tools.launch", "finetune", "--namespace", "t66",
                                 "--model-dir", str(model_dir), "--output-dir", str(runs), "--env-steps", "300",
@@ -37,14 +46,21 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
     learner, server = {}, {}
     node.create_subscription(String, "learner/status", lambda m: learner.update(json.loads(m.data)), 10)
     node.create_subscription(String, "env0/policy_server/status", lambda m: server.update(json.loads(m.data)), 10)
+    announcer = node.create_publisher(String, "policy_update", QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    announcer.publish(policy_update_message("rogue", 2**31 - 1, str(rogue), load_model(rogue).weights_sha256))
     try:
-        watcher.wait_for(lambda: server.get("model_version", 0) >= 1 and learner.get("version", 0) >= 1, 240)
+        watcher.wait_for(lambda: server.get("model_version", 0) >= 1 and learner.get("version", 0) >= 1 and
+                         server["updates"]["refused_by"]["unsigned"] == 1, 240)
         assert server.get("model_version", 0) >= 1, f"learner {learner}, server {server}"
+        assert server["updates_signed"] and server["model_run"] == learner["run"] != "rogue", server
+        assert server["updates"]["refused_by"]["unsigned"] == 1, server
+        assert (runs / "update.key").stat().st_mode & 0o777 == 0o600
         assert learner["received"] >= 64 and learner["lost"] == 0 and learner["duplicates"] == 0
         assert learner["updates"] > 0
         served = Path(server["model"])
         assert served.parent == runs / "policy" and served.name.startswith("v")
-        assert server["updates"]["refused"] == 0
+        assert server["updates"]["refused"] == 1, server
         assert (runs / "tensorboard").is_dir() and any((runs / "tensorboard").iterdir())
         # the budget: a final snapshot and evaluation, then the learner ends the run
         output = process.communicate(timeout=400)[0]

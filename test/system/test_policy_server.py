@@ -173,7 +173,11 @@ def test_nothing_is_published_while_disabled(server):
 
 
 def test_policy_updates_are_swapped_in_or_refused(server, tmp_path):
+    """A server without an update key (test_policy_updates.py: with one) takes unsigned
+    announcements, yet only of newer versions, whole and checksummed models of its task and
+    dimensions, inside its model roots (by default the shipped models and model_dir's folder)."""
     import shutil
+    from pathlib import Path
 
     from rclpy.qos import DurabilityPolicy
 
@@ -183,26 +187,32 @@ def test_policy_updates_are_swapped_in_or_refused(server, tmp_path):
 
     robot, process = server
     robot.wait_for(lambda: robot.status, timeout=60)
-    served = robot.status["model"]
+    served = Path(robot.status["model"])
+    assert not robot.status["updates_signed"]
     publisher = robot.node.create_publisher(String, "policy_update", QoSProfile(
         depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-    good = shutil.copytree(served, tmp_path / "v1")
-    corrupt = shutil.copytree(served, tmp_path / "v2")
+    good = shutil.copytree(served, served.parent / "v1")
+    corrupt = shutil.copytree(served, served.parent / "v2")
+    outside = shutil.copytree(served, tmp_path / "v5")
     weights = (corrupt / "weights.pt").read_bytes()
     (corrupt / "weights.pt").write_bytes(weights[:100] + bytes(64) + weights[164:])
     sha = load_model(good, "cpu").weights_sha256
     can = shipped_model("can")
-    updates = [(1, good, sha, "applied"), (2, corrupt, sha, "refused"),
-               (3, can, load_model(can, "cpu").weights_sha256, "refused"), (1, good, sha, "refused"),
-               (4, good, "0" * 64, "refused")]
+    updates = [(1, good, sha, "applied"), (2, corrupt, sha, "bad_model"),
+               (3, can, load_model(can, "cpu").weights_sha256, "bad_model"), (1, good, sha, "not_newer"),
+               (4, good, "0" * 64, "bad_model"), (5, outside, sha, "outside_roots")]
+    handled = lambda updates: updates["applied"] + updates["refused"]  # noqa: E731
     for version, path, weights_sha, outcome in updates:
         before = fresh_status(robot)["updates"]
-        publisher.publish(policy_update_message(version, str(path), weights_sha))
-        assert robot.wait_for(lambda: sum(robot.status["updates"].values()) > sum(before.values())), \
+        publisher.publish(policy_update_message("run", version, str(path), weights_sha))
+        assert robot.wait_for(lambda: handled(robot.status["updates"]) > handled(before)), \
             (version, path, robot.status)
-        after = fresh_status(robot)
-        assert after["updates"][outcome] == before[outcome] + 1, (version, path, after)
-        assert after["model_version"] == 1, after
+        after = fresh_status(robot)["updates"]
+        if outcome == "applied":
+            assert after["applied"] == before["applied"] + 1, (version, path, after)
+        else:
+            assert after["refused_by"][outcome] == before["refused_by"][outcome] + 1, (version, path, after)
+        assert robot.status["model_version"] == 1, robot.status
     assert robot.status["model"] == str(good)
     assert answered_again(robot), "the server stopped serving after refused updates"
     assert process.poll() is None

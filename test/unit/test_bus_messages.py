@@ -45,9 +45,15 @@ def test_malformed_transitions_are_refused_by_name():
 
 
 def test_policy_update_announcement():
-    fields = policy_update_fields(policy_update_message(3, "/tmp/model", "ab" * 32))
-    assert fields == {"version": 3, "path": "/tmp/model", "weights_sha256": "ab" * 32}
-    for bad in ("not json", '{"version": "3", "path": "/x", "weights_sha256": ""}', "[1, 2]"):
+    from otpr_ros.model.update_auth import sign
+    fields = policy_update_fields(policy_update_message("r1", 3, "/tmp/model", "ab" * 32))
+    assert fields == {"run": "r1", "version": 3, "path": "/tmp/model", "weights_sha256": "ab" * 32, "signature": None}
+    key = bytes(32)
+    signed = policy_update_fields(policy_update_message("r1", 3, "/tmp/model", "ab" * 32, key))
+    assert signed["signature"] == sign(key, fields)
+    for bad in ("not json", '{"run": "r", "version": "3", "path": "/x", "weights_sha256": ""}', "[1, 2]",
+                '{"version": 3, "path": "/x", "weights_sha256": ""}',
+                '{"run": "r", "version": 3, "path": "/x", "weights_sha256": "", "signature": 5}'):
         with pytest.raises(ValueError, match="policy_update"):
             policy_update_fields(String(data=bad))
 

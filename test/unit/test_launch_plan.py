@@ -1,0 +1,67 @@
+"""The launch plan's protections: signed policy updates and a bus that stays on the machine
+(otpr_ros/launch_plan.py; the nodes' side over DDS: test/system/test_policy_updates.py)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from otpr_ros.launch_plan import SERVE_ARGUMENTS, finetune_plan, plan_from_arguments, prepare
+from otpr_ros.package_files import share_dir
+
+
+def by_name(plan):
+    return {node.executable: node for node in plan}
+
+
+def test_a_finetune_run_signs_its_updates_with_a_key_of_its_own(tmp_path):
+    output = tmp_path / "run"
+    plan = finetune_plan(output_dir=str(output), num_envs=2)
+    keys = {node.parameters.get("update_key") for node in plan if node.executable != "sim_bridge"}
+    assert keys == {str(output / "update.key")}
+    for server in (n for n in plan if n.executable == "policy_server"):
+        assert server.parameters["model_roots"] == [str(share_dir("models")), str(output)]
+    assert not (output / "update.key").exists()          # the plan only names it; prepare makes it
+    prepare(plan)
+    assert os.stat(output / "update.key").st_mode & 0o777 == 0o600
+    key = (output / "update.key").read_text()
+    prepare(finetune_plan(output_dir=str(output)))        # resumed: the same key
+    assert (output / "update.key").read_text() == key
+
+
+def test_unsigned_and_own_keys_are_said_explicitly(tmp_path):
+    assert by_name(finetune_plan(output_dir=str(tmp_path), update_key="none"))["learner"].parameters["update_key"] == ""
+    own = by_name(finetune_plan(output_dir=str(tmp_path), update_key="/etc/robot.key", model_dir="/models/m"))
+    assert own["policy_server"].parameters["update_key"] == own["learner"].parameters["update_key"] == "/etc/robot.key"
+    assert own["policy_server"].parameters["model_roots"][-1] == "/models"
+    default = by_name(finetune_plan())["learner"].parameters["update_key"]
+    assert Path(default).name == "update.key" and Path(default).parent.name.startswith("finetune_")
+
+
+def test_simulation_keeps_discovery_on_this_machine_and_a_robot_inherits():
+    assert all(n.environment == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"} for n in finetune_plan())
+    assert all(n.environment == {} for n in finetune_plan(use_sim=False))
+    assert all(n.environment == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}
+               for n in finetune_plan(use_sim=False, discovery="subnet"))
+    assert all(n.environment == {} for n in finetune_plan(discovery="inherit"))
+    with pytest.raises(ValueError, match="discovery"):
+        finetune_plan(discovery="wide")
+
+
+def test_serve_passes_the_key_and_roots():
+    values = {name: default for name, (default, _) in SERVE_ARGUMENTS.items()}
+    server = plan_from_arguments("serve", {**values, "update_key": "/k", "model_roots": "/a, /b"})[0]
+    assert server.parameters["update_key"] == "/k" and server.parameters["model_roots"] == ["/a", "/b"]
+    assert "model_roots" not in plan_from_arguments("serve", values)[0].parameters
+
+
+def test_sros2_enclaves_follow_the_node_names(tmp_path):
+    from otpr_ros.tools.launch import node_command
+    plan = finetune_plan(output_dir=str(tmp_path), enclaves="/otpr_sec")
+    assert {n.enclave for n in plan} == {"/otpr_sec/otpr/env0/sim_bridge", "/otpr_sec/otpr/env0/policy_server",
+                                         "/otpr_sec/otpr/learner"}
+    command = node_command(plan[0], [], tmp_path / "p.yaml")
+    assert command[-2:] == ["--enclave", "/otpr_sec/otpr/env0/sim_bridge"]
+    assert all(not n.enclave for n in finetune_plan(output_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="enclaves"):
+        finetune_plan(enclaves="relative")
