@@ -28,12 +28,13 @@ def node_configs(task: str) -> list[Path]:
     return [share_dir("config") / "nodes.yaml", task_config(task)]
 
 
-def node_parameters(task: str, node: str) -> dict:
+def node_parameters(task: str | None, node: str) -> dict:
     """The parameters ``node`` (e.g. ``learner``) of ``task`` gets from ``node_configs``: every
-    file's ``/**`` and ``/**/<node>`` sections, in order, a later value winning."""
+    file's ``/**`` and ``/**/<node>`` sections, in order, a later value winning (task None:
+    ``config/nodes.yaml`` alone, what every task shares)."""
     import yaml
     values = {}
-    for path in node_configs(task):
+    for path in node_configs(task) if task else [share_dir("config") / "nodes.yaml"]:
         sections = yaml.safe_load(path.read_text()) or {}
         for key in ("/**", f"/**/{node}"):
             values.update((sections.get(key) or {}).get("ros__parameters") or {})

@@ -1,9 +1,12 @@
 """The paper's ablations as fine-tuning overrides (``otpr-finetune --set``), shared by the
 benchmarks that compare them (benchmarks/ablation.py, benchmarks/guidance_drift.py)."""
 
-# actor batch 256 and 5-step DDIM training candidates: the update a 2-core CPU affords
-# (the paper's batch 1024 with 20-step DDPM candidates is 10x slower per update)
-CPU_SETTINGS = ["agent.actor_batch=256", "agent.actor_sampler=ddim", "agent.actor_ddim_steps=5"]
+from otpr_ros.package_files import node_parameters
+
+# the learner's overrides for a 2-core CPU, from their one home (config/nodes.yaml): actor batch
+# 256 and 5-step DDIM training candidates (the paper's batch 1024 with 20-step DDPM candidates
+# is 10x slower per update)
+CPU_SETTINGS = [o for o in node_parameters(None, "learner")["overrides"] if o]
 
 VARIANTS = {
     "otpr": [],                                                 # the shipped config: masked OT, H guidance

@@ -64,3 +64,11 @@ def test_a_task_file_overrides_the_shared_node_file():
     assert (can["task"], can["updates_per_transition"]) == ("can", 1.0)
     assert "transport.masked=false" in can["overrides"] and "transport.masked=false" not in lift["overrides"]
     assert node_parameters("square", "sim_bridge")["task"] == "square"
+
+
+def test_the_benchmarks_cpu_settings_are_the_shared_learner_overrides():
+    from otpr_ros.package_files import node_parameters
+    from otpr_ros.training.ablation_variants import CPU_SETTINGS
+    shared = node_parameters(None, "learner")
+    assert "task" not in shared and CPU_SETTINGS == [o for o in shared["overrides"] if o]
+    assert "agent.actor_batch=256" in CPU_SETTINGS and "transport.masked=false" not in CPU_SETTINGS
