@@ -5,12 +5,15 @@ import csv
 from pathlib import Path
 
 CURVE_FIELDS = ("env_steps", "updates", "episodes", "wall_s", "success_rate", "ci_low", "ci_high",
-                "train_success_rate", "validation_success_rate", "critic_error", "q_start", "return_start")
+                "train_success_rate", "validation_success_rate", "critic_error", "q_start", "return_start",
+                "guidance_ess", "online_share")
 
 
 def write_curve(output: Path, rows: list, title: str) -> None:
     """``rows``: dicts with CURVE_FIELDS (missing ones left empty); critic_error, q_start and
-    return_start: the critic on held-out demonstrations (``OnlineLearner.critic_diagnostic``)."""
+    return_start: the critic on held-out demonstrations (``OnlineLearner.critic_diagnostic``);
+    guidance_ess, online_share: means over the updates since the previous row of the actor's
+    effective number of candidates (of L + 1) and of the online share of the critic's batches."""
     with open(output / "curve.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, CURVE_FIELDS, restval="")
         writer.writeheader()

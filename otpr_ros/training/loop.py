@@ -13,12 +13,15 @@ import time
 from otpr_ros.training.online_learning import OnlineLearner
 
 METRICS_EVERY = 10        # updates between two TensorBoard writes of the update's metrics
+# learning curve columns: means of an update metric over the updates since the previous row
+ROW_MEANS = {"guidance_ess": "actor/guidance_ess", "online_share": "critic/online_share"}
 
 
 class OnlineRun:
     def __init__(self, core: OnlineLearner, utd: float, warmup: int, writer=None):
         self.core, self.utd, self.warmup, self.writer = core, utd, warmup, writer
         self.updates, self.update_seconds, self.metrics = 0, 0.0, {}
+        self.since_row = {name: [0.0, 0] for name in ROW_MEANS}     # sums and counts since the last row
         self.env_steps = self.episodes = 0
         self.start = time.perf_counter()
 
@@ -53,6 +56,10 @@ class OnlineRun:
         self.metrics = self.core.update()
         self.update_seconds += time.perf_counter() - start
         self.updates += 1
+        for column, metric in ROW_MEANS.items():
+            if metric in self.metrics:
+                self.since_row[column][0] += float(self.metrics[metric])
+                self.since_row[column][1] += 1
         if self.writer is not None and self.updates % METRICS_EVERY == 0:
             for tag, value in {**self.metrics, **{f"learner/{k}": v for k, v in self.rates().items()}}.items():
                 self.writer.add_scalar(tag, value, self.updates)
@@ -73,9 +80,13 @@ class OnlineRun:
 
     # -- the curve ----------------------------------------------------------------------------
     def row(self, **extra) -> dict:
-        """A learning curve row before its evaluation: counters and the critic's diagnostic."""
+        """A learning curve row before its evaluation: counters, the critic's diagnostic, and
+        the means of ``ROW_MEANS`` over the updates since the previous row (empty without any)."""
+        means = {column: round(total / count, 4) for column, (total, count) in self.since_row.items() if count}
+        self.since_row = {name: [0.0, 0] for name in ROW_MEANS}
         return {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
-                "wall_s": round(time.perf_counter() - self.start, 1), **extra, **self.core.critic_diagnostic()}
+                "wall_s": round(time.perf_counter() - self.start, 1), **extra, **self.core.critic_diagnostic(),
+                **means}
 
     def evaluate_when_due(self, schedule, **extra) -> str | None:
         """Queue the evaluation ``schedule`` has due now (with the row's ``extra`` fields); its kind."""

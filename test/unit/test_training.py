@@ -38,6 +38,9 @@ def test_updates_follow_the_update_to_data_ratio_after_the_warmup(tiny):
     assert run.wanted(lead=3, finishing=True) == 20
     row = run.row(train_success_rate=0.5)
     assert (row["env_steps"], row["updates"], row["episodes"], row["train_success_rate"]) == (80, 10, 4, 0.5)
+    assert 1.0 <= row["guidance_ess"] <= run.core.model.config.agent.num_candidates + 1
+    assert 0.0 < row["online_share"] < 1.0           # uniform batches: the online share of the buffer
+    assert "guidance_ess" not in run.row()           # no update since the previous row: no mean
     restored = OnlineRun(run.core, 0.5, 6)
     restored.restore(run.state())
     assert (restored.updates, restored.update_seconds) == (run.updates, run.update_seconds) and run.updates_per_s > 0
