@@ -244,8 +244,8 @@ class Learner(Node):
     def status(self) -> dict:
         return {**self.core.counts.summary(), "pid": os.getpid(), "online": self.core.online_size,
                 "updates": self.run.updates, "env_steps": self.run.env_steps, "evaluations": self.schedule.rows,
-                "inbox": len(self.inbox), "run": self.run_id, "version": self.snapshots.version, "resumed_from": self.resumed_from,
-                "updates_per_s": self.run.updates_per_s, **self.run.rates(),
+                "inbox": len(self.inbox), "run": self.run_id, "version": self.snapshots.version,
+                "resumed_from": self.resumed_from, "updates_per_s": self.run.updates_per_s, **self.run.rates(),
                 **{k: float(v) for k, v in self.run.metrics.items()}}
 
 
