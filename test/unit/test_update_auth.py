@@ -78,3 +78,13 @@ def test_a_linked_path_is_judged_by_where_it_leads(tmp_path):
     (tmp_path / "roots" / "link").symlink_to(tmp_path / "outside")
     guard = UpdateGuard(None, [tmp_path / "roots"])
     assert refusal(guard, announcement(None, path=str(tmp_path / "roots" / "link"))) == "outside_roots"
+
+
+def test_otpr_keygen_makes_a_key_once_and_names_a_bad_one(tmp_path, capsys):
+    from otpr_ros.tools.keygen import main
+    path = tmp_path / "keys" / "robot.key"
+    assert main([str(path)]) == 0 and os.stat(path).st_mode & 0o777 == 0o600
+    key = load_key(path)
+    assert main([str(path)]) == 0 and load_key(path) == key          # kept, not overwritten
+    os.chmod(path, 0o640)
+    assert main([str(path)]) == 2 and "chmod 600" in capsys.readouterr().err
