@@ -58,11 +58,14 @@ def node_plan(executable: str, namespace: str, parameters=None, remappings=None)
                     remappings or {})
 
 
-def prepare(plan: list[NodePlan]) -> None:
+def prepare(plan: list[NodePlan]) -> list[str]:
     """What a launcher does before starting the plan: the run's update key made (once; a
-    resumed run keeps its key). ValueError when an existing key file is unusable."""
-    for key in sorted({node.parameters.get("update_key") for node in plan} - {None, ""}):
+    resumed run keeps its key). The plan's key files (none: unsigned); ValueError when an
+    existing key file is unusable."""
+    keys = sorted({node.parameters.get("update_key") for node in plan} - {None, ""})
+    for key in keys:
         create_key(key)
+    return keys
 
 
 def discovery_environment(discovery: str, use_sim: bool) -> dict:

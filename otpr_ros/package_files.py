@@ -22,10 +22,11 @@ def task_config(task: str) -> Path:
     return path
 
 
-def node_configs(task: str) -> list[Path]:
+def node_configs(task: str | None) -> list[Path]:
     """The parameter files of a task's nodes, in the order they are read (a later value wins):
-    ``config/nodes.yaml`` (every task), then ``config/<task>.yaml`` (the task's differences)."""
-    return [share_dir("config") / "nodes.yaml", task_config(task)]
+    ``config/nodes.yaml`` (every task), then ``config/<task>.yaml`` (the task's differences;
+    task None: the shared file alone)."""
+    return [share_dir("config") / "nodes.yaml", *([task_config(task)] if task else [])]
 
 
 def node_parameters(task: str | None, node: str) -> dict:
@@ -34,7 +35,7 @@ def node_parameters(task: str | None, node: str) -> dict:
     ``config/nodes.yaml`` alone, what every task shares)."""
     import yaml
     values = {}
-    for path in node_configs(task) if task else [share_dir("config") / "nodes.yaml"]:
+    for path in node_configs(task):
         sections = yaml.safe_load(path.read_text()) or {}
         for key in ("/**", f"/**/{node}"):
             values.update((sections.get(key) or {}).get("ros__parameters") or {})

@@ -63,14 +63,13 @@ def stop(processes: dict, first=()) -> None:
                 process.wait()
 
 
-def run(plan, task: str) -> int:
+def run(plan, task: str, keys: list) -> int:
     interrupted = []
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda number, frame: interrupted.append(number))
     configs = node_configs(task)
     print(f"otpr-launch: parameters from {', '.join(str(c) for c in configs)}, then the launch's arguments "
           "(a later value wins)", flush=True)
-    keys = sorted({node.parameters.get("update_key", "") for node in plan} - {""})
     print(f"otpr-launch: policy updates signed with {keys[0]}" if keys else
           "otpr-launch: policy updates UNSIGNED: anyone on the domain may swap the served policy", flush=True)
     with tempfile.TemporaryDirectory(prefix="otpr-launch-") as directory:
@@ -112,11 +111,11 @@ def main(argv=None) -> int:
     values = vars(args)
     try:
         plan = plan_from_arguments(args.command, values)
-        prepare(plan)
+        keys = prepare(plan)
     except (ValueError, OSError) as error:
         print(f"otpr-launch: {error}", file=sys.stderr)
         return 2
-    return run(plan, args.task)
+    return run(plan, args.task, keys)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ class OnlineRun:
     def __init__(self, core: OnlineLearner, utd: float, warmup: int, writer=None):
         self.core, self.utd, self.warmup, self.writer = core, utd, warmup, writer
         self.updates, self.update_seconds, self.metrics = 0, 0.0, {}
-        self.since_row = {name: [0.0, 0] for name in ROW_MEANS}     # sums and counts since the last row
+        self.since_row = dict.fromkeys(ROW_MEANS, (0.0, 0))     # sums and counts since the last row
         self.env_steps = self.episodes = 0
         self.start = time.perf_counter()
 
@@ -58,8 +58,8 @@ class OnlineRun:
         self.updates += 1
         for column, metric in ROW_MEANS.items():
             if metric in self.metrics:
-                self.since_row[column][0] += float(self.metrics[metric])
-                self.since_row[column][1] += 1
+                total, count = self.since_row[column]
+                self.since_row[column] = (total + float(self.metrics[metric]), count + 1)
         if self.writer is not None and self.updates % METRICS_EVERY == 0:
             for tag, value in {**self.metrics, **{f"learner/{k}": v for k, v in self.rates().items()}}.items():
                 self.writer.add_scalar(tag, value, self.updates)
@@ -83,7 +83,7 @@ class OnlineRun:
         """A learning curve row before its evaluation: counters, the critic's diagnostic, and
         the means of ``ROW_MEANS`` over the updates since the previous row (empty without any)."""
         means = {column: round(total / count, 4) for column, (total, count) in self.since_row.items() if count}
-        self.since_row = {name: [0.0, 0] for name in ROW_MEANS}
+        self.since_row = dict.fromkeys(ROW_MEANS, (0.0, 0))
         return {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
                 "wall_s": round(time.perf_counter() - self.start, 1), **extra, **self.core.critic_diagnostic(),
                 **means}

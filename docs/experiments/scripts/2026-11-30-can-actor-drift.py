@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from otpr_ros.sim.evaluation import EvalSettings, evaluate
+from otpr_ros.training.ablation_variants import CPU_SETTINGS
 from otpr_ros.training.online_learning import OnlineLearner
 
 def main() -> None:
@@ -41,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(args.train_seed)
-    overrides = ["agent.actor_batch=256", f"agent.actor_sampler={args.sampler}", "agent.actor_ddim_steps=5",
+    overrides = [*CPU_SETTINGS, f"agent.actor_sampler={args.sampler}",     # a later setting wins
                  "transport.masked=false", "transport.beta=0", f"agent.guidance={args.guidance}"]
     learner = OnlineLearner.for_task("can", args.model, "cpu", overrides)
     learner.agent.generator.manual_seed(args.train_seed)
