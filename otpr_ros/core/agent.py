@@ -64,8 +64,9 @@ def check_config(config: OTPRConfig) -> None:
         raise ValueError("agent.q_normalisation: 'candidates' applies to guidance q or advantage; compatibility "
                          "guidance weighs by H")
     critic = config.critic
-    if critic.batch_mix not in BATCH_MIXES:
-        raise ValueError(f"critic.batch_mix: expected one of {BATCH_MIXES}, got {critic.batch_mix!r}")
+    for name, mix in (("critic.batch_mix", critic.batch_mix), ("agent.actor_batch_mix", config.agent.actor_batch_mix)):
+        if mix not in BATCH_MIXES:
+            raise ValueError(f"{name}: expected one of {BATCH_MIXES}, got {mix!r}")
     if not 0.0 <= critic.online_fraction <= 1.0:
         raise ValueError(f"critic.online_fraction: expected a share in [0, 1], got {critic.online_fraction}")
     if critic.steps_per_update < 1:
@@ -179,17 +180,20 @@ class OTPRAgent:
     def critic_step(self, buffer) -> dict:
         """One IQL step on a batch drawn as ``critic.batch_mix`` says."""
         c = self.config.critic
-        if c.batch_mix == "fixed" and buffer.online.size and buffer.expert.size:
-            batch = buffer.sample_mixed(c.batch_size, c.online_fraction, self.generator)
-            online_share = round(c.online_fraction * c.batch_size) / c.batch_size
-        else:
-            batch = buffer.sample(c.batch_size, self.generator)
-            online_share = buffer.online.size / len(buffer)        # expected share of a uniform draw
+        batch, online_share = self.draw(buffer, c.batch_size, c.batch_mix)
         metrics = self.iql.update(batch, compiled=self.config.agent.compile_updates)
         metrics["critic/online_share"] = online_share
         self.q_scale.update(metrics["critic/q_abs_mean"])
         metrics["critic/q_scale"] = self.q_scale.scale
         return metrics
+
+    def draw(self, buffer, size: int, mix: str):
+        """A batch of ``size`` and its (expected) online share: ``fixed``: critic.online_fraction
+        of it online, else uniform over the replay."""
+        fraction = self.config.critic.online_fraction
+        if mix == "fixed" and buffer.online.size and buffer.expert.size:
+            return buffer.sample_mixed(size, fraction, self.generator), round(fraction * size) / size
+        return buffer.sample(size, self.generator), buffer.online.size / len(buffer)
 
     def dual_step(self, buffer) -> dict:
         t = self.config.transport
@@ -207,13 +211,17 @@ class OTPRAgent:
     def actor_step(self, buffer) -> dict:
         """OT-guided score matching over L policy candidates plus the stored action."""
         a = self.config.agent
-        batch = buffer.sample(a.actor_batch, self.generator)
+        batch, _ = self.draw(buffer, a.actor_batch, a.actor_batch_mix)
         states, stored = batch.obs, batch.action
         stored_ids = torch.full((states.shape[0],), -1, device=self.device)
         if self.config.transport.masked and buffer.num_keypoints:
             states = torch.cat([buffer.keypoint_obs, states])
             stored = torch.cat([buffer.keypoint_actions, stored])
             stored_ids = torch.cat([torch.arange(buffer.num_keypoints, device=self.device), stored_ids])
+        if a.guidance == "bc":       # every weight on the stored action: plain score matching, no candidates drawn
+            loss = self.policy.noise_matching_loss(states, stored, None, self.generator, compiled=a.compile_updates)
+            self.step_actor(loss)
+            return {"actor/loss": float(loss.detach()), "actor/stored_weight": 1.0, "actor/guidance_ess": 1.0}
         with torch.no_grad():
             sampled = self.policy.sample(states, a.num_candidates, a.actor_sampler, a.actor_ddim_steps,
                                          generator=self.generator, use_ema=False, compiled=a.compile_updates)
@@ -222,12 +230,15 @@ class OTPRAgent:
         n, count, width = candidates.shape
         loss = self.policy.noise_matching_loss(states.repeat_interleave(count, 0), candidates.reshape(n * count, width),
                                                weights.reshape(-1), self.generator, compiled=a.compile_updates)
+        self.step_actor(loss)
+        return {"actor/loss": float(loss.detach()), "actor/stored_weight": float(weights[:, -1].mean()),
+                "actor/guidance_ess": float(effective_sample_size(weights).mean())}
+
+    def step_actor(self, loss: torch.Tensor) -> None:
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_optimizer.step()
         self.policy.update_ema(self.config.diffusion.ema_decay)
-        return {"actor/loss": float(loss.detach()), "actor/stored_weight": float(weights[:, -1].mean()),
-                "actor/guidance_ess": float(effective_sample_size(weights).mean())}
 
     def guidance_weights(self, states, candidates, stored_ids) -> torch.Tensor:
         """Per-state weights over candidates (the last one is the stored action), rows summing to 1.

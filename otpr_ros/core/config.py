@@ -66,6 +66,7 @@ class AgentConfig:
     guidance: str = "compatibility"          # compatibility (the paper) | q | advantage | uniform: every
                                              # candidate alike (no guidance) | bc: the stored action only
     actor_batch: int = 1024
+    actor_batch_mix: str = "uniform"         # uniform over the replay | fixed: critic.online_fraction of it online
     actor_sampler: str = "ddpm"              # how training candidates are drawn
     actor_ddim_steps: int = 20
     q_normalisation: str = "scale"           # guidance q/advantage: Q / its running scale | candidates: per

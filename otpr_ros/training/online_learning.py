@@ -28,7 +28,7 @@ from otpr_ros.training.pretraining import OBS_CLIP, expert_buffer, held_out_epis
 
 RECENT_STREAMS = 16   # streams listed one by one in the status (a bridge restart adds one)
 # what may differ from the pre-training configuration when fine-tuning (no network shape)
-TUNABLE = {"agent": ("num_candidates", "guidance", "actor_batch", "actor_sampler", "actor_ddim_steps",
+TUNABLE = {"agent": ("num_candidates", "guidance", "actor_batch", "actor_batch_mix", "actor_sampler", "actor_ddim_steps",
                      "q_normalisation", "q_temperature", "advantage_temperature", "advantage_clip", "compile_updates",
                      "acting_weights"),
            "transport": ("masked", "beta", "rho", "distance", "ot_every", "ot_steps", "batch_states", "batch_actions",

@@ -67,6 +67,25 @@ def test_uniform_and_bc_guidance_weigh_as_named():
     assert torch.equal(bc, torch.nn.functional.one_hot(torch.full((6,), 8), 9).float())
 
 
+def test_bc_actor_step_is_score_matching_on_the_stored_actions_without_candidates(monkeypatch):
+    agent = small_agent()
+    agent.config.agent.guidance = "bc"
+    buffer = filled_buffer(agent)
+    reference = small_agent()
+    reference.load_weights(agent.weights_state_dict())
+    generator = agent.generator.get_state()
+    monkeypatch.setattr(agent.policy, "sample", lambda *a, **k: pytest.fail("bc guidance drew candidates"))
+    metrics = agent.actor_step(buffer)
+    reference.generator.set_state(generator)
+    batch = buffer.sample(agent.config.agent.actor_batch, reference.generator)
+    states, stored = torch.cat([buffer.keypoint_obs, batch.obs]), torch.cat([buffer.keypoint_actions, batch.action])
+    expected = reference.policy.noise_matching_loss(states, stored, None, reference.generator)
+    assert metrics["actor/loss"] == pytest.approx(float(expected), rel=1e-6)
+    assert metrics["actor/stored_weight"] == 1.0
+    moved = [not torch.equal(p, q) for p, q in zip(agent.policy.net.parameters(), reference.policy.net.parameters())]
+    assert any(moved)                                    # and the step was taken
+
+
 def test_keypoint_rows_under_masked_ot_imitate_the_paired_action():
     agent = small_agent(warmup_steps=0)
     buffer = filled_buffer(agent)
@@ -151,6 +170,23 @@ def test_fixed_batch_mix_gives_the_critic_its_online_share():
     agent.config.critic.batch_mix, agent.config.critic.online_fraction = "fixed", 0.25
     metrics = agent.critic_step(buffer)
     assert seen[0] > 90 and seen[1] == 32 and metrics["critic/online_share"] == 0.25
+
+
+def test_fixed_actor_batch_mix_gives_the_actor_its_online_share():
+    agent = small_agent(masked=False, beta=0.0)
+    agent.config.agent.guidance = "bc"
+    buffer = filled_buffer(agent)
+    buffer.expert.data["reward"][:buffer.expert.size] = -1.0
+    seen = []
+    sample = buffer.sample_mixed
+    buffer.sample_mixed = lambda *a, **k: seen.append(sample(*a, **k)) or seen[-1]
+    agent.actor_step(buffer)
+    assert seen == []                                      # uniform: the default
+    agent.config.agent.actor_batch_mix, agent.config.critic.online_fraction = "fixed", 0.25
+    agent.actor_step(buffer)
+    assert int((seen[0].reward >= 0).sum()) == 32           # 0.25 of the actor's 128 rows
+    with pytest.raises(ValueError, match="agent.actor_batch_mix"):
+        OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(actor_batch_mix="rlpd")))
 
 
 def test_bad_critic_settings_are_refused():
