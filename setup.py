@@ -24,6 +24,9 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        # the nodes, where `ros2 run otpr_ros <node>` and the launch files look: lib/otpr_ros in a colcon
+        # install; a pip install puts them in <prefix>/lib/otpr_ros too, off PATH (python -m otpr_ros.nodes.X)
+        (f"lib/{PACKAGE}", sorted(glob("ros_executables/*"))),
     ] + installed_tree("models"),
     python_requires=">=3.10",
     install_requires=[
@@ -67,9 +70,6 @@ setup(
         "otpr-pretrain = otpr_ros.tools.pretrain:main",
         "otpr-evaluate = otpr_ros.tools.evaluate:main",
         "otpr-export-onnx = otpr_ros.tools.export_onnx:main",
-        "policy_server = otpr_ros.nodes.policy_server:main",
-        "sim_bridge = otpr_ros.nodes.sim_bridge:main",
-        "learner = otpr_ros.nodes.learner:main",
         "otpr-finetune = otpr_ros.tools.finetune:main",
         "otpr-launch = otpr_ros.tools.launch:main",
         "otpr-keygen = otpr_ros.tools.keygen:main",
