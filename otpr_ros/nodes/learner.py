@@ -101,8 +101,8 @@ class Learner(Node):
         self.core = OnlineLearner.for_task(value("task"), model_dir, value("device"), value("overrides"),
                                            value("datasets"))
         self.output = Path(value("output_dir"))
-        self.publish_every, self.lead = value("publish_every"), value("max_lead_transitions")
-        self.checkpoint_every = value("checkpoint_every")
+        self.publish_every, self.lead, self.checkpoint_every, self.flush_every = (value(name) for name in (
+            "publish_every", "max_lead_transitions", "checkpoint_every", "replay_flush_every"))
         self.snapshots = PolicySnapshots(self.output / "policy")
         self.schedule = EvaluationSchedule(self.output, value("task"), episodes, held_out, validation,
                                            value("eval_every"), value("max_env_steps"),
@@ -133,7 +133,6 @@ class Learner(Node):
         # One timer for learning and the periodic work, which also runs between two updates: timers
         # of their own would starve behind the learning timer, and the bridges would wait for
         # acknowledgements the learner has already earned.
-        self.flush_every = value("replay_flush_every")
         self.next_flush = self.next_status = time.monotonic()
         self.create_timer(0.01, self._learn)
         if self.schedule.every and resumed is None:     # the first row: the model as it comes (BC only)
@@ -156,15 +155,6 @@ class Learner(Node):
         if learner is not None:
             self.schedule.restore(learner)
         return f"{report}; version {self.snapshots.resume(learner['version'] if learner else 0)}"
-
-    def _checkpoint(self) -> None:
-        self.run.checkpoint(self.checkpoints, **self.schedule.state(), version=self.snapshots.version)
-        self.last_checkpoint = time.monotonic()
-
-    def _persist_transitions(self) -> None:
-        """Received transitions to disk, then acknowledged (with the pace for the bridges)."""
-        self.core.log.flush()
-        self._publish_progress()
 
     def destroy_node(self) -> None:
         if self.core is not None and self.core.log is not None:
@@ -201,9 +191,10 @@ class Learner(Node):
         """Transitions taken, persisted and acknowledged, status published, when due."""
         self._take_inbox()
         now = time.monotonic()
-        if now >= self.next_flush:
+        if now >= self.next_flush:             # received transitions to disk, then acknowledged (with the pace)
             self.next_flush = now + self.flush_every
-            self._persist_transitions()
+            self.core.log.flush()
+            self._publish_progress()
         if now >= self.next_status:
             self.next_status = now + STATUS_PERIOD
             self.status_pub.publish(String(data=json.dumps(self.status())))
@@ -237,7 +228,9 @@ class Learner(Node):
             f"# Fine-tuned by the otpr_ros learner\n\nFrom `{self.core.model.path}`, version "
             f"{self.snapshots.version + 1}, {self.run.updates} updates on {self.core.online_size} online transitions.\n"))
         if checkpoint or time.monotonic() - self.last_checkpoint >= self.checkpoint_every:
-            self._checkpoint()              # before announcing: a restart never re-issues this version
+            # before announcing: a restart never re-issues this version
+            self.run.checkpoint(self.checkpoints, **self.schedule.state(), version=self.snapshots.version)
+            self.last_checkpoint = time.monotonic()
         self.update_pub.publish(policy_update_message(self.run_id, version, str(path.resolve()), sha, self.key))
         self.writer.add_scalar("learner/version", version, self.run.updates)
 
