@@ -65,22 +65,28 @@ def percentiles(name: str, values) -> dict:
     return {f"{name}_p{q}": float(np.percentile(values, q)) if values else None for q in (50, 99)}
 
 
+ANY_TYPE = "any type"     # a table row's range for a parameter that takes a string or a number
+# Parameter cpu_threads: torch's CPU threads in this process. Nodes that share a few cores run
+# far faster with 1 each (no thread oversubscription).
+CPU_THREADS = ("cpu_threads", 0, "torch CPU threads of this process; 0: torch's default (all cores)", (0, 256), True)
+
+
 def declare_cpu_threads(node) -> None:
-    """Parameter ``cpu_threads``: torch's CPU threads in this process (0: torch's default).
-    Nodes that share a few cores run far faster with 1 each (no thread oversubscription)."""
     import torch
-    declare_parameters(node, [("cpu_threads", 0, "torch CPU threads of this process; 0: torch's default (all cores)",
-                               (0, 256), True)])
+    declare_parameters(node, [CPU_THREADS])
     if node.get_parameter("cpu_threads").value:
         torch.set_num_threads(node.get_parameter("cpu_threads").value)
 
 
 def declare_parameters(node, table) -> None:
     """Declare a node's parameters from its table: (name, default, description, range, read-only)
-    rows; ``range`` (low, high) bounds an int or float parameter (None: unbounded)."""
+    rows; ``range`` (low, high) bounds an int or float parameter (None: unbounded; ``ANY_TYPE``:
+    a parameter whose type the value sets)."""
     for name, default, description, bounds, read_only in table:
         descriptor = ParameterDescriptor(description=description, read_only=read_only)
-        if bounds is not None and isinstance(default, float):
+        if bounds == ANY_TYPE:
+            descriptor.dynamic_typing = True
+        elif bounds is not None and isinstance(default, float):
             descriptor.floating_point_range = [FloatingPointRange(from_value=float(bounds[0]),
                                                                   to_value=float(bounds[1]), step=0.0)]
         elif bounds is not None:

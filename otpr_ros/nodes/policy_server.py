@@ -24,7 +24,6 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PoseArray, PoseStamped
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -38,7 +37,7 @@ from otpr_ros.model.observation_gate import ObservationGate
 from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput
 from otpr_ros.model.update_auth import REASONS, UpdateGuard, UpdateRefused, load_key
 from otpr_ros.nodes.bus_messages import LATCHED, policy_update_fields
-from otpr_ros.nodes.node_main import declare_cpu_threads, percentiles, run_node
+from otpr_ros.nodes.node_main import ANY_TYPE, declare_cpu_threads, declare_parameters, percentiles, run_node
 from otpr_ros.package_files import share_dir, shipped_model
 
 SOURCES = ("robot_state", "observation")
@@ -58,61 +57,43 @@ def position(p):
 def quaternion(q):
     return [q.x, q.y, q.z, q.w]
 
+# the server's parameters: name, default, description, (low, high) or None, read-only (node_main.declare_parameters)
+PARAMETERS = (
+    ("task", "lift", "robomimic task of the model", None, True),
+    ("model_dir", "", "model directory; empty: the shipped model of the task", None, False),
+    ("backend", "torch", "torch | onnx (ONNX Runtime) | openvino (OpenVINO CPU: the fastest on a CPU)", None, True),
+    ("candidates", "eval", "L candidates per decision: eval (as otpr-evaluate acts: 1 for the model's eval_mode "
+     "single), train (the model's agent.num_candidates: acting for training) or a count (1..256)", ANY_TYPE, False),
+    ("device", "auto", "torch device of the torch backend: auto (CUDA when present) | cpu | cuda[:i]", None, True),
+    ("seed", 0, "seed of the denoising noise; a (re)loaded model starts from it, so decisions repeat",
+     (0, 2**31 - 1), False),
+    ("selection", "argmax", "argmax | sample", None, False),
+    ("observation_source", "robot_state", "robot_state (eef_pose, gripper_state, object_poses) | observation (flat)",
+     None, True),
+    ("state_sync", "exact", "exact: decide when eef_pose, gripper_state and object_poses carry one stamp | "
+     "latest: on every eef_pose, with the latest of the others", None, True),
+    ("object_index", 0, "index of the task's object in object_poses", (0, 63), False),
+    ("max_obs_age", 0.5, "s; older observations are refused", (0.01, 10.0), False),
+    ("starved_after", 0.5, "s without an accepted observation before the server says it is starved (a robot: "
+     "max_obs_age; a fast-mode simulation that waits for its learner: longer)", (0.01, 3600.0), False),
+    ("max_normalised_obs", 20.0, "observations whose normalised components exceed this are refused (training data: "
+     "[-1, 1])", (1.0, 1000.0), True),
+    ("max_decision_rate", 10.0, "Hz; at most this many chunks per second", (0.1, 1000.0), False),
+    ("start_enabled", True, "publish from the start; false on hardware (enable with ~/enable)", None, True),
+    ("update_key", "", "file holding the key policy_update announcements must be signed with (otpr-keygen; the "
+     "learner's update_key); empty: any participant on the domain may swap the policy", None, True),
+    ("model_roots", [""], "folders any model served must lie in (the initial one, a reload, a policy_update); "
+     "empty: the shipped models and the folder of model_dir", None, True),
+    ("joint_names", ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"],
+     "names of the action dimensions in action_chunk", None, False),
+)
+
 
 class PolicyServer(Node):
     def __init__(self):
         super().__init__("policy_server")
-        self.declare_parameter("task", "lift", ParameterDescriptor(description="robomimic task of the model",
-                                                                   read_only=True))
-        self.declare_parameter("model_dir", "", ParameterDescriptor(
-            description="model directory; empty: the shipped model of the task"))
-        self.declare_parameter("backend", "torch", ParameterDescriptor(
-            description="torch | onnx (ONNX Runtime) | openvino (OpenVINO CPU: the fastest on a CPU)", read_only=True))
-        self.declare_parameter("candidates", "eval", ParameterDescriptor(
-            description="L candidates per decision: eval (as otpr-evaluate acts: 1 for the model's eval_mode "
-                        "single), train (the model's agent.num_candidates: acting for training) or a count (1..256)",
-            dynamic_typing=True))
-        self.declare_parameter("device", "auto", ParameterDescriptor(
-            description="torch device of the torch backend: auto (CUDA when present) | cpu | cuda[:i]",
-            read_only=True))
+        declare_parameters(self, PARAMETERS)
         declare_cpu_threads(self)
-        self.declare_parameter("seed", 0, ParameterDescriptor(
-            description="seed of the denoising noise; a (re)loaded model starts from it, so decisions repeat",
-            integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)]))
-        self.declare_parameter("selection", "argmax", ParameterDescriptor(description="argmax | sample"))
-        self.declare_parameter("observation_source", "robot_state", ParameterDescriptor(
-            description="robot_state (eef_pose, gripper_state, object_poses) | observation (flat)", read_only=True))
-        self.declare_parameter("state_sync", "exact", ParameterDescriptor(
-            description="exact: decide when eef_pose, gripper_state and object_poses carry one stamp | "
-                        "latest: on every eef_pose, with the latest of the others", read_only=True))
-        self.declare_parameter("object_index", 0, ParameterDescriptor(
-            description="index of the task's object in object_poses",
-            integer_range=[IntegerRange(from_value=0, to_value=63, step=1)]))
-        self.declare_parameter("max_obs_age", 0.5, ParameterDescriptor(
-            description="s; older observations are refused",
-            floating_point_range=[FloatingPointRange(from_value=0.01, to_value=10.0, step=0.0)]))
-        self.declare_parameter("starved_after", 0.5, ParameterDescriptor(
-            description="s without an accepted observation before the server says it is starved (a robot: "
-                        "max_obs_age; a fast-mode simulation that waits for its learner: longer)",
-            floating_point_range=[FloatingPointRange(from_value=0.01, to_value=3600.0, step=0.0)]))
-        self.declare_parameter("max_normalised_obs", 20.0, ParameterDescriptor(
-            description="observations whose normalised components exceed this are refused (training data: "
-                        "[-1, 1])", read_only=True,
-            floating_point_range=[FloatingPointRange(from_value=1.0, to_value=1000.0, step=0.0)]))
-        self.declare_parameter("max_decision_rate", 10.0, ParameterDescriptor(
-            description="Hz; at most this many chunks per second",
-            floating_point_range=[FloatingPointRange(from_value=0.1, to_value=1000.0, step=0.0)]))
-        self.declare_parameter("start_enabled", True, ParameterDescriptor(
-            description="publish from the start; false on hardware (enable with ~/enable)", read_only=True))
-        self.declare_parameter("update_key", "", ParameterDescriptor(
-            description="file holding the key policy_update announcements must be signed with (otpr-keygen; the "
-                        "learner's update_key); empty: any participant on the domain may swap the policy",
-            read_only=True))
-        self.declare_parameter("model_roots", [""], ParameterDescriptor(
-            description="folders any model served must lie in (the initial one, a reload, a policy_update); "
-                        "empty: the shipped models and the folder of model_dir", read_only=True))
-        self.declare_parameter("joint_names", ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"],
-                               ParameterDescriptor(description="names of the action dimensions in action_chunk"))
 
         value = lambda name: self.get_parameter(name).value  # noqa: E731
         self.task, self.source, self.sync = value("task"), value("observation_source"), value("state_sync")

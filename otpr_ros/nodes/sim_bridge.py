@@ -45,7 +45,6 @@ from collections import deque
 
 import numpy as np
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
@@ -57,13 +56,35 @@ from trajectory_msgs.msg import JointTrajectory
 from otpr_ros.model.directory import read_config
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_HISTORY, TRANSITION_QOS, episode_message,
                                          learner_progress_fields, new_stream_id, transition_message)
-from otpr_ros.nodes.node_main import percentiles, run_node
+from otpr_ros.nodes.node_main import declare_parameters, percentiles, run_node
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.bridge_session import BridgeSession, make_environment
 from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES
 
 MODES = ("fast", "realtime")
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+# the bridge's parameters: name, default, description, (low, high) or None, read-only (node_main.declare_parameters)
+PARAMETERS = (
+    ("task", "lift", "lift | can | square (robomimic) | calvin (where calvin_env is installed)", None, True),
+    ("mode", "fast", "fast | realtime", None, True),
+    ("first_seed", 0, "seed of the first episode; episode i uses first_seed + i", (0, 2**31 - 1), True),
+    ("episodes", 0, "exit after this many episodes; 0: run until stopped", (0, 10**9), True),
+    ("horizon", 0, "control steps per episode; 0: the task's", (0, 100000), True),
+    ("chunk_timeout", 1.0, "s without a chunk before the state is sent again (fast) or a warning (realtime)",
+     (0.01, 60.0), False),
+    ("source_id", 0, "this bridge's number in its transitions (several bridges feed one learner)", (0, 65535), True),
+    ("pace_with_learner", True, "fast mode: wait between chunks while the learner (learner_progress) is ready for no "
+     "more transitions", None, True),
+    ("max_unacknowledged", TRANSITION_HISTORY // 2, "fast mode, a learner heard: wait while this many transitions "
+     f"are not on its disk (below the transition history of {TRANSITION_HISTORY}, so a restarting learner gets them "
+     "all)", (1, TRANSITION_HISTORY), True),
+    ("drain_timeout", 10.0, "s a stopped bridge waits for the learner to acknowledge its last transitions",
+     (0.0, 600.0), True),
+    ("frame_id", "world", "frame of the poses", None, True),
+    ("model_dir", "", "the model being fine-tuned: its critic.gamma discounts the rewards inside a chunk; "
+     "empty: the shipped model of the task", None, True),
+)
 
 
 def stamp_key(stamp) -> tuple:
@@ -80,39 +101,7 @@ def pose(position, quaternion) -> Pose:
 class SimBridge(Node):
     def __init__(self):
         super().__init__("sim_bridge")
-        self.declare_parameter("task", "lift", ParameterDescriptor(
-            description="lift | can | square (robomimic) | calvin (where calvin_env is installed)", read_only=True))
-        self.declare_parameter("mode", "fast", ParameterDescriptor(description="fast | realtime", read_only=True))
-        self.declare_parameter("first_seed", 0, ParameterDescriptor(
-            description="seed of the first episode; episode i uses first_seed + i", read_only=True,
-            integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)]))
-        self.declare_parameter("episodes", 0, ParameterDescriptor(
-            description="exit after this many episodes; 0: run until stopped", read_only=True,
-            integer_range=[IntegerRange(from_value=0, to_value=10**9, step=1)]))
-        self.declare_parameter("horizon", 0, ParameterDescriptor(
-            description="control steps per episode; 0: the task's", read_only=True,
-            integer_range=[IntegerRange(from_value=0, to_value=100000, step=1)]))
-        self.declare_parameter("chunk_timeout", 1.0, ParameterDescriptor(
-            description="s without a chunk before the state is sent again (fast) or a warning (realtime)",
-            floating_point_range=[FloatingPointRange(from_value=0.01, to_value=60.0, step=0.0)]))
-        self.declare_parameter("source_id", 0, ParameterDescriptor(
-            description="this bridge's number in its transitions (several bridges feed one learner)", read_only=True,
-            integer_range=[IntegerRange(from_value=0, to_value=65535, step=1)]))
-        self.declare_parameter("pace_with_learner", True, ParameterDescriptor(
-            description="fast mode: wait between chunks while the learner (learner_progress) is ready for no more "
-                        "transitions", read_only=True))
-        self.declare_parameter("max_unacknowledged", TRANSITION_HISTORY // 2, ParameterDescriptor(
-            description="fast mode, a learner heard: wait while this many transitions are not on its disk (below the "
-                        f"transition history of {TRANSITION_HISTORY}, so a restarting learner gets them all)",
-            read_only=True, integer_range=[IntegerRange(from_value=1, to_value=TRANSITION_HISTORY, step=1)]))
-        self.declare_parameter("drain_timeout", 10.0, ParameterDescriptor(
-            description="s a stopped bridge waits for the learner to acknowledge its last transitions",
-            read_only=True, floating_point_range=[FloatingPointRange(from_value=0.0, to_value=600.0, step=0.0)]))
-        self.declare_parameter("frame_id", "world", ParameterDescriptor(description="frame of the poses",
-                                                                       read_only=True))
-        self.declare_parameter("model_dir", "", ParameterDescriptor(
-            description="the model being fine-tuned: its critic.gamma discounts the rewards inside a chunk; "
-                        "empty: the shipped model of the task", read_only=True))
+        declare_parameters(self, PARAMETERS)
 
         value = lambda name: self.get_parameter(name).value  # noqa: E731
         self.task, self.mode = value("task"), value("mode")
