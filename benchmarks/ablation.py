@@ -27,7 +27,7 @@ from otpr_ros.training.ablation_variants import CPU_SETTINGS, VARIANTS
 
 DEFAULT_VARIANTS = ["otpr", "unmasked", "q", "advantage"]
 # (env steps, steps between evaluations), fixed before the runs: the Lift budget is where the
-# main job passes 90 %; Can's is where the unmasked 12 000-step run stood highest (README)
+# main job passes 90 %; Can's is where the unmasked 12 000-step run stood highest (docs/results.md)
 BUDGETS = {"lift": (3000, 1500), "can": (4000, 2000), "square": (6000, 3000)}
 LABELS = {"bc": "BC only (no fine-tuning)", "otpr": "OTPR: H, masked OT", "unmasked": "OTPR-U: H, unmasked OT",
           "mask_without_g": "H, mask without keypoint cost", "q": "Q guidance", "advantage": "advantage guidance"}

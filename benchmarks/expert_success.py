@@ -1,4 +1,4 @@
-"""Scripted-expert success and env throughput, for the README.
+"""Scripted-expert success and env throughput, for docs/simulation.md.
 
 For each task: 50 episodes of fixed seeds (0..49) with action noise 0.1, success rate and
 mean episode length; then aggregate env steps/s (expert episodes, expert included) with 1

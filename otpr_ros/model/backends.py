@@ -1,5 +1,5 @@
 """Three backends for the same decision graph: torch (the live agent), and the exported
-graph on ONNX Runtime or on OpenVINO (the fastest on a CPU, see the README's latency table).
+graph on ONNX Runtime or on OpenVINO (the fastest on a CPU, see docs/performance.md's latency table).
 
 All take normalised observations (B, obs_dim) and noise (S, B, L, D) as float32 numpy
 arrays and return (candidates, weights, score) as numpy arrays.

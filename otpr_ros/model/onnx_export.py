@@ -12,7 +12,7 @@ graph of the unrolled denoising loop is what we want.
 
 Mish is written in the graphs in closed form (``mish_closed_form``): ONNX Runtime's CPU
 Softplus kernel is scalar and took about 40 % of a decision's kernel time, while Exp, Mul
-and Div are vectorised; the closed form halves the decision's time (README, decision
+and Div are vectorised; the closed form halves the decision's time (docs/performance.md, decision
 latency) and equals ``x * tanh(softplus(x))`` to float rounding.
 """
 

@@ -15,7 +15,8 @@ from otpr_ros.model.update_auth import create_key
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="otpr-keygen", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="otpr-keygen", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", help="the key file to make (mode 0600)")
     args = parser.parse_args(argv)
     try:

@@ -95,7 +95,8 @@ def run(plan, task: str, keys: list) -> int:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="otpr-launch", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="otpr-launch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     for kind, arguments, text in (("finetune", FINETUNE_ARGUMENTS, "as finetune.launch.py"),
                                   ("serve", SERVE_ARGUMENTS, "the policy server alone, as serve.launch.py")):

@@ -50,7 +50,7 @@ def test_missing_calvin_env_says_how_to_install():
     assert str(error.value) == INSTALL_HINT and "git clone" in INSTALL_HINT
 
 
-@pytest.mark.skipif(not HAS_CALVIN, reason="calvin_env is not installed (not on PyPI; see the README)")
+@pytest.mark.skipif(not HAS_CALVIN, reason="calvin_env is not installed (not on PyPI; see docs/simulation.md)")
 def test_calvin_env_resets_and_steps():
     env = CalvinEnv(["open_drawer"], horizon=5)
     obs, info = env.reset(seed=0)

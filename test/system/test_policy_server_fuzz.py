@@ -3,7 +3,7 @@ Inf, wrong lengths, zero quaternions, missing objects, extreme magnitudes, old, 
 repeated stamps, bursts. Nothing unsafe may come out: every chunk is finite and inside the
 model's bounds, answers a valid state (by its stamp), no state is answered twice, and the
 node keeps serving. The default suite sends 3 000 states; ``-m slow`` sends 100 000 (the
-README's reliability numbers)."""
+docs/reliability.md's numbers)."""
 
 import json
 import time

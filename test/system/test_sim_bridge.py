@@ -26,8 +26,8 @@ from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES, RobomimicEnv  
 DOMAIN = domain(62)
 NAMESPACE = "/loop"
 EPISODES, FIRST_SEED = 10, 100000
-# the shipped Lift model offline, same seeds as the README:
-#   evaluate --model models/lift --episodes 50 --seed 100000  ->  37/50, 95 % CI 0.60-0.84 (README)
+# the shipped Lift model offline, same seeds as docs/results.md:
+#   evaluate --model models/lift --episodes 50 --seed 100000  ->  37/50, 95 % CI 0.60-0.84 (docs/results.md)
 OFFLINE_CI = (0.60, 0.84)
 
 

@@ -116,7 +116,7 @@ def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
     model = load_model(shipped_model(task), "cpu")
     apply_overrides(model, [o for o in overrides if o])
     assert model.config.agent.actor_batch == 256
-    # Can fine-tunes unmasked (OTPR-U): masked OT's keypoint cost pulls its actor off (README, "Can")
+    # Can fine-tunes unmasked (OTPR-U): masked OT's keypoint cost pulls its actor off (docs/results.md, "Can")
     assert model.config.transport.masked is (task != "can")
 
 
