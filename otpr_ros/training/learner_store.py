@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from otpr_ros.model.directory import sha256
 
 CHUNK_NAME = re.compile(r"^chunk_(\d{9})\.([0-9a-f]{64})\.npz$")
 
@@ -196,7 +195,7 @@ class PolicySnapshots:
         the oldest beyond ``keep`` are removed (servers have swapped them out by then)."""
         self.version += 1
         path = learner.snapshot(self.directory / f"v{self.version:06d}", card)
-        digest = sha256(path / "weights.pt")
+        digest = json.loads((path / "model.json").read_text())["files"]["weights.pt"]     # hashed when written
         for old in sorted(self.directory.glob("v*"))[:-self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         return self.version, path, digest
