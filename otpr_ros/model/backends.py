@@ -94,7 +94,7 @@ class OpenVinoBackend:
         if threads:
             self.options["INFERENCE_NUM_THREADS"] = threads
         if profile:
-            self.options["PERF_COUNT"] = True    # per-node kernel times (benchmarks/openvino_profile.py)
+            self.options["PERF_COUNT"] = True    # per-node kernel times (docs/experiments/scripts/openvino_profile.py)
         self.requests = {}
         # the graph's fixed sizes (steps, obs and action widths) with one state and L candidates
         obs, noise = self.graph.input("obs").get_partial_shape(), self.graph.input("noise").get_partial_shape()

@@ -64,7 +64,7 @@ class _Method(nn.Module):
 
 def export_onnx(model_dir, out_dir=None, num_candidates: int | None = None, mish_symbolic=mish_closed_form) -> Path:
     """Write the graphs of the model in ``model_dir`` (loaded on the CPU) under ``out_dir``;
-    ``mish_symbolic`` is how Mish is written (benchmarks/onnx_anatomy.py tries another)."""
+    ``mish_symbolic`` is how Mish is written (docs/experiments/scripts/onnx_anatomy.py tries another)."""
     model = load_model(model_dir, device="cpu")
     agent, config = model.agent, model.config
     out = Path(out_dir) if out_dir is not None else model.path / "onnx"

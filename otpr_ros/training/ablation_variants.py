@@ -1,5 +1,5 @@
 """The paper's ablations as fine-tuning overrides (``otpr-finetune --set``), shared by the
-benchmarks that compare them (benchmarks/ablation.py, benchmarks/guidance_drift.py)."""
+benchmarks that compare them (benchmarks/ablation.py, docs/experiments/scripts/guidance_drift.py)."""
 
 from otpr_ros.package_files import node_parameters
 

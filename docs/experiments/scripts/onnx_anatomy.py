@@ -14,7 +14,7 @@ For each: the nodes ONNX Runtime runs after its own graph optimisation, by kind,
 of a decision (L from the model, one state). The gap between the rows is per-node dispatch
 of small elementwise kernels (8 x 512 tensors), not arithmetic.
 
-Usage: python benchmarks/onnx_anatomy.py --model models/lift [--rounds 20] [--threads 2] [--json out.json]
+Usage: python docs/experiments/scripts/onnx_anatomy.py --model models/lift [--rounds 20] [--threads 2] [--json out.json]
 """
 
 import argparse

@@ -6,7 +6,7 @@ prints for each kind of node it executes: how many, and their kernel time per de
 (median over decisions). Below the table: the kernels' sum and a decision's wall time; the
 difference is the runtime's own dispatch and the Python call.
 
-Usage: python benchmarks/openvino_profile.py --model models/lift [--decisions 300]
+Usage: python docs/experiments/scripts/openvino_profile.py --model models/lift [--decisions 300]
 """
 
 import argparse

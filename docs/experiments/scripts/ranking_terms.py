@@ -6,7 +6,7 @@
 
 and L = 1 (the diffusion policy alone) for reference, on the same held-out seeds.
 
-    python benchmarks/ranking_terms.py --task can --set transport.beta=0 \\
+    python docs/experiments/scripts/ranking_terms.py --task can --set transport.beta=0 \\
         --model models/can --model runs/x/evaluated/step_000004002
 
 The two one-term rankings act with copies of the model whose v or Q output layer is zeroed
@@ -49,7 +49,7 @@ def one_term_copy(model_dir: str, zeroed: str, path: Path) -> str:
             layer.bias.zero_()
     card = (Path(model_dir) / "MODEL_CARD.md").read_text()
     save_model(path, model.agent, model.info, model.obs_normalizer, model.action_normalizer,
-               card + f"\n\nDiagnostic copy (benchmarks/ranking_terms.py): {zeroed} output set to 0.\n")
+               card + f"\n\nDiagnostic copy (docs/experiments/scripts/ranking_terms.py): {zeroed} output set to 0.\n")
     return str(path)
 
 

@@ -11,7 +11,7 @@ from --seed) and records per episode:
 - over peg: within 1 cm of the peg's axis, but not seated (turn or lowering missed);
 - success.
 
-Usage: python benchmarks/square_stages.py --model models/square [--episodes 50] [--seed 100000]
+Usage: python docs/experiments/scripts/square_stages.py --model models/square [--episodes 50] [--seed 100000]
                                           [--processes 2] [--json out.json]
 """
 

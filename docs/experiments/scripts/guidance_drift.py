@@ -7,8 +7,8 @@ guidance leaves the success rate where it was; a guidance whose preferences amon
 policy's own candidates are wrong pulls the policy toward them, and the success rate drops.
 This separates "the guidance misleads the actor" from "the online data are bad".
 
-    python benchmarks/guidance_drift.py --task can --updates 626 --variants otpr uniform unmasked
-    python benchmarks/guidance_drift.py --task can --model runs/can_rollout_critic/model --variants q \
+    python docs/experiments/scripts/guidance_drift.py --task can --updates 626 --variants otpr uniform unmasked
+    python docs/experiments/scripts/guidance_drift.py --task can --model runs/can_rollout_critic/model --variants q \
         --set agent.q_normalisation=candidates --set agent.q_temperature=0.5 --output runs/drift_rc
 
 Variants (each on top of the CPU fine-tuning settings, actor batch 256 and 5-step DDIM

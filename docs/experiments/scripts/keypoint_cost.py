@@ -2,7 +2,7 @@
 over L = 8 candidates, with the transport cost ``c = -Qn + beta * g`` at several (beta, rho),
 on the same held-out seeds; L = 1 (the diffusion policy alone) for reference.
 
-    python benchmarks/keypoint_cost.py --tasks lift can --episodes 50
+    python docs/experiments/scripts/keypoint_cost.py --tasks lift can --episodes 50
 
 No training happens: every row acts with the same policy, critic and potentials, and only
 the cost that ranks the candidates changes (``otpr-evaluate --set``). The shipped potentials
