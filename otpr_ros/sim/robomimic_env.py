@@ -11,6 +11,7 @@ seed gives the same initial scene; ``model_seed`` fixes what robosuite randomise
 it builds the model (Lift's cube size), so separate processes build the same model.
 """
 
+import logging
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -74,12 +75,32 @@ def flatten_obs(raw: dict, keys=OBS_KEYS) -> np.ndarray:
     return np.concatenate(parts)
 
 
+# robosuite's notices at import and per environment that say nothing to this package's users: it runs
+# without a private macro file, the optional robot models and the humanoid's IK, with the default controller
+ROBOSUITE_NOTICES = ("No private macro file", "It is recommended to use a private macro file", "To setup, run:",
+                     "Could not import robosuite_models", "Could not load the mink-based",
+                     "Loading controller configuration from")
+
+
+class QuietRobosuite(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(ROBOSUITE_NOTICES)
+
+
+def quiet_robosuite() -> None:
+    """Drop ROBOSUITE_NOTICES from robosuite's logger (its other messages pass)."""
+    logger = logging.getLogger("robosuite_logs")
+    if not any(isinstance(f, QuietRobosuite) for f in logger.filters):
+        logger.addFilter(QuietRobosuite())
+
+
 class RobomimicEnv(gym.Env):
     metadata = {"render_modes": []}
     control_hz = CONTROL_HZ
 
     def __init__(self, task: str = "lift", horizon: int | None = None, model_seed: int = 0,
                  hard_reset: bool = False):
+        quiet_robosuite()
         import robosuite  # imported here: the core and its tests do not need MuJoCo
 
         self.task, self.spec_ = task, task_spec(task)

@@ -58,3 +58,19 @@ def test_horizon_truncates_and_bad_actions_are_refused():
 def test_unknown_task_is_refused():
     with pytest.raises(ValueError, match="task: expected one of"):
         task_spec("stack")
+
+
+def test_robosuite_notices_are_silenced_and_its_other_messages_pass():
+    """A user sees none of robosuite's notices about its private macros, optional robot models,
+    the humanoid's IK or the controller file it loads; robosuite's other warnings still show."""
+    import subprocess
+    import sys
+    code = ("from otpr_ros.sim.robomimic_env import RobomimicEnv\n"
+            "RobomimicEnv('lift').reset(seed=0)\n"
+            "import logging; logging.getLogger('robosuite_logs').warning('a real robosuite warning')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert "a real robosuite warning" in output
+    for notice in ("macro", "robosuite_models", "mink", "controller configuration"):
+        assert notice not in output, output[-2000:]
