@@ -23,7 +23,7 @@ from otpr_ros.core.resampling import effective_sample_size, expectile_weights, s
 from otpr_ros.core.transport import (KeypointRelationCost, NeuralPotentials, RunningScale, TransportCost,
                                      compatibility, dual_objective, keypoint_mask, transport_score)
 
-GUIDANCES = ("compatibility", "q", "advantage", "uniform", "bc")
+GUIDANCES = ("compatibility", "q", "advantage", "uniform", "bc", "awr")
 ACTING_WEIGHTS = ("compatibility", "q")
 ACT_MODES = ("sample", "argmax", "single")
 BATCH_MIXES = ("uniform", "fixed")
@@ -218,10 +218,14 @@ class OTPRAgent:
             states = torch.cat([buffer.keypoint_obs, states])
             stored = torch.cat([buffer.keypoint_actions, stored])
             stored_ids = torch.cat([torch.arange(buffer.num_keypoints, device=self.device), stored_ids])
-        if a.guidance == "bc":       # every weight on the stored action: plain score matching, no candidates drawn
-            loss = self.policy.noise_matching_loss(states, stored, None, self.generator, compiled=a.compile_updates)
+        if a.guidance in ("bc", "awr"):      # the stored actions only: no candidates drawn
+            weights = self.stored_action_weights(states, stored) if a.guidance == "awr" else None
+            loss = self.policy.noise_matching_loss(states, stored, weights, self.generator, compiled=a.compile_updates)
             self.step_actor(loss)
-            return {"actor/loss": float(loss.detach()), "actor/stored_weight": 1.0, "actor/guidance_ess": 1.0}
+            metrics = {"actor/loss": float(loss.detach()), "actor/stored_weight": 1.0, "actor/guidance_ess": 1.0}
+            if weights is not None:          # the share of the batch the weights effectively keep
+                metrics["actor/batch_ess_share"] = float(weights.sum() ** 2 / weights.pow(2).sum() / len(weights))
+            return metrics
         with torch.no_grad():
             sampled = self.policy.sample(states, a.num_candidates, a.actor_sampler, a.actor_ddim_steps,
                                          generator=self.generator, use_ema=False, compiled=a.compile_updates)
@@ -233,6 +237,17 @@ class OTPRAgent:
         self.step_actor(loss)
         return {"actor/loss": float(loss.detach()), "actor/stored_weight": float(weights[:, -1].mean()),
                 "actor/guidance_ess": float(effective_sample_size(weights).mean())}
+
+    @torch.no_grad()
+    def stored_action_weights(self, states, stored) -> torch.Tensor:
+        """Guidance ``awr``: advantage-weighted regression on the stored actions (AWR, AWAC),
+        ``min(exp(advantage_temperature * A / std(A)), advantage_clip)`` with ``A = Q(s, a) - V(s)``
+        standardised over the batch: the critic reweights data that was executed or
+        demonstrated and never trains the policy on its own candidates."""
+        a = self.config.agent
+        advantage = self.critic.target_q(states[:, None, :], stored[:, None, :])[:, 0] - self.critic.value(states)
+        scaled = advantage / advantage.std().clamp_min(1e-8)
+        return torch.exp(a.advantage_temperature * scaled).clamp(max=a.advantage_clip)
 
     def step_actor(self, loss: torch.Tensor) -> None:
         self.actor_optimizer.zero_grad(set_to_none=True)

@@ -64,7 +64,8 @@ class AgentConfig:
     acting_weights: str = "compatibility"    # compatibility: H once the potentials are trained (the paper) |
                                              # q: softmax(Q / (|Q| scale * q_temperature)) (arg-max: largest Q)
     guidance: str = "compatibility"          # compatibility (the paper) | q | advantage | uniform: every
-                                             # candidate alike (no guidance) | bc: the stored action only
+                                             # candidate alike (no guidance) | bc: the stored action only |
+                                             # awr: the stored actions weighted by exp(advantage), no candidates
     actor_batch: int = 1024
     actor_batch_mix: str = "uniform"         # uniform over the replay | fixed: critic.online_fraction of it online
     actor_sampler: str = "ddpm"              # how training candidates are drawn
@@ -72,7 +73,8 @@ class AgentConfig:
     q_normalisation: str = "scale"           # guidance q/advantage: Q / its running scale | candidates: per
                                              # state, (Q - mean) / std over that state's candidates
     q_temperature: float = 1.0               # guidance q: softmax(Qn / temperature)
-    advantage_temperature: float = 3.0       # guidance advantage: exp(temperature * (Q - V) / scale)
+    advantage_temperature: float = 3.0       # guidance advantage: exp(temperature * (Q - V) / scale); awr:
+                                             # exp(temperature * (Q - V) / std over the batch)
     advantage_clip: float = 100.0
     compile_updates: bool = False            # torch.compile the updates' dense parts (target Q and g, training
                                              # candidates, score matching): same losses, faster after a one-off

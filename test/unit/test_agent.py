@@ -44,7 +44,7 @@ def test_argmax_mode_picks_the_most_compatible_candidate():
 
 
 # -- learning --------------------------------------------------------------------------------
-@pytest.mark.parametrize("guidance", ["compatibility", "q", "advantage", "uniform", "bc"])
+@pytest.mark.parametrize("guidance", ["compatibility", "q", "advantage", "uniform", "bc", "awr"])
 def test_guidance_weights_are_distributions(guidance):
     agent = small_agent()
     agent.config.agent.guidance = guidance
@@ -170,6 +170,22 @@ def test_fixed_batch_mix_gives_the_critic_its_online_share():
     agent.config.critic.batch_mix, agent.config.critic.online_fraction = "fixed", 0.25
     metrics = agent.critic_step(buffer)
     assert seen[0] > 90 and seen[1] == 32 and metrics["critic/online_share"] == 0.25
+
+
+def test_awr_weighs_the_stored_actions_by_their_advantage_and_draws_no_candidates(monkeypatch):
+    agent = small_agent(masked=False, beta=0.0)
+    agent.config.agent.guidance, agent.config.agent.advantage_temperature = "awr", 1.0
+    buffer = filled_buffer(agent)
+    states, stored = torch.rand(64, 1) * 2 - 1, torch.rand(64, 2) * 2 - 1
+    weights = agent.stored_action_weights(states, stored)
+    advantage = agent.critic.target_q(states[:, None], stored[:, None])[:, 0] - agent.critic.value(states)
+    assert torch.equal(weights.argsort(), advantage.argsort())        # the better the action, the larger
+    assert torch.allclose(weights.log(), advantage / advantage.std(), atol=1e-5)   # temperature 1, under the clip
+    agent.config.agent.advantage_clip = 1.5
+    assert agent.stored_action_weights(states, stored).max() <= 1.5
+    monkeypatch.setattr(agent.policy, "sample", lambda *a, **k: pytest.fail("awr drew candidates"))
+    metrics = agent.actor_step(buffer)
+    assert 0 < metrics["actor/batch_ess_share"] <= 1 and metrics["actor/stored_weight"] == 1.0
 
 
 def test_fixed_actor_batch_mix_gives_the_actor_its_online_share():
