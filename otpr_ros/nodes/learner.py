@@ -1,27 +1,24 @@
 """learner: transitions in, fine-tuned policy out (otpr_ros/training/online_learning.py).
 
-Subscribes ``transition`` (any number of bridges or recorders, one deep reliable queue),
-stores them beside the expert demonstrations, and once ``warmup_transitions`` have arrived
-runs OTPR updates at ``updates_per_transition`` updates per received transition. Every
-``publish_every`` updates it writes the weights as a model directory
-``<output_dir>/policy/v<version>`` (atomically) and announces it on ``policy_update``
-(latched, signed with ``update_key``, versions of this run: ``<output_dir>/run_id``), where
-the policy servers swap it in. Transitions arrive into an inbox on an
-executor thread of their own; updates run in short slices, and between two updates the
-inbox is taken, the replay log written and acknowledged, and the status published.
-TensorBoard scalars go to ``<output_dir>/tensorboard``; counters to ``~/status`` (String,
-JSON, 1 Hz).
+Subscribes ``transition`` (any number of bridges or recorders, one deep reliable queue), stores
+them beside the expert demonstrations, and once ``warmup_transitions`` have arrived runs OTPR
+updates at ``updates_per_transition`` updates per received transition. Every ``publish_every``
+updates it writes the weights as ``<output_dir>/policy/v<version>`` (a model directory,
+atomically) and announces it on ``policy_update`` (latched, signed with ``update_key``, versions
+of this run: ``<output_dir>/run_id``); the policy servers swap it in. Transitions arrive into an
+inbox on an executor thread of their own; updates run in short slices, and between two updates
+the inbox is taken, the replay log written and acknowledged, the status published (``~/status``,
+JSON, 1 Hz), every 30 s a progress line logged (TensorBoard: ``<output_dir>/tensorboard``).
 
 Nothing learned is lost to a crash (otpr_ros/training/learner_store.py): received transitions
-are appended to ``<output_dir>/replay`` in checksummed chunks every ``replay_flush_every``
-s, and only then acknowledged on ``learner_progress`` (latched), which also tells fast-mode
-bridges how many transitions the learner is ready for (its update-to-data ratio plus
-``max_lead_transitions``). The whole learning state (networks, optimisers, generator,
-counters) is checkpointed atomically to ``<output_dir>/checkpoints`` with a snapshot, at
-most every ``checkpoint_every`` s. A learner started on an ``output_dir`` with a checkpoint
-resumes from the newest complete one and the whole replay log (``resume``), takes what it
-missed from the bridges' transient-local history, and publishes versions above every one
-it published before.
+are appended to ``<output_dir>/replay`` in checksummed chunks every ``replay_flush_every`` s,
+and only then acknowledged on ``learner_progress`` (latched), which also tells fast-mode bridges
+how many transitions the learner is ready for (its update-to-data ratio plus
+``max_lead_transitions``). The whole learning state is checkpointed atomically to
+``<output_dir>/checkpoints`` with a snapshot, at most every ``checkpoint_every`` s. A learner
+started on an ``output_dir`` with a checkpoint resumes from the newest complete one and the
+replay log (``resume``), takes what it missed from the bridges' transient-local history, and
+publishes versions above every one it published before.
 """
 
 import json
@@ -50,6 +47,7 @@ from otpr_ros.training.schedule import EvaluationSchedule
 
 SLICE_SECONDS = 0.2        # s of updates before the executor has its thread back
 STATUS_PERIOD = 1.0        # s between two ~/status messages
+PROGRESS_PERIOD = 30.0     # s between two progress lines in the log
 SEEDS = (0, 2**31 - 1)
 # the learner's parameters: name, default, description, (low, high) or None, read-only
 PARAMETERS = (
@@ -198,6 +196,8 @@ class Learner(Node):
         if now >= self.next_status:
             self.next_status = now + STATUS_PERIOD
             self.status_pub.publish(String(data=json.dumps(self.status())))
+            self.get_logger().info(self.run.progress(self.schedule.budget, (self.schedule.rows or [None])[-1]),
+                                   throttle_duration_sec=PROGRESS_PERIOD)
 
     def _learn(self) -> None:
         self._periodic()

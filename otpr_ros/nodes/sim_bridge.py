@@ -315,7 +315,7 @@ class SimBridge(Node):
         self.counts["episodes"] += 1
         self.counts["successes"] += int(summary.success)
         self.episode_pub.publish(episode_message({**summary.to_dict(), "source": self.source_id}))
-        self.get_logger().info(f"episode {summary.episode} (seed {summary.seed}): "
+        self.get_logger().debug(f"episode {summary.episode} (seed {summary.seed}): "     # the learner logs progress
                                f"{'success' if summary.success else summary.reason} in {summary.length} steps")
         self.waiting_for.clear()
         if self.episodes and self.counts["episodes"] >= self.episodes:

@@ -9,9 +9,11 @@ timer between bus work; ``otpr-finetune`` after each chunk it runs.
 """
 
 import time
+from collections import deque
 
 from otpr_ros.training.online_learning import OnlineLearner
 
+RECENT_EPISODES = 20      # training episodes the progress line's success rate is over
 METRICS_EVERY = 10        # updates between two TensorBoard writes of the update's metrics
 # learning curve columns: means of an update metric over the updates since the previous row
 ROW_MEANS = {"guidance_ess": "actor/guidance_ess", "online_share": "critic/online_share"}
@@ -23,6 +25,7 @@ class OnlineRun:
         self.updates, self.update_seconds, self.metrics = 0, 0.0, {}
         self.since_row = dict.fromkeys(ROW_MEANS, (0.0, 0))     # sums and counts since the last row
         self.env_steps = self.episodes = 0
+        self.outcomes = deque(maxlen=RECENT_EPISODES)      # success (terminal) of the latest episodes
         self.start = time.perf_counter()
 
     # -- data ---------------------------------------------------------------------------------
@@ -31,7 +34,9 @@ class OnlineRun:
         result = self.core.add(fields)
         if result == "added":
             self.env_steps += int(fields["steps"])
-            self.episodes += int(bool(fields["terminal"]) or bool(fields["truncated"]))
+            if fields["terminal"] or fields["truncated"]:
+                self.episodes += 1
+                self.outcomes.append(bool(fields["terminal"]))
         return result
 
     @property
@@ -77,6 +82,19 @@ class OnlineRun:
         wall = max(time.perf_counter() - self.start, 1e-9)
         return {"updates_per_s_wall": self.updates / wall, "env_steps_per_s": self.env_steps / wall,
                 "learning_share": self.update_seconds / wall}
+
+    def progress(self, budget: int = 0, evaluation: dict | None = None) -> str:
+        """One line for a person watching: env steps of the budget, updates and their rate, the
+        training episodes' success, the latest held-out evaluation (a curve row)."""
+        line = f"{self.env_steps}{f'/{budget}' if budget else ''} env steps, {self.updates} updates"
+        if self.updates_per_s is not None:
+            line += f" ({self.updates_per_s:.2f}/s)"
+        line += f", {self.episodes} episodes"
+        if self.outcomes:
+            line += f", training success {sum(self.outcomes) / len(self.outcomes):.0%} (last {len(self.outcomes)})"
+        if evaluation is not None:
+            line += f", held-out {evaluation['success_rate']:.0%} at {evaluation['env_steps']} env steps"
+        return line
 
     # -- the curve ----------------------------------------------------------------------------
     def row(self, **extra) -> dict:

@@ -4,6 +4,7 @@ policy server, all separate processes on DDS (started by otpr-launch, as a user 
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +80,8 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
     best = max(rows, key=lambda r: float(r["validation_success_rate"]))
     assert load_model(runs / "selected").info.task == "lift" and not (runs / "selected.partial").exists()
     assert f"selected: the weights at {best['env_steps']} env steps" in output, output[-3000:]
+    # one progress line per 30 s from the learner, no line per episode from the bridge
+    assert re.search(r"learner\]: \d+/\d+ env steps, \d+ updates", output) and "(seed 0)" not in output, output[-3000:]
 
 
 def test_a_learner_without_a_model_exits_with_a_clear_error(tmp_path):

@@ -47,6 +47,11 @@ def test_updates_follow_the_update_to_data_ratio_after_the_warmup(tiny):
     rates = run.rates()         # per second of wall time since the run started, and the share spent updating
     assert 0 < rates["learning_share"] <= 1 and rates["updates_per_s_wall"] <= run.updates_per_s
     assert rates["env_steps_per_s"] == pytest.approx(80 / 10 * rates["updates_per_s_wall"], rel=1e-3)
+    line = run.progress(200, {"success_rate": 0.92, "env_steps": 60})      # the line the learner logs
+    assert line.startswith("80/200 env steps, 10 updates (") and ", 4 episodes, training success 100% (last 4), " \
+        "held-out 92% at 60 env steps" in line, line
+    run.add({**transition(20), "terminal": 0.0, "truncated": 1.0})         # an episode cut by the horizon
+    assert "training success 80% (last 5)" in run.progress() and "/" not in run.progress().split(" env")[0]
 
 
 def test_the_schedule_evaluates_every_interval_and_finishes_at_the_budget(tmp_path):
