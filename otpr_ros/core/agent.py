@@ -209,7 +209,8 @@ class OTPRAgent:
         return {"transport/dual_objective": float(objective.detach())}
 
     def actor_step(self, buffer) -> dict:
-        """OT-guided score matching over L policy candidates plus the stored action."""
+        """OT-guided score matching over L policy candidates plus the stored action (guidance
+        ``bc`` and ``awr``: over the stored actions alone)."""
         a = self.config.agent
         batch, _ = self.draw(buffer, a.actor_batch, a.actor_batch_mix)
         states, stored = batch.obs, batch.action

@@ -57,6 +57,7 @@ def position(p):
 def quaternion(q):
     return [q.x, q.y, q.z, q.w]
 
+
 # the server's parameters: name, default, description, (low, high) or None, read-only (node_main.declare_parameters)
 PARAMETERS = (
     ("task", "lift", "robomimic task of the model", None, True),

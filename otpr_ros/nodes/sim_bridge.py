@@ -64,6 +64,7 @@ from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES
 MODES = ("fast", "realtime")
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
+
 # the bridge's parameters: name, default, description, (low, high) or None, read-only (node_main.declare_parameters)
 PARAMETERS = (
     ("task", "lift", "lift | can | square (robomimic) | calvin (where calvin_env is installed)", None, True),
