@@ -21,7 +21,6 @@ import argparse
 import copy
 import time
 
-import numpy as np
 import torch
 
 from otpr_ros.model.directory import load_model
