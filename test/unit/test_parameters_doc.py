@@ -69,3 +69,11 @@ def test_every_tool_answers_help_with_usage_and_an_example(tool, capsys):
     assert exit_.value.code == 0 and out.startswith(f"usage: {tool}")
     examples = [line for line in out.splitlines()[1:] if line.strip().startswith(tool + " ")]
     assert examples, f"{tool} --help shows no example command"
+
+
+def test_every_relative_link_in_the_readme_and_docs_resolves():
+    pages = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "docs" / "experiments").glob("*.md")]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith(("http://", "https://")):
+                assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to missing {target}"
