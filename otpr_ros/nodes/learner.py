@@ -37,7 +37,7 @@ from otpr_ros.model.directory import ModelError
 from otpr_ros.model.update_auth import load_key
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_FIELDS, TRANSITION_QOS, learner_progress_message,
                                          policy_update_message, transition_fields)
-from otpr_ros.nodes.node_main import declare_cpu_threads, declare_parameters, run_node
+from otpr_ros.nodes.node_main import CPU_THREADS, apply_cpu_threads, declare_parameters, run_node
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE, check_validation_seed
 from otpr_ros.training.learner_store import Checkpoints, PolicySnapshots, ReplayLog, check_fresh_output, run_id
@@ -81,7 +81,7 @@ PARAMETERS = (
      "any participant on the domain may swap the servers' policy", None, True),
     ("validation_seed", -1, "first seed of validation episodes (eval_episodes of them) run beside each held-out "
      "evaluation; the weights they rate best are copied to <output_dir>/selected; -1: none", (-1, SEEDS[1]), True),
-)
+) + (CPU_THREADS,)
 
 
 class Learner(Node):
@@ -89,7 +89,7 @@ class Learner(Node):
         super().__init__("learner")
         self.core = self.schedule = None     # destroy_node runs also when construction fails
         declare_parameters(self, PARAMETERS)
-        declare_cpu_threads(self)
+        apply_cpu_threads(self)
         value = lambda name: self.get_parameter(name).value  # noqa: E731
         episodes, held_out, validation = value("eval_episodes"), value("eval_seed"), value("validation_seed")
         validation = validation if validation >= 0 else None

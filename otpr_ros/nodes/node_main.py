@@ -71,9 +71,9 @@ ANY_TYPE = "any type"     # a table row's range for a parameter that takes a str
 CPU_THREADS = ("cpu_threads", 0, "torch CPU threads of this process; 0: torch's default (all cores)", (0, 256), True)
 
 
-def declare_cpu_threads(node) -> None:
+def apply_cpu_threads(node) -> None:
+    """torch's CPU threads as the node's ``cpu_threads`` (a row of its table: ``CPU_THREADS``) says."""
     import torch
-    declare_parameters(node, [CPU_THREADS])
     if node.get_parameter("cpu_threads").value:
         torch.set_num_threads(node.get_parameter("cpu_threads").value)
 

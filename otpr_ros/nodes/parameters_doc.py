@@ -5,17 +5,15 @@
 
 import importlib
 
-from otpr_ros.nodes.node_main import ANY_TYPE, CPU_THREADS
+from otpr_ros.nodes.node_main import ANY_TYPE
 
-# node: (module, declares cpu_threads)
-NODES = {"policy_server": ("otpr_ros.nodes.policy_server", True), "sim_bridge": ("otpr_ros.nodes.sim_bridge", False),
-         "learner": ("otpr_ros.nodes.learner", True)}
+NODES = {"policy_server": "otpr_ros.nodes.policy_server", "sim_bridge": "otpr_ros.nodes.sim_bridge",
+         "learner": "otpr_ros.nodes.learner"}
 
 
 def node_parameters(node: str) -> tuple:
     """The node's table rows, as it declares them: (name, default, description, range, read-only)."""
-    module, cpu_threads = NODES[node]
-    return importlib.import_module(module).PARAMETERS + ((CPU_THREADS,) if cpu_threads else ())
+    return importlib.import_module(NODES[node]).PARAMETERS
 
 
 def cell(value) -> str:
@@ -28,7 +26,8 @@ def render() -> str:
              "Every parameter of the three nodes, with its default, range and description, as the nodes",
              "declare them (`PARAMETERS` in each node's module). Made by `python -m otpr_ros.nodes.parameters_doc",
              "> docs/parameters.md`; `test/unit/test_parameters_doc.py` fails when it is out of date. Set them in",
-             "`config/nodes.yaml` or `config/<task>.yaml` (README, Configuration); read-only ones are taken at start only.",
+             "`config/nodes.yaml` or `config/<task>.yaml` (README, Configuration); read-only ones are taken "
+             "at start only.",
              "What the nodes do: [interface.md](interface.md)."]
     for node in NODES:
         lines += ["", f"## `{node}`", "", "| parameter | default | range | read-only | description |",

@@ -37,7 +37,7 @@ from otpr_ros.model.observation_gate import ObservationGate
 from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput
 from otpr_ros.model.update_auth import REASONS, UpdateGuard, UpdateRefused, load_key
 from otpr_ros.nodes.bus_messages import LATCHED, policy_update_fields
-from otpr_ros.nodes.node_main import ANY_TYPE, declare_cpu_threads, declare_parameters, percentiles, run_node
+from otpr_ros.nodes.node_main import ANY_TYPE, CPU_THREADS, apply_cpu_threads, declare_parameters, percentiles, run_node
 from otpr_ros.package_files import share_dir, shipped_model
 
 SOURCES = ("robot_state", "observation")
@@ -87,14 +87,14 @@ PARAMETERS = (
      "empty: the shipped models and the folder of model_dir", None, True),
     ("joint_names", ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"],
      "names of the action dimensions in action_chunk", None, False),
-)
+) + (CPU_THREADS,)
 
 
 class PolicyServer(Node):
     def __init__(self):
         super().__init__("policy_server")
         declare_parameters(self, PARAMETERS)
-        declare_cpu_threads(self)
+        apply_cpu_threads(self)
 
         value = lambda name: self.get_parameter(name).value  # noqa: E731
         self.task, self.source, self.sync = value("task"), value("observation_source"), value("state_sync")
