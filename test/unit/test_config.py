@@ -61,7 +61,7 @@ def test_a_task_file_overrides_the_shared_node_file():
     from otpr_ros.package_files import node_parameters
     lift, can = node_parameters("lift", "learner"), node_parameters("can", "learner")
     assert (lift["task"], lift["output_dir"], lift["updates_per_transition"]) == ("lift", "runs/finetune_lift", 0.5)
-    assert (can["task"], can["updates_per_transition"]) == ("can", 1.0)
+    assert (can["task"], can["updates_per_transition"]) == ("can", 0.25)
     assert "transport.masked=false" in can["overrides"] and "transport.masked=false" not in lift["overrides"]
     assert node_parameters("square", "sim_bridge")["task"] == "square"
 

@@ -116,8 +116,12 @@ def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
     model = load_model(shipped_model(task), "cpu")
     apply_overrides(model, [o for o in overrides if o])
     assert model.config.agent.actor_batch == 256
-    # Can fine-tunes unmasked (OTPR-U): masked OT's keypoint cost pulls its actor off (docs/results.md, "Can")
+    # Can's actor learns only from stored chunks, weighted by advantage; its training episodes act by Q
+    # (docs/experiments/2026-11-30-can-stored-action-updates.md): H guidance drifted it
     assert model.config.transport.masked is (task != "can")
+    recipe = ("awr", "q", 8, "fixed") if task == "can" else ("compatibility", "compatibility", 1, "uniform")
+    assert (model.config.agent.guidance, model.config.agent.acting_weights, model.config.critic.steps_per_update,
+            model.config.critic.batch_mix) == recipe
 
 
 def test_keypoint_cost_settings_can_be_overridden_for_fine_tuning(tiny):
