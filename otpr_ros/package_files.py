@@ -48,4 +48,10 @@ def pretraining_config() -> Path:
 
 
 def shipped_model(task: str) -> Path:
-    return share_dir("models") / task
+    """``models/<task>``; FileNotFoundError naming what to give instead when there is none (CALVIN)."""
+    models = share_dir("models")
+    if not (models / task / "config.yaml").is_file():
+        shipped = sorted(p.name for p in models.iterdir() if (p / "config.yaml").is_file())
+        raise FileNotFoundError(f"no shipped model for task {task!r} (shipped: {', '.join(shipped)}): give a model "
+                                f"directory (model_dir, --model), e.g. one otpr-pretrain made")
+    return models / task

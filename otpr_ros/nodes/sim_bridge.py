@@ -108,8 +108,8 @@ class SimBridge(Node):
         self.task, self.mode = value("task"), value("mode")
         if self.mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
-        env, observe = make_environment(self.task, value("horizon") or None)
         self.gamma = read_config(value("model_dir") or shipped_model(self.task)).critic.gamma
+        env, observe = make_environment(self.task, value("horizon") or None)
         self.session = BridgeSession(env, observe, self.gamma, value("first_seed"))
         self.act_dim = env.action_space.shape[0]
         self.control_period = 1.0 / env.control_hz
@@ -343,7 +343,7 @@ class SimBridge(Node):
 
 
 def main(args=None) -> int:
-    return run_node("sim_bridge", SimBridge, args, (ValueError, ModuleNotFoundError), stops_gracefully=True)
+    return run_node("sim_bridge", SimBridge, args, (ValueError, OSError, ModuleNotFoundError), stops_gracefully=True)
 
 
 if __name__ == "__main__":
