@@ -129,6 +129,8 @@ def read_info(path) -> tuple[ModelInfo, dict]:
 def read_config(path) -> OTPRConfig:
     """The OTPR configuration a model directory was trained with (its ``config.yaml``)."""
     path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"{path}: not a model directory (does not exist or is not a directory)")
     try:
         return OTPRConfig.from_yaml(path / "config.yaml")
     except (ValueError, OSError) as error:

@@ -96,3 +96,12 @@ def test_pretrain_prints_the_diagnostic_and_writes_it_in_the_card(demos, tmp_pat
     assert "critic on 4 held-out demonstrations (valid split)" in card and "NOT converged" in card
     check = json.loads((tmp_path / "model" / "model.json").read_text())["extra"]["critic_diagnostic"]
     assert check["converged"] is False and check["mean_abs_error"] > CONVERGED_ERROR
+
+
+def test_pretrain_without_its_demonstrations_says_how_to_make_them(tmp_path, capsys):
+    from otpr_ros.tools.pretrain import main
+    assert main(["--task", "lift", "--dataset", str(tmp_path / "missing.hdf5"), "--output", str(tmp_path / "m"),
+                 "--no-onnx"]) == 2
+    error = capsys.readouterr().err
+    assert "missing.hdf5: cannot be opened as HDF5" in error and "otpr-collect-demos --task lift" in error
+    assert not (tmp_path / "m").exists()

@@ -72,8 +72,11 @@ def test_weights_that_do_not_fit_the_config_are_refused(model_dir, tmp_path):
 
 
 def test_not_a_model_directory(tmp_path):
+    from otpr_ros.model.directory import read_config
     with pytest.raises(ModelError, match="not a model directory"):
         load_model(tmp_path / "nothing")
+    with pytest.raises(ModelError, match="nothing: not a model directory"):
+        read_config(tmp_path / "nothing")                # what a bridge reads its gamma with
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="missing model.json"):
         load_model(tmp_path / "empty")
