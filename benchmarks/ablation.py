@@ -50,7 +50,7 @@ def run_variant(args, task: str, budget: tuple, variant: str, output: Path) -> d
                    "--env-steps", str(budget[0]), "--eval-every", str(budget[1]), "--utd", str(args.utd),
                    "--eval-episodes", str(args.episodes), "--eval-seed", str(args.eval_seed),
                    "--train-seed", str(args.train_seed), "--seed", str(args.seed), "--device", args.device,
-                   "--no-offline-eval"]
+                   "--no-offline-eval", "--recipe", "model"]
         for override in CPU_SETTINGS + VARIANTS[variant]:
             command += ["--set", override]
         print(f"ablation {task}: {variant}: {' '.join(command)}", flush=True)

@@ -10,7 +10,12 @@ as a model directory (<output>/evaluated/step_<env steps>, evaluated/final) and 
 row is the model before fine-tuning (BC only).
 
     otpr-finetune --task lift --env-steps 40000 --output runs/finetune_lift
-    otpr-finetune --task can --set agent.guidance=q --output runs/can_q          # an ablation
+    otpr-finetune --task can --recipe model --set agent.guidance=q --output runs/can_q   # an ablation
+
+Settings, in the order they win: the model's config.yaml; with --recipe task (the default) the
+learner's ``overrides`` and ``updates_per_transition`` of config/nodes.yaml then
+config/<task>.yaml (what the learner node of ``otpr-launch finetune`` reads); --set and --utd.
+The resolved settings are printed at start.
 
 Writes <output>/curve.csv and curve.png (env steps vs held-out success), summary.json,
 policy/ (the final weights), tensorboard/, evaluated/ (the newest and the final evaluated
@@ -37,7 +42,7 @@ from tqdm import tqdm
 
 from otpr_ros.model.directory import ModelError
 from otpr_ros.model.policy import ChunkPolicy
-from otpr_ros.package_files import shipped_model
+from otpr_ros.package_files import node_parameters, shipped_model
 from otpr_ros.sim.bridge_session import TRANSITION_FIELDS, BridgeSession, make_environment
 from otpr_ros.sim.evaluation import check_validation_seed
 from otpr_ros.sim.robomimic_env import TASKS
@@ -54,7 +59,12 @@ def parse_args(argv=None):
     parser.add_argument("--datasets", nargs="+", help="expert HDF5 (default: the model's pre-training datasets)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--env-steps", type=int, default=40_000, help="budget of environment steps")
-    parser.add_argument("--utd", type=float, default=1.0, help="updates per transition (chunk)")
+    parser.add_argument("--recipe", choices=("task", "model"), default="task",
+                        help="task (default): the learner node's overrides and updates_per_transition from "
+                             "config/nodes.yaml and config/<task>.yaml, as `otpr-launch finetune` runs; model: the "
+                             "model's own config.yaml alone and --utd 1 (otpr-finetune until 2026-11-30); --set and "
+                             "--utd win over either")
+    parser.add_argument("--utd", type=float, help="updates per transition (chunk); default: from --recipe")
     parser.add_argument("--warmup", type=int, default=64, help="online transitions before the first update")
     parser.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=50)
@@ -76,9 +86,18 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if min(args.env_steps, args.eval_every, args.eval_episodes, args.processes) < 1 or args.utd < 0:
+    if min(args.env_steps, args.eval_every, args.eval_episodes, args.processes) < 1 or (args.utd or 0) < 0:
         parser.error("--env-steps, --eval-every, --eval-episodes and --processes must be >= 1, --utd >= 0")
     return args
+
+
+def recipe(args) -> tuple[list, float]:
+    """The run's overrides (a later one wins) and update-to-data ratio: --recipe's, then --set and --utd."""
+    if args.recipe == "model":
+        return list(args.set), 1.0 if args.utd is None else args.utd
+    learner = node_parameters(args.task, "learner")
+    overrides = [o for o in learner.get("overrides") or () if o] + list(args.set)
+    return overrides, float(learner["updates_per_transition"]) if args.utd is None else args.utd
 
 
 def main(argv=None) -> int:
@@ -91,12 +110,14 @@ def main(argv=None) -> int:
         return 2
     output = Path(args.output)
     model_dir = Path(args.model) if args.model else shipped_model(args.task)
+    overrides, utd = recipe(args)
     try:
-        learner = OnlineLearner.for_task(args.task, model_dir, args.device, args.set, args.datasets or ())
+        learner = OnlineLearner.for_task(args.task, model_dir, args.device, overrides, args.datasets or ())
     except (ModelError, ValueError, OSError) as error:
         print(f"otpr-finetune: {error}", file=sys.stderr)
         return 2
-    print(f"otpr-finetune: {learner.describe()}\notpr-finetune: {learner.settings()}", flush=True)
+    print(f"otpr-finetune: {learner.describe()}\notpr-finetune: recipe {args.recipe}, {utd:g} updates per "
+          f"transition; {learner.settings()}", flush=True)
     output.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(output / "replay", ignore_errors=True)
     learner.log = ReplayLog(output / "replay", TRANSITION_FIELDS)
@@ -108,7 +129,7 @@ def main(argv=None) -> int:
     env, observe = make_environment(args.task, None)
     session = BridgeSession(env, observe, config.critic.gamma, args.train_seed)
     policy = ChunkPolicy(model, "torch", "train", "sample", seed=args.seed)
-    run = OnlineRun(learner, args.utd, args.warmup, writer)
+    run = OnlineRun(learner, utd, args.warmup, writer)
     schedule = EvaluationSchedule(output, args.task, args.eval_episodes, args.eval_seed, args.validation_seed,
                                   args.eval_every, args.env_steps, args.processes, args.keep_evaluated,
                                   f"OTPR fine-tuning, {args.task}")
@@ -144,8 +165,9 @@ def main(argv=None) -> int:
                                         f"{run.updates} updates (the final weights)\n")
     rows, selected = schedule.rows, schedule.selected
     offline = None if args.no_offline_eval else rows[0]
-    result = {"task": args.task, "model": str(model_dir), "overrides": args.set, "env_steps": run.env_steps,
-              "updates": run.updates, "utd": args.utd, "wall_s": round(time.perf_counter() - run.start, 1),
+    result = {"task": args.task, "model": str(model_dir), "recipe": args.recipe, "overrides": overrides,
+              "env_steps": run.env_steps, "updates": run.updates, "utd": utd,
+              "wall_s": round(time.perf_counter() - run.start, 1),
               "updates_per_s": None if run.updates_per_s is None else round(run.updates_per_s, 3),
               **{k: round(v, 3) for k, v in run.rates().items()},
               "offline": offline, "final": rows[-1], "selected": selected, "curve": rows}

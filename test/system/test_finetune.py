@@ -28,7 +28,10 @@ def test_short_run_writes_curve_and_summary(tiny, tmp_path):
     assert int(rows[0]["updates"]) == 0 and int(rows[-1]["updates"]) > 0
     summary = json.loads((output / "summary.json").read_text())
     assert summary["env_steps"] >= 120 and summary["updates"] == int(rows[-1]["updates"])
-    assert summary["overrides"] == ["agent.actor_batch=16"]
+    # the learner node's recipe (config/nodes.yaml, config/lift.yaml), then --set
+    assert summary["recipe"] == "task" and summary["utd"] == 0.5
+    assert summary["overrides"] == ["agent.actor_batch=256", "agent.actor_sampler=ddim", "agent.actor_ddim_steps=5",
+                                    "agent.actor_batch=16"]
     assert (output / "curve.png").stat().st_size > 1000
     assert (output / "policy" / "model.json").is_file()
 
@@ -42,6 +45,18 @@ def test_without_the_offline_row_only_fine_tuned_weights_are_evaluated(tiny, tmp
     assert len(rows) == 1 and int(rows[0]["env_steps"]) >= 60 and int(rows[0]["updates"]) > 0
     summary = json.loads((output / "summary.json").read_text())
     assert summary["offline"] is None and summary["final"]["env_steps"] == int(rows[0]["env_steps"])
+
+
+def test_each_task_s_recipe_is_the_learner_node_s_unless_asked_otherwise():
+    from otpr_ros.package_files import node_parameters
+    from otpr_ros.tools.finetune import parse_args, recipe
+    overrides, utd = recipe(parse_args(["--task", "can", "--output", "x", "--set", "agent.q_temperature=0.1"]))
+    learner = node_parameters("can", "learner")
+    assert overrides == [*learner["overrides"], "agent.q_temperature=0.1"] and utd == 0.25
+    assert "agent.guidance=awr" in overrides
+    assert recipe(parse_args(["--task", "can", "--output", "x", "--utd", "2"]))[1] == 2.0
+    assert recipe(parse_args(["--task", "can", "--output", "x", "--recipe", "model", "--set", "a.b=1"])) == (["a.b=1"],
+                                                                                                          1.0)
 
 
 def test_validation_seeds_choose_the_selected_model(tiny, tmp_path):

@@ -46,7 +46,7 @@ def finetune_run(model_dir, output, utd: float, eval_every: int, *extra) -> None
         assert finetune(["--task", "lift", "--model", str(model_dir), "--output", str(output), "--device", "cpu",
                          "--env-steps", str(ENV_STEPS), "--utd", str(utd), "--warmup", "4",
                          "--eval-every", str(eval_every), "--eval-episodes", "1", "--processes", "1",
-                         "--train-seed", "0", *[a for o in OVERRIDES for a in ("--set", o)], *extra]) == 0
+                         "--train-seed", "0", "--recipe", "model", *[a for o in OVERRIDES for a in ("--set", o)], *extra]) == 0
     finally:
         torch.set_num_threads(threads)
 
