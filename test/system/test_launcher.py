@@ -74,8 +74,8 @@ def test_a_node_that_fails_fails_the_run():
     process = launch(domain(64), "finetune", "--model-dir", "/nonexistent/model", "--namespace", "t64")
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 1, output[-3000:]
-    # the server and the learner both refuse the model; whichever stops first fails the run
-    assert re.search(r"/t64/(env0/policy_server|learner) exited with code 2", output), output[-3000:]
+    # the bridge, the server and the learner all refuse the model; whichever stops first fails the run
+    assert re.search(r"/t64/(env0/policy_server|env0/sim_bridge|learner) exited with code 2", output), output[-3000:]
     assert "/nonexistent/model" in output
 
 
