@@ -99,11 +99,17 @@ def amend_card(path, text: str) -> None:
     (path / "model.json").write_text(json.dumps(manifest, indent=1))
 
 
-def read_info(path) -> tuple[ModelInfo, dict]:
-    """The manifest, checked against the files beside it."""
+def model_directory(path) -> Path:
+    """``path`` as a Path; ModelError when it is not a directory."""
     path = Path(path)
     if not path.is_dir():
         raise ModelError(f"{path}: not a model directory (does not exist or is not a directory)")
+    return path
+
+
+def read_info(path) -> tuple[ModelInfo, dict]:
+    """The manifest, checked against the files beside it."""
+    path = model_directory(path)
     try:
         manifest = json.loads((path / "model.json").read_text())
     except FileNotFoundError:
@@ -128,9 +134,7 @@ def read_info(path) -> tuple[ModelInfo, dict]:
 
 def read_config(path) -> OTPRConfig:
     """The OTPR configuration a model directory was trained with (its ``config.yaml``)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ModelError(f"{path}: not a model directory (does not exist or is not a directory)")
+    path = model_directory(path)
     try:
         return OTPRConfig.from_yaml(path / "config.yaml")
     except (ValueError, OSError) as error:

@@ -54,9 +54,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     command = "otpr-pretrain " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     config_path = Path(args.config) if args.config else pretraining_config()
+    config = OTPRConfig.from_yaml(config_path, defaults={"obs_dim": task_spec(args.task).obs_dim})
+    config.device, config.seed = args.device, args.seed
     try:
-        config = OTPRConfig.from_yaml(config_path, defaults={"obs_dim": task_spec(args.task).obs_dim})
-        config.device, config.seed = args.device, args.seed
         dataset = RobomimicDataset(args.dataset, OBS_KEYS, act_dim=config.act_dim, split="train")
     except (ValueError, OSError) as error:
         print(f"otpr-pretrain: {error} (demonstrations: otpr-collect-demos --task {args.task} ... --output <file>)",
