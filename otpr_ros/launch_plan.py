@@ -14,8 +14,11 @@ Fine-tuning in simulation, under ``namespace`` (default ``/otpr``)::
 Each bridge's ``transition``, ``episode`` and ``learner_progress`` and each server's
 ``policy_update`` are remapped to ``<ns>/...``, so every bridge feeds the one learner (and
 is paced by it) and every server hears it.
-On a robot (``use_sim`` false) the robot's drivers take the bridge's place: one server in
-``<ns>`` reads their topics.
+On a robot (``use_sim`` false) the robot's drivers take the bridge's place: in ``<ns>`` a
+server reads their topics (disabled until an episode starts) and a ``transition_recorder``
+makes the learner's transitions from them and an operator's calls (docs/robot.md).
+``mode`` robot rehearses that path in simulation: each ``<ns>/env<i>`` holds a bridge in robot
+mode, its server, a recorder and a ``sim_operator`` that resets and confirms episodes.
 
 Who may change the served policy (otpr_ros/model/update_auth.py): the learner signs its
 ``policy_update`` announcements with ``update_key`` (by default ``<output_dir>/update.key``,
@@ -100,8 +103,8 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
                   episodes: int = 0, mode: str = "fast", output_dir: str = "", env_steps: int = 0,
                   eval_every: int = 0, eval_episodes: int = 50, validation_seed: int = -1, update_key: str = "",
                   discovery: str = "auto", enclaves: str = "") -> list[NodePlan]:
-    if mode not in ("fast", "realtime"):
-        raise ValueError(f"mode: expected fast or realtime, got {mode!r}")
+    if mode not in ("fast", "realtime", "robot"):
+        raise ValueError(f"mode: expected fast, realtime or robot, got {mode!r}")
     if backend not in ("torch", "onnx", "openvino"):
         raise ValueError(f"backend: expected torch, onnx or openvino, got {backend!r}")
     if eval_episodes < 1:
@@ -129,17 +132,28 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
                                                "eval_episodes": eval_episodes, "validation_seed": validation_seed,
                                                "training_seeds": [i * SEEDS_PER_BRIDGE for i in range(num_envs)],
                                                **({"output_dir": output_dir} if output_dir else {})})
+    recorder = {"task": task, "model_dir": model_dir, "max_episode_steps": TASKS[task].horizon}
+    recorded = {topic: shared[topic] for topic in ("transition", "learner_progress")}
     if not use_sim:
-        plan = [node_plan("policy_server", ns or "/", server, {"policy_update": f"{ns}/policy_update"}), learner]
+        plan = [node_plan("policy_server", ns or "/", {**server, "start_enabled": False},
+                          {"policy_update": f"{ns}/policy_update"}),
+                node_plan("transition_recorder", ns or "/", recorder, recorded), learner]
         return with_environment(plan, environment, enclaves)
-    if mode == "fast":          # the simulation waits for each chunk (and for the learner): limits are for robots
+    if mode != "realtime":      # the simulation waits for each chunk (and for the learner): limits are for robots
         server = {**server, "max_decision_rate": 1000.0, "starved_after": 60.0}
     plan = []
     for i in range(num_envs):
         env_ns = f"{ns}/env{i}"
-        plan.append(node_plan("sim_bridge", env_ns, {"task": task, "model_dir": model_dir,
-                                                     "first_seed": i * SEEDS_PER_BRIDGE,
-                                                     "source_id": i, "episodes": episodes, "mode": mode}, shared))
+        bridge = {"task": task, "model_dir": model_dir, "first_seed": i * SEEDS_PER_BRIDGE, "source_id": i,
+                  "episodes": episodes, "mode": mode}
+        if mode == "robot":         # what a robot shows; a recorder and an operator make the transitions
+            plan += [node_plan("sim_bridge", env_ns, bridge),
+                     node_plan("policy_server", env_ns, {**server, "start_enabled": False},
+                               {"policy_update": f"{ns}/policy_update"}),
+                     node_plan("transition_recorder", env_ns, {**recorder, "source_id": i}, recorded),
+                     node_plan("sim_operator", env_ns)]
+            continue
+        plan.append(node_plan("sim_bridge", env_ns, bridge, shared))
         plan.append(node_plan("policy_server", env_ns, server, {"policy_update": f"{ns}/policy_update"}))
     return with_environment(plan + [learner], environment, enclaves)
 
@@ -164,7 +178,8 @@ FINETUNE_ARGUMENTS = {
     "use_sim": ("true", "false: a robot's drivers publish the state instead of bridges"),
     "namespace": ("otpr", "namespace of every node and topic"),
     "episodes": ("0", "each bridge stops after this many episodes; 0: never"),
-    "mode": ("fast", "fast | realtime (the bridges' clock)"),
+    "mode": ("fast", "fast | realtime (the bridges' clock) | robot (the robot path in simulation: bridges show "
+                     "only a robot's topics, recorders and an operator make the transitions)"),
     "output_dir": ("", "the learner's snapshots and TensorBoard logs; empty: the config's"),
     "env_steps": ("0", "the learner stops after this many environment steps (final evaluation); 0: never"),
     "eval_every": ("0", "environment steps between the learner's held-out evaluations; 0: none"),

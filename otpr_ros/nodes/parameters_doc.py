@@ -8,7 +8,8 @@ import importlib
 from otpr_ros.nodes.node_main import ANY_TYPE
 
 NODES = {"policy_server": "otpr_ros.nodes.policy_server", "sim_bridge": "otpr_ros.nodes.sim_bridge",
-         "learner": "otpr_ros.nodes.learner"}
+         "learner": "otpr_ros.nodes.learner", "transition_recorder": "otpr_ros.nodes.transition_recorder",
+         "sim_operator": "otpr_ros.nodes.sim_operator"}
 
 
 def node_parameters(node: str) -> tuple:
@@ -23,7 +24,7 @@ def cell(value) -> str:
 
 def render() -> str:
     lines = ["# Node parameters", "",
-             "Every parameter of the three nodes, with its default, range and description, as the nodes",
+             "Every parameter of the nodes, with its default, range and description, as the nodes",
              "declare them (`PARAMETERS` in each node's module). Made by `python -m otpr_ros.nodes.parameters_doc",
              "> docs/parameters.md`; `test/unit/test_parameters_doc.py` fails when it is out of date. Set them in",
              "`config/nodes.yaml` or `config/<task>.yaml` (README, Configuration); read-only ones are taken "

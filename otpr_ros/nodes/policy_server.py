@@ -23,39 +23,22 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Duration
-from geometry_msgs.msg import PoseArray, PoseStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from otpr_ros.model.directory import ModelError, load_model
-from otpr_ros.model.observation import robomimic_observation
 from otpr_ros.model.observation_gate import ObservationGate
 from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput
 from otpr_ros.model.update_auth import REASONS, UpdateGuard, UpdateRefused, load_key
 from otpr_ros.nodes.bus_messages import LATCHED, policy_update_fields
 from otpr_ros.nodes.node_main import ANY_TYPE, CPU_THREADS, apply_cpu_threads, declare_parameters, percentiles, run_node
+from otpr_ros.nodes.robot_state import RobotStateSync
 from otpr_ros.package_files import share_dir, shipped_model
 
 SOURCES = ("robot_state", "observation")
-ROBOT_STATE = ("eef_pose", "gripper_state", "object_poses")
-SYNCS = ("exact", "latest")
-PARTIAL_STATES = 16      # instants kept while their messages arrive (exact sync)
-
-
-def stamp_seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def position(p):
-    return [p.x, p.y, p.z]
-
-
-def quaternion(q):
-    return [q.x, q.y, q.z, q.w]
 
 
 # the server's parameters: name, default, description, (low, high) or None, read-only (node_main.declare_parameters)
@@ -100,8 +83,7 @@ class PolicyServer(Node):
         self.task, self.source, self.sync = value("task"), value("observation_source"), value("state_sync")
         if self.source not in SOURCES:
             raise ValueError(f"observation_source: expected one of {SOURCES}, got {self.source!r}")
-        if self.sync not in SYNCS:
-            raise ValueError(f"state_sync: expected one of {SYNCS}, got {self.sync!r}")
+        self.robot_state = RobotStateSync(self.task, self.sync)
         key_file = value("update_key")
         roots = [r for r in value("model_roots") if r] or [share_dir("models"), *(
             [Path(value("model_dir")).resolve().parent] if value("model_dir") else [])]
@@ -123,16 +105,13 @@ class PolicyServer(Node):
         self.deferred = None          # a timer: a state arrived within the decision period
         self.published = 0
         self.decision_ms = deque(maxlen=100000)
-        self.latest = {}
-        self.partial, self.state = {}, None     # robot-state messages by stamp; the newest whole state
+        self.latest_observation = None          # observation source: (message, receive time)
 
         self.chunk_pub = self.create_publisher(JointTrajectory, "action_chunk",
                                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         self.status_pub = self.create_publisher(String, "~/status", 10)
         if self.source == "robot_state":
-            for topic, kind in (("eef_pose", PoseStamped), ("gripper_state", JointState), ("object_poses", PoseArray)):
-                self.create_subscription(kind, topic, lambda msg, t=topic: self._on_source(t, msg),
-                                         qos_profile_sensor_data)
+            self.robot_state.subscribe(self, self._on_source)
         else:
             self.create_subscription(Float32MultiArray, "observation",
                                      lambda msg: self._on_source("observation", msg), qos_profile_sensor_data)
@@ -162,8 +141,9 @@ class PolicyServer(Node):
     # -- observations -------------------------------------------------------------------------
     def _on_source(self, topic: str, msg) -> None:
         receive_time = self.get_clock().now().nanoseconds * 1e-9
-        self.latest[topic] = (msg, receive_time)
-        if not self._state_complete(topic, msg):
+        if topic == "observation":
+            self.latest_observation = (msg, receive_time)
+        elif not self.robot_state.add(topic, msg):
             return
         wait = self.last_decision_time + self.min_period - receive_time
         if wait > 0:            # too soon: decide on the newest state once the period is over
@@ -203,50 +183,14 @@ class PolicyServer(Node):
             self.get_logger().warning(f"no fresh observation for {self.starved_after} s: not acting until "
                                       "one arrives")
 
-    def _state_complete(self, topic: str, msg) -> bool:
-        """Whether this message completes a robot state to decide on (kept in ``self.state``).
-        ``exact``: the three sources with one stamp (one driver, or the bridge, stamps one
-        instant), whatever order they arrive in and even when the next instant's messages
-        overtake them; ``latest``: every end-effector pose, with the latest others."""
-        if self.source == "observation":
-            return True
-        if self.sync == "latest":
-            if topic != "eef_pose" or any(t not in self.latest for t in ROBOT_STATE):
-                return topic == "eef_pose"          # incomplete: refused as such
-            self.state = {t: self.latest[t][0] for t in ROBOT_STATE}
-            return True
-        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-        parts = self.partial.setdefault(key, {})
-        parts[topic] = msg
-        if len(parts) < len(ROBOT_STATE):
-            while len(self.partial) > PARTIAL_STATES:          # the oldest instants never completed
-                self.partial.pop(next(iter(self.partial)))
-            return False
-        for older in [k for k in self.partial if k <= key]:  # this instant is the newest whole state
-            del self.partial[older]
-        self.state = parts
-        return True
-
     def _assemble(self):
         """(observation, the stamps of its messages in s, the state's stamp) from the newest
         whole state, or the refusal reason."""
         if self.source == "observation":
-            msg, received = self.latest["observation"]
+            msg, received = self.latest_observation
             stamp = rclpy.time.Time(nanoseconds=int(received * 1e9)).to_msg()
             return np.asarray(msg.data, dtype=np.float64), [received], stamp   # a flat array carries no stamp
-        if self.state is None:
-            return "incomplete"
-        pose, gripper, objects = (self.state[t] for t in ROBOT_STATE)
-        index = self.get_parameter("object_index").value
-        if len(objects.poses) <= index or len(gripper.position) != 2:
-            return "malformed"
-        try:
-            obs = robomimic_observation(self.task, position(pose.pose.position), quaternion(pose.pose.orientation),
-                                        list(gripper.position), position(objects.poses[index].position),
-                                        quaternion(objects.poses[index].orientation))
-        except ValueError:
-            return "non_finite" if not all(np.isfinite(position(pose.pose.position))) else "malformed"
-        return obs, [stamp_seconds(m.header.stamp) for m in (pose, gripper, objects)], pose.header.stamp
+        return self.robot_state.observation(self.get_parameter("object_index").value)
 
     # -- deciding -----------------------------------------------------------------------------
     def _decide(self, obs: np.ndarray, now: float, state_stamp) -> None:

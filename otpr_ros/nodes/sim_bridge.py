@@ -25,6 +25,12 @@ Modes (parameter ``mode``):
   transitions (its update-to-data ratio) or while ``max_unacknowledged`` of this bridge's
   transitions are not yet on the learner's disk (a learner that crashed finds them in
   the bridge's transient-local history when it restarts). No learner heard: no pacing.
+- ``robot``: stepped as ``fast``, but on the bus only what a robot shows (docs/robot.md):
+  its state (no flat ``observation``), and ``reward`` per step as the robot's success
+  detector; no ``transition`` or ``episode`` (the transition recorder makes them). An episode
+  ends where the task says (success, horizon) and the arm then holds still, its state sent
+  every ``chunk_timeout`` s, until an operator calls ``~/reset``. What the simulation knows
+  goes to ``~/transition`` and ``~/episode``, for checking the recorder against.
 
 Ctrl-C / SIGTERM: the bridge acts no more (no state, no chunk taken, no step) and exits
 once the learner it hears has acknowledged every transition of this run, the learner is gone,
@@ -47,45 +53,36 @@ import numpy as np
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32, Float32MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from otpr_ros.model.directory import read_config
-from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_HISTORY, TRANSITION_QOS, episode_message,
-                                         learner_progress_fields, new_stream_id, transition_message)
+from otpr_ros.nodes.bus_messages import episode_message
+from otpr_ros.nodes.learner_link import LearnerLink, link_parameters
 from otpr_ros.nodes.node_main import declare_parameters, percentiles, run_node
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.bridge_session import BridgeSession, make_environment
 from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES
 
-MODES = ("fast", "realtime")
+MODES = ("fast", "realtime", "robot")
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 # the bridge's parameters: name, default, description, (low, high) or None, read-only (node_main.declare_parameters)
 PARAMETERS = (
     ("task", "lift", "lift | can | square (robomimic) | calvin (where calvin_env is installed)", None, True),
-    ("mode", "fast", "fast | realtime", None, True),
+    ("mode", "fast", "fast | realtime | robot (what a robot shows; an operator resets)", None, True),
     ("first_seed", 0, "seed of the first episode; episode i uses first_seed + i", (0, 2**31 - 1), True),
     ("episodes", 0, "exit after this many episodes; 0: run until stopped", (0, 10**9), True),
     ("horizon", 0, "control steps per episode; 0: the task's", (0, 100000), True),
     ("chunk_timeout", 1.0, "s without a chunk before the state is sent again (fast) or a warning (realtime)",
      (0.01, 60.0), False),
-    ("source_id", 0, "this bridge's number in its transitions (several bridges feed one learner)", (0, 65535), True),
-    ("pace_with_learner", True, "fast mode: wait between chunks while the learner (learner_progress) is ready for no "
-     "more transitions", None, True),
-    ("max_unacknowledged", TRANSITION_HISTORY // 2, "fast mode, a learner heard: wait while this many transitions "
-     f"are not on its disk (below the transition history of {TRANSITION_HISTORY}, so a restarting learner gets them "
-     "all)", (1, TRANSITION_HISTORY), True),
-    ("drain_timeout", 10.0, "s a stopped bridge waits for the learner to acknowledge its last transitions",
-     (0.0, 600.0), True),
     ("frame_id", "world", "frame of the poses", None, True),
     ("model_dir", "", "the model being fine-tuned: its critic.gamma discounts the rewards inside a chunk; "
      "empty: the shipped model of the task", None, True),
-)
+) + link_parameters("fast mode: wait between chunks")
 
 
 def stamp_key(stamp) -> tuple:
@@ -113,37 +110,32 @@ class SimBridge(Node):
         self.session = BridgeSession(env, observe, self.gamma, value("first_seed"))
         self.act_dim = env.action_space.shape[0]
         self.control_period = 1.0 / env.control_hz
-        self.episodes, self.source_id, self.frame_id = value("episodes"), value("source_id"), value("frame_id")
+        self.episodes, self.frame_id = value("episodes"), value("frame_id")
         self.chunk_timeout = value("chunk_timeout")
-        self.stream = new_stream_id()
-        self.pace, self.max_unacknowledged = value("pace_with_learner"), value("max_unacknowledged")
-        self.learner = None             # the learner's last progress message, once heard
-        self.drain_timeout, self.stopping_since = value("drain_timeout"), None
         self.holding_since = None       # fast mode: waiting for the learner since (monotonic s)
         self.held_s = 0.0
-        self.finished = Future()
         self.counts = {"chunks_executed": 0, "chunks_dropped": 0, "chunks_malformed": 0, "timeouts": 0,
-                       "transitions": 0, "episodes": 0, "successes": 0, "refused_progress": 0}
+                       "transitions": 0, "episodes": 0, "successes": 0}
         self.waiting_for = {}       # stamp -> (observation, publish time) of the states since the last chunk
         self.round_trip_ms = deque(maxlen=100000)     # state published -> its chunk received
         self.last_state_time = 0.0
 
         sensor = qos_profile_sensor_data
+        self.robot = self.mode == "robot"       # no learner's topics; its own under ~/ for checking
+        self.obs_pub = None if self.robot else self.create_publisher(Float32MultiArray, "observation", sensor)
         self.joint_pub = self.create_publisher(JointState, "joint_states", sensor)
         self.pose_pub = self.create_publisher(PoseStamped, "eef_pose", sensor)
         self.gripper_pub = self.create_publisher(JointState, "gripper_state", sensor)
         self.objects_pub = self.create_publisher(PoseArray, "object_poses", sensor)
-        self.obs_pub = self.create_publisher(Float32MultiArray, "observation", sensor)
         self.reward_pub = self.create_publisher(Float32, "reward", RELIABLE)
-        self.transition_pub = self.create_publisher(Float32MultiArray, "transition", TRANSITION_QOS)
-        self.episode_pub = self.create_publisher(String, "episode", RELIABLE)
+        self.episode_pub = self.create_publisher(String, "~/episode" if self.robot else "episode", RELIABLE)
         self.status_pub = self.create_publisher(String, "~/status", 10)
         self.create_subscription(JointTrajectory, "action_chunk", self._on_chunk,
                                  QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
-        self.progress_sub = self.create_subscription(String, "learner_progress", self._on_learner_progress, LATCHED)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0, lambda: self.status_pub.publish(String(data=json.dumps(self.status()))))
-        self.create_timer(0.1, self._drain)
+        self.link = LearnerLink(self, "~/transition", learner=False) if self.robot else LearnerLink(self)
+        self.finished = self.link.finished
 
         self.session.reset()
         if self.mode == "realtime":
@@ -152,12 +144,12 @@ class SimBridge(Node):
             self.create_timer(min(self.chunk_timeout, 0.1), self._request_again)
         self._publish_state()
         self.get_logger().info(f"{self.task} in {self.mode} mode, episode seeds from {self.session.first_seed}, "
-                               f"transitions as source {self.source_id} stream {self.stream}, rewards inside a "
+                               f"transitions as source {self.link.source} stream {self.link.stream}, rewards inside a "
                                f"chunk discounted by the model's gamma {self.gamma}")
 
     # -- the robot's state ---------------------------------------------------------------------
     def _publish_state(self) -> None:
-        if self.stopping_since is not None:
+        if self.link.stopping:
             return                          # stopped: no new decision is asked for
         now = self.get_clock().now()
         self.last_state_time = now.nanoseconds * 1e-9
@@ -179,7 +171,8 @@ class SimBridge(Node):
             self.gripper_pub.publish(gripper)
             self.objects_pub.publish(objects)
             self.pose_pub.publish(eef)
-        self.obs_pub.publish(Float32MultiArray(data=obs.astype(np.float32).tolist()))
+        if self.obs_pub is not None:
+            self.obs_pub.publish(Float32MultiArray(data=obs.astype(np.float32).tolist()))
 
     # -- chunks ---------------------------------------------------------------------------------
     def _chunk_actions(self, msg: JointTrajectory):
@@ -194,7 +187,7 @@ class SimBridge(Node):
 
     def _on_chunk(self, msg: JointTrajectory) -> None:
         actions = self._chunk_actions(msg)
-        if actions is None or self.stopping_since is not None:
+        if actions is None or self.link.stopping:
             return
         stamp = stamp_key(msg.header.stamp)
         earlier = [key for key in self.waiting_for if key <= stamp]
@@ -219,13 +212,16 @@ class SimBridge(Node):
             return
         now = self.get_clock().now().nanoseconds * 1e-9
         if not self.session.executing and now - self.last_state_time >= self.chunk_timeout:
-            self.counts["timeouts"] += 1
-            self.get_logger().warning("no action_chunk in time; the simulation waits", throttle_duration_sec=10.0)
+            if not self.session.done:           # robot mode: an ended episode waits for its reset
+                self.counts["timeouts"] += 1
+                if not self.robot:              # a robot holds still between episodes: not news
+                    self.get_logger().warning("no action_chunk in time; the simulation waits",
+                                              throttle_duration_sec=10.0)
             self._publish_state()
 
     def _tick(self) -> None:
         """realtime mode: one control step."""
-        if self.stopping_since is not None:
+        if self.link.stopping:
             return
         self._step()
         self._after_step()
@@ -236,65 +232,23 @@ class SimBridge(Node):
     def _after_step(self) -> None:
         session = self.session
         if not session.executing and session.has_finished_chunk:
-            self.transition_pub.publish(transition_message(session.finish_chunk(), self.source_id, self.stream))
+            self.link.publish(session.finish_chunk())
             self.counts["transitions"] += 1
         if session.done:
             self._close_episode()
-            if self.stopping_since is not None:
+            if self.link.stopping:
                 return
         self._next_state()
 
-    # -- pacing by the learner (fast mode) -------------------------------------------------------
-    def _on_learner_progress(self, msg: String) -> None:
-        try:
-            self.learner = learner_progress_fields(msg)
-        except ValueError as error:
-            self.counts["refused_progress"] += 1
-            self.get_logger().warning(str(error), throttle_duration_sec=10.0)
-
-    def _learner_not_ready(self) -> str | None:
-        """Why the next chunk must wait for the learner (None: it need not)."""
-        if self.mode != "fast" or not self.pace or self.learner is None:
-            return None
-        unacknowledged = self._unacknowledged()
-        if unacknowledged >= self.max_unacknowledged:
-            return f"{unacknowledged} transitions not yet on its disk"
-        wanted = self.learner["wanted"]         # this bridge's unacknowledged ones count as on their way
-        if wanted is not None and self.learner["received"] + unacknowledged >= wanted:
-            return f"it has {self.learner['received']} transitions (+{unacknowledged} on their way) and is ready " \
-                   f"for {wanted}"
-        return None
-
-    def _unacknowledged(self) -> int:
-        """This run's transitions not yet on the learner's disk (a learner has been heard)."""
-        return self.session.sequence - 1 - self.learner["acknowledged"].get((self.source_id, self.stream), -1)
-
-    # -- stopping -------------------------------------------------------------------------------
+    # -- pacing by the learner (fast mode), stopping ------------------------------------------
     def stop(self) -> None:
-        """Ctrl-C / SIGTERM (from a signal handler: only marks; ``_drain`` does the rest)."""
-        if self.stopping_since is None:
-            self.stopping_since = time.monotonic()
-
-    def _drain(self) -> None:
-        if self.stopping_since is None or self.finished.done():
-            return
-        left = 0 if self.learner is None else self._unacknowledged()
-        learner_gone = self.progress_sub.get_publisher_count() == 0
-        timed_out = time.monotonic() - self.stopping_since >= self.drain_timeout
-        if left > 0 and not learner_gone and not timed_out:
-            return
-        if left > 0:
-            why = ("the learner is gone" if learner_gone
-                   else f"not acknowledged within drain_timeout {self.drain_timeout:g} s")
-            self.get_logger().warning(f"stopped with {left} transitions of stream {self.stream} not on the "
-                                      f"learner's disk ({why})")
-        self.get_logger().info(f"stopped: {json.dumps(self.status())}")
-        self.finished.set_result(True)
+        """Ctrl-C / SIGTERM: act no more; exit once the learner has this run's transitions."""
+        self.link.stop()
 
     def _next_state(self) -> None:
         """The state for the next decision, unless the learner asks to wait (then the
         request-again timer looks again)."""
-        reason = self._learner_not_ready()
+        reason = self.link.not_ready() if self.mode == "fast" else None
         now = time.monotonic()
         if reason is not None:
             if self.holding_since is None:
@@ -311,14 +265,16 @@ class SimBridge(Node):
     def _close_episode(self, reason: str | None = None) -> None:
         summary, partial = self.session.end_episode(reason)
         if partial is not None:
-            self.transition_pub.publish(transition_message(partial, self.source_id, self.stream))
+            self.link.publish(partial)
             self.counts["transitions"] += 1
         self.counts["episodes"] += 1
         self.counts["successes"] += int(summary.success)
-        self.episode_pub.publish(episode_message({**summary.to_dict(), "source": self.source_id}))
+        self.episode_pub.publish(episode_message({**summary.to_dict(), "source": self.link.source}))
         self.get_logger().debug(f"episode {summary.episode} (seed {summary.seed}): "     # the learner logs progress
                                f"{'success' if summary.success else summary.reason} in {summary.length} steps")
         self.waiting_for.clear()
+        if self.robot:
+            return              # the arm holds still where the episode ended; an operator resets (~/reset)
         if self.episodes and self.counts["episodes"] >= self.episodes:
             self.get_logger().info(f"all {self.episodes} episodes done: {json.dumps(self.status())}")
             self.stop()                 # exits once the learner has the last transitions
@@ -326,19 +282,25 @@ class SimBridge(Node):
         self.session.reset()
 
     def _on_reset(self, request, response):
-        if self.stopping_since is not None:
+        if self.robot and self.episodes and self.counts["episodes"] >= self.episodes:
+            self.stop()
+        if self.link.stopping:
             response.success, response.message = False, "the bridge is stopping (all episodes done or stopped)"
             return response
-        self._close_episode("reset")
+        if not self.session.done:
+            self._close_episode("reset")
+        if self.session.done:            # robot mode: closed, not yet reset
+            self.session.reset()
         self._publish_state()
         response.success, response.message = True, f"episode {self.session.episode} started"
         return response
 
     def status(self) -> dict:
         held = self.held_s + (time.monotonic() - self.holding_since if self.holding_since is not None else 0.0)
-        return {**self.counts, "episode": self.session.episode, "mode": self.mode, "stream": self.stream,
+        return {**self.counts, "episode": self.session.episode, "mode": self.mode, "stream": self.link.stream,
+                "refused_progress": self.link.refused_progress,
                 "waiting_for_learner": self.holding_since is not None, "waited_for_learner_s": round(held, 1),
-                "stopping": self.stopping_since is not None,
+                "stopping": self.link.stopping,
                 **percentiles("round_trip_ms", self.round_trip_ms)}
 
 

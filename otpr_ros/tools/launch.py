@@ -6,7 +6,7 @@ Starts the same executables with the same parameter files as ``finetune.launch.p
     otpr-launch finetune --task lift --num-envs 2        (ros2 launch otpr_ros finetune.launch.py ...)
     otpr-launch serve --task lift --backend onnx --namespace arm
 
-Ctrl-C (or SIGTERM, SIGHUP) stops every node, the bridges first, and exits 0. When a node
+Ctrl-C (or SIGTERM, SIGHUP) stops every node, the bridges and recorders first, and exits 0. When a node
 exits by itself the others are stopped too: exit 0 if it finished its work (a bridge after
 ``--episodes``), 1 if it failed.
 """
@@ -26,6 +26,7 @@ from otpr_ros.launch_plan import FINETUNE_ARGUMENTS, SERVE_ARGUMENTS, plan_from_
 from otpr_ros.package_files import node_configs
 
 STOP_TIMEOUT = 15.0      # s a node gets to shut down after SIGINT before it is killed
+FEEDERS = ("sim_bridge", "transition_recorder")     # stopped first: they wait for the learner's acknowledgements
 
 
 def node_command(plan, configs: list, overrides: Path) -> list:
@@ -46,8 +47,8 @@ def write_overrides(plan, directory: Path) -> Path:
 
 
 def stop(processes: dict, first=()) -> None:
-    """SIGINT to the nodes named in ``first`` (the bridges: they wait, up to their drain_timeout,
-    for the learner to acknowledge their last transitions), then to the others."""
+    """SIGINT to the nodes named in ``first`` (bridges, recorders: they wait, up to their
+    drain_timeout, for the learner to acknowledge their last transitions), then to the others."""
     bridges = {name: p for name, p in processes.items() if name in first}
     for group in (bridges, {name: p for name, p in processes.items() if name not in bridges}):
         for process in group.values():
@@ -77,7 +78,7 @@ def run(plan, task: str, keys: list) -> int:
         for node in plan:
             command = node_command(node, configs, write_overrides(node, Path(directory)))
             # a process group of its own: a terminal's Ctrl-C reaches only this launcher, which
-            # stops the nodes in order (bridges first)
+            # stops the nodes in order (bridges and recorders first)
             processes[node.full_name] = subprocess.Popen(command, process_group=0,
                                                          env=dict(os.environ, **node.environment))
             print(f"otpr-launch: started {node.full_name} (pid {processes[node.full_name].pid})", flush=True)
@@ -90,7 +91,7 @@ def run(plan, task: str, keys: list) -> int:
                 print(f"otpr-launch: {name} exited with code {returncode}; stopping the others", file=sys.stderr)
                 break
             time.sleep(0.2)
-        stop(processes, first={node.full_name for node in plan if node.executable == "sim_bridge"})
+        stop(processes, first={node.full_name for node in plan if node.executable in FEEDERS})
     return code
 
 

@@ -1,4 +1,4 @@
-"""docs/interface.md's table of topics and services against what the three nodes announce on DDS."""
+"""docs/interface.md's table of topics and services against what the nodes announce on DDS."""
 
 import re
 import signal
@@ -55,12 +55,15 @@ def announced(graph, node: str) -> set:
 
 def test_the_interface_table_is_what_the_nodes_announce(tmp_path):
     table = documented()
-    assert set(table) == {"policy_server", "sim_bridge", "learner"} and sum(map(len, table.values())) >= 20, table
+    assert set(table) == {"policy_server", "sim_bridge", "learner", "transition_recorder", "sim_operator"} and \
+        sum(map(len, table.values())) >= 35, table
     model = make_tiny_model(tmp_path)
     processes = [start_node("otpr_ros.nodes.learner", DOMAIN, NAMESPACE, f"model_dir:={model}",
                             f"output_dir:={tmp_path / 'run'}", "device:=cpu"),
                  start_node("otpr_ros.nodes.policy_server", DOMAIN, NAMESPACE, f"model_dir:={model}", "device:=cpu"),
-                 start_node("otpr_ros.nodes.sim_bridge", DOMAIN, NAMESPACE, f"model_dir:={model}")]
+                 start_node("otpr_ros.nodes.sim_bridge", DOMAIN, NAMESPACE, f"model_dir:={model}"),
+                 start_node("otpr_ros.nodes.transition_recorder", DOMAIN, NAMESPACE, f"model_dir:={model}"),
+                 start_node("otpr_ros.nodes.sim_operator", DOMAIN, NAMESPACE)]
     watcher = PrivateNode(DOMAIN, "watcher", NAMESPACE)
     try:
         # every documented row seen (DDS discovery is gradual), then nothing more nor different

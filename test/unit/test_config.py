@@ -50,9 +50,11 @@ def test_node_sections_reach_nodes_in_any_namespace(task):
     every node under a namespace, where such a section would be silently ignored. No node
     file holds algorithm settings: nodes read them from the model (no second copy)."""
     shared = yaml.safe_load((CONFIG_DIR / "nodes.yaml").read_text())
-    assert set(shared) == {"/**/policy_server", "/**/sim_bridge", "/**/learner"}
+    nodes = {f"/**/{node}" for node in ("policy_server", "sim_bridge", "learner", "transition_recorder",
+                                        "sim_operator")}
+    assert set(shared) == nodes
     own = yaml.safe_load((CONFIG_DIR / f"{task}.yaml").read_text())
-    assert set(own) <= {"/**", "/**/policy_server", "/**/sim_bridge", "/**/learner"}
+    assert set(own) <= {"/**", *nodes}
     for body in (*shared.values(), *own.values()):
         assert "otpr" not in body["ros__parameters"]
 

@@ -65,3 +65,23 @@ def test_sros2_enclaves_follow_the_node_names(tmp_path):
     assert all(not n.enclave for n in finetune_plan(output_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="enclaves"):
         finetune_plan(enclaves="relative")
+
+
+def test_a_robot_gets_a_recorder_and_the_robot_mode_rehearses_it_in_simulation():
+    robot = finetune_plan(use_sim=False, namespace="arm")
+    assert [n.executable for n in robot] == ["policy_server", "transition_recorder", "learner"]
+    server, recorder, learner = robot
+    assert server.parameters["start_enabled"] is False          # the recorder enables it while an episode runs
+    assert recorder.remappings == {"transition": "/arm/transition", "learner_progress": "/arm/learner_progress"}
+    assert recorder.parameters["max_episode_steps"] == 300
+    rehearsal = finetune_plan(mode="robot", num_envs=2)
+    assert [n.executable for n in rehearsal] == ["sim_bridge", "policy_server", "transition_recorder",
+                                                 "sim_operator"] * 2 + ["learner"]
+    bridges = [n for n in rehearsal if n.executable == "sim_bridge"]
+    assert all(b.parameters["mode"] == "robot" and b.remappings == {} for b in bridges), \
+        "a robot-mode bridge publishes nothing for the learner"
+    recorders = [n for n in rehearsal if n.executable == "transition_recorder"]
+    assert [r.parameters["source_id"] for r in recorders] == [0, 1]
+    assert {r.namespace for r in recorders} == {"/otpr/env0", "/otpr/env1"}
+    with pytest.raises(ValueError, match="mode"):
+        finetune_plan(mode="teleop")

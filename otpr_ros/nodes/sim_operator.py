@@ -1,0 +1,90 @@
+"""sim_operator: the person beside a simulated robot (the sim bridge's robot mode, docs/robot.md).
+
+Does what an operator does on a real arm, through the same services: when the transition
+recorder says an episode is over (its ``episode`` topic), resets the scene (the bridge's
+``~/reset``) and confirms the next start (the recorder's ``~/start_episode``); with
+``report_outcomes`` it also watches the simulation (the bridge's ``~/episode``, what a person
+sees: the task done or the time up) and reports each end to the recorder (``~/report_success``
+or ``~/stop_episode``), for robots without a success detector.
+"""
+
+import json
+import sys
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from otpr_ros.nodes.node_main import declare_parameters, run_node
+
+RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+PARAMETERS = (
+    ("bridge", "sim_bridge", "the simulated robot: its ~/reset and ~/episode", None, True),
+    ("recorder", "transition_recorder", "the recorder: its ~/start_episode and reports", None, True),
+    ("report_outcomes", False, "report each episode's end from what the simulation shows (no success detector)",
+     None, True),
+    ("retry_every", 0.5, "s between two tries of a call that was refused or not yet answered", (0.01, 60.0), True),
+)
+
+
+class SimOperator(Node):
+    def __init__(self):
+        super().__init__("sim_operator")
+        declare_parameters(self, PARAMETERS)
+        value = lambda name: self.get_parameter(name).value  # noqa: E731
+        bridge, recorder = value("bridge"), value("recorder")
+        self.reset = self.create_client(Trigger, f"{bridge}/reset")
+        self.start = self.create_client(Trigger, f"{recorder}/start_episode")
+        self.reports = {outcome: self.create_client(Trigger, f"{recorder}/{service}")
+                        for outcome, service in (("success", "report_success"), ("stopped", "stop_episode"))}
+        self.create_subscription(String, "episode", self._on_recorded, RELIABLE)
+        if value("report_outcomes"):
+            self.create_subscription(String, f"{bridge}/episode", self._on_seen, RELIABLE)
+        self.todo = ["start"]           # what the operator does next, in order
+        self.calling = None             # the call in flight
+        self.counts = {"resets": 0, "starts": 0, "reports": 0, "refused": 0}
+        self.create_timer(value("retry_every"), self._work)
+
+    def _on_recorded(self, msg: String) -> None:
+        """The recorder closed an episode: reset the scene, then confirm the next start."""
+        self.todo += ["reset", "start"]
+
+    def _on_seen(self, msg: String) -> None:
+        episode = json.loads(msg.data)
+        self.todo.append("success" if episode["success"] else "stopped")
+
+    def _work(self) -> None:
+        if self.calling is not None:
+            future, what = self.calling
+            if not future.done():
+                return
+            self.calling = None
+            result = future.result()
+            done = result is not None and result.success
+            if done or what not in ("reset", "start"):      # a report is made once: refused when the end is known
+                self.todo.pop(0)
+            if done:
+                self.counts[{"reset": "resets", "start": "starts"}.get(what, "reports")] += 1
+            else:
+                self.counts["refused"] += 1
+                self.get_logger().info(f"{what} refused: {result.message if result else 'no answer'}",
+                                       throttle_duration_sec=10.0)
+        if not self.todo:
+            return
+        what = self.todo[0]
+        client = {"reset": self.reset, "start": self.start}.get(what) or self.reports[what]
+        if client.service_is_ready():
+            self.calling = (client.call_async(Trigger.Request()), what)
+
+    def status(self) -> dict:
+        return dict(self.counts)
+
+
+def main(args=None) -> int:
+    return run_node("sim_operator", SimOperator, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
