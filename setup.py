@@ -51,6 +51,7 @@ setup(
             "ros-geometry-msgs>=5,<6",
             "ros-trajectory-msgs>=5,<6",
             "ros-std-srvs>=5,<6",
+            "rosbags>=0.11,<0.12",        # rosbag2 (MCAP, sqlite3) in pure Python: otpr-record-bag, -bag-to-demos
         ],
         # robosuite 1.5.2 itself is installed with --no-deps (see Makefile): it pins
         # mink==0.0.5, which needs numpy<2 and serves only GR1's whole-body IK. These are
@@ -73,5 +74,7 @@ setup(
         "otpr-finetune = otpr_ros.tools.finetune:main",
         "otpr-launch = otpr_ros.tools.launch:main",
         "otpr-keygen = otpr_ros.tools.keygen:main",
+        "otpr-record-bag = otpr_ros.tools.record_bag:main",
+        "otpr-bag-to-demos = otpr_ros.tools.bag_to_demos:main",
     ]},
 )

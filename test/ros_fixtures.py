@@ -20,12 +20,12 @@ import rclpy
 
 from otpr_ros.package_files import node_configs
 
-DOMAIN_SLOTS = (0, -50, -30, -14)     # the tests use domains 61-74: slots 61-74, 11-24, 31-44, 47-60
+DOMAIN_SLOTS = (0, -50, -30, -15)     # the tests use domains 61-75: slots 61-75, 11-25, 31-45, 46-60
 _slot = []                        # (offset, the held lock file) once claimed
 
 
 def domain(n: int) -> int:
-    """The ROS_DOMAIN_ID of a test module numbered ``n`` (61-74) in this copy of the suite."""
+    """The ROS_DOMAIN_ID of a test module numbered ``n`` (61-75) in this copy of the suite."""
     if not _slot:
         if os.environ.get("OTPR_TEST_DOMAIN_OFFSET"):
             _slot.append((int(os.environ["OTPR_TEST_DOMAIN_OFFSET"]), None))

@@ -30,7 +30,13 @@ Modes (parameter ``mode``):
   detector; no ``transition`` or ``episode`` (the transition recorder makes them). An episode
   ends where the task says (success, horizon) and the arm then holds still, its state sent
   every ``chunk_timeout`` s, until an operator calls ``~/reset``. What the simulation knows
-  goes to ``~/transition`` and ``~/episode``, for checking the recorder against.
+  goes to ``~/transition`` and ``~/episode``, for checking the recorder against. With
+  ``teleop: expert`` a simulated teleoperator drives the arm instead of chunks: the scripted
+  expert (as ``otpr-collect-demos`` runs it, seeded by the episode) one step per
+  1/control_hz, each command published on ``teleop_action`` (a one-point JointTrajectory
+  stamped with the state it answers) as a teleoperation device's would be: demonstrations
+  recorded as bags (``otpr-record-bag``, ``otpr-bag-to-demos``). Each episode is driven from
+  the ``~/reset`` that starts it (the first one's too).
 
 Ctrl-C / SIGTERM: the bridge acts no more (no state, no chunk taken, no step) and exits
 once the learner it hears has acknowledged every transition of this run, the learner is gone,
@@ -56,7 +62,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32, Float32MultiArray, String
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from otpr_ros.model.directory import read_config
 from otpr_ros.nodes.bus_messages import episode_message
@@ -67,6 +73,7 @@ from otpr_ros.sim.bridge_session import BridgeSession, make_environment
 from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES
 
 MODES = ("fast", "realtime", "robot")
+TELEOP_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")     # as the policy server's joint_names
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -82,6 +89,11 @@ PARAMETERS = (
     ("frame_id", "world", "frame of the poses", None, True),
     ("model_dir", "", "the model being fine-tuned: its critic.gamma discounts the rewards inside a chunk; "
      "empty: the shipped model of the task", None, True),
+    ("teleop", "none", "robot mode: none | expert (the scripted expert drives the arm, its commands on "
+     "teleop_action, as a teleoperator's)", None, True),
+    ("teleop_noise", 0.1, "teleop expert: its action noise (otpr-collect-demos --quality expert: 0.1)", (0.0, 1.0),
+     True),
+    ("teleop_speed", 1.0, "teleop expert: its speed (1: full)", (0.05, 1.0), True),
 ) + link_parameters("fast mode: wait between chunks")
 
 
@@ -137,6 +149,14 @@ class SimBridge(Node):
         self.link = LearnerLink(self, "~/transition", learner=False) if self.robot else LearnerLink(self)
         self.finished = self.link.finished
 
+        self.teleop = value("teleop")
+        if self.teleop not in ("none", "expert") or (self.teleop == "expert" and not self.robot):
+            raise ValueError(f"teleop: expected none, or expert in robot mode; got {self.teleop!r} in {self.mode} mode")
+        if self.teleop == "expert":
+            self.teleop_pub = self.create_publisher(JointTrajectory, "teleop_action", RELIABLE)
+            self.expert, self.teleop_settings = None, (value("teleop_noise"), value("teleop_speed"))
+            self.teleop_go = False          # each episode starts when an operator says so (~/reset)
+            self.create_timer(self.control_period, self._teleop_step)
         self.session.reset()
         if self.mode == "realtime":
             self.create_timer(self.control_period, self._tick)
@@ -148,9 +168,10 @@ class SimBridge(Node):
                                f"chunk discounted by the model's gamma {self.gamma}")
 
     # -- the robot's state ---------------------------------------------------------------------
-    def _publish_state(self) -> None:
+    def _publish_state(self):
+        """The robot's state now; its stamp (None when stopped: no new decision is asked for)."""
         if self.link.stopping:
-            return                          # stopped: no new decision is asked for
+            return None
         now = self.get_clock().now()
         self.last_state_time = now.nanoseconds * 1e-9
         stamp = now.to_msg()
@@ -173,6 +194,7 @@ class SimBridge(Node):
             self.pose_pub.publish(eef)
         if self.obs_pub is not None:
             self.obs_pub.publish(Float32MultiArray(data=obs.astype(np.float32).tolist()))
+        return stamp
 
     # -- chunks ---------------------------------------------------------------------------------
     def _chunk_actions(self, msg: JointTrajectory):
@@ -188,6 +210,9 @@ class SimBridge(Node):
     def _on_chunk(self, msg: JointTrajectory) -> None:
         actions = self._chunk_actions(msg)
         if actions is None or self.link.stopping:
+            return
+        if self.teleop != "none":
+            self.counts["chunks_dropped"] += 1      # the teleoperator has the arm
             return
         stamp = stamp_key(msg.header.stamp)
         earlier = [key for key in self.waiting_for if key <= stamp]
@@ -218,6 +243,29 @@ class SimBridge(Node):
                     self.get_logger().warning("no action_chunk in time; the simulation waits",
                                               throttle_duration_sec=10.0)
             self._publish_state()
+
+    def _teleop_step(self) -> None:
+        """teleop expert: one control step commanded by the simulated teleoperator."""
+        session = self.session
+        if self.link.stopping or session.done or not self.teleop_go:
+            return
+        if self.expert is None or self.expert[0] != session.episode:
+            from otpr_ros.sim.experts import make_expert
+            noise, speed = self.teleop_settings
+            self.expert = (session.episode, make_expert(session.env, noise, speed, np.random.default_rng(session.seed)))
+        stamp = self._publish_state()
+        action = np.asarray(self.expert[1].act(), dtype=np.float64)     # as collect-demos records it
+        command = JointTrajectory(joint_names=list(TELEOP_NAMES))
+        command.header.stamp, command.header.frame_id = stamp, self.frame_id
+        command.points.append(JointTrajectoryPoint(positions=[float(a) for a in action]))
+        self.teleop_pub.publish(command)
+        session.start_chunk(action[None], session.observation())
+        self._step()
+        self.link.publish(session.finish_chunk())
+        self.counts["transitions"] += 1
+        if session.done:
+            self._close_episode()
+            self._publish_state()           # where the arm holds still until ~/reset
 
     def _tick(self) -> None:
         """realtime mode: one control step."""
@@ -287,7 +335,11 @@ class SimBridge(Node):
         if self.link.stopping:
             response.success, response.message = False, "the bridge is stopping (all episodes done or stopped)"
             return response
-        if not self.session.done:
+        if self.teleop != "none":
+            self.teleop_go = True           # the teleoperator starts this episode
+        if self.teleop != "none" and self.session.length == 0 and not self.session.done:
+            pass                            # nothing happened yet: this episode, from its first step
+        elif not self.session.done:
             self._close_episode("reset")
         if self.session.done:            # robot mode: closed, not yet reset
             self.session.reset()

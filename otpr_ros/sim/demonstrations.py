@@ -22,6 +22,15 @@ QUALITY_MIXES = {
 }
 
 
+def env_args(task: str, otpr: dict) -> dict:
+    """A dataset's ``env_args``: robomimic's environment description, and where it came from."""
+    from otpr_ros.sim.robomimic_env import CONTROL_HZ, TASKS
+    return {"env_name": TASKS[task].env_name, "type": 1,
+            "env_kwargs": {"robots": ["Panda"], "control_freq": CONTROL_HZ, "has_renderer": False,
+                           "has_offscreen_renderer": False, "use_camera_obs": False, "reward_shaping": False},
+            "otpr": {"task": task, **otpr}}
+
+
 @dataclass(frozen=True)
 class EpisodeJob:
     seed: int

@@ -13,8 +13,8 @@ import sys
 from tqdm import tqdm
 
 from otpr_ros.data.robomimic_hdf5 import write_dataset
-from otpr_ros.sim.demonstrations import QUALITY_MIXES, quality_jobs, run_episodes
-from otpr_ros.sim.robomimic_env import CONTROL_HZ, TASKS
+from otpr_ros.sim.demonstrations import QUALITY_MIXES, env_args, quality_jobs, run_episodes
+from otpr_ros.sim.robomimic_env import TASKS
 
 
 def parse_args(argv=None):
@@ -50,11 +50,8 @@ def main(argv=None) -> int:
     if not kept:
         print(f"otpr-collect-demos: no successful episode out of {len(jobs)}; nothing written", file=sys.stderr)
         return 1
-    env_args = {"env_name": TASKS[args.task].env_name, "type": 1,
-                "env_kwargs": {"robots": ["Panda"], "control_freq": CONTROL_HZ, "has_renderer": False,
-                               "has_offscreen_renderer": False, "use_camera_obs": False, "reward_shaping": False},
-                "otpr": {"task": args.task, "quality": args.quality, "seed": args.seed, "episodes_run": len(jobs)}}
-    write_dataset(args.output, kept, env_args, seed=args.seed)
+    write_dataset(args.output, kept, env_args(args.task, {"quality": args.quality, "seed": args.seed,
+                                                          "episodes_run": len(jobs)}), seed=args.seed)
     print(json.dumps({"output": args.output, "episodes_run": len(jobs), "kept": len(kept),
                       "transitions": int(sum(len(r["actions"]) for r in kept))}))
     return 0

@@ -121,11 +121,15 @@ def describe_critic(check: dict) -> str:
 
 
 def dataset_commands(dataset) -> list:
-    """The otpr-collect-demos command behind each dataset file that the project made."""
+    """The command behind each dataset file that the project made (otpr-collect-demos, or
+    otpr-bag-to-demos from a bag)."""
     commands = []
     for path, env_args in dataset.env_args_by_file.items():
         made = (env_args or {}).get("otpr")
-        if made:
+        if made and made.get("source") == "rosbag2":
+            commands.append(f"otpr-bag-to-demos {shlex.quote(made['bag'])} --task {made['task']} --output "
+                            f"{shlex.quote(path)}")
+        elif made:
             commands.append(f"otpr-collect-demos --task {made['task']} --episodes {made['episodes_run']} --quality "
                             f"{made['quality']} --seed {made['seed']} --output {shlex.quote(path)}")
     return commands
