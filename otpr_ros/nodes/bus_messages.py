@@ -6,6 +6,8 @@ only pip is available; ../shared/docs/ROS_INTERFACES.md).
   transitions per bridge (``source``), so a learner drops duplicates and counts gaps;
   float32 holds integers exactly up to 2**24 (16.7 M transitions per bridge). ``stream`` is
   drawn anew each time a bridge starts: a restarted bridge's transitions are a new stream.
+  ``expert`` is 1 for a chunk a person commanded (an intervention: the learner keeps it with
+  the demonstrations), 0 for the policy's.
 - ``episode``: std_msgs/String, JSON (return, success, length, ...).
 - ``policy_update``: std_msgs/String, JSON ``{"run", "version", "path", "weights_sha256",
   "signature"}``: a model directory the learner wrote atomically on a filesystem the server
@@ -27,7 +29,7 @@ from std_msgs.msg import Float32MultiArray, MultiArrayDimension, String
 from otpr_ros.model.update_auth import sign
 from otpr_ros.sim.bridge_session import TRANSITION_FIELDS, Transition
 
-SCALARS = {"reward", "terminal", "truncated", "steps", "sequence", "episode", "source", "stream"}
+SCALARS = {"reward", "terminal", "truncated", "steps", "sequence", "episode", "source", "stream", "expert"}
 STREAM_IDS = 2**24          # float32 holds them exactly
 
 # transitions: a learner may fall behind, start later or restart; it gets the last 10 000 it missed

@@ -6,7 +6,9 @@ and publishes the chunk as a JointTrajectory in robot units, every action finite
 the model's bounds, stamped with the stamp of the state it answers. A decision is made per
 robot state: with ``state_sync: exact`` when eef_pose, gripper_state and object_poses carry
 the same stamp (in whatever order they arrive), with ``latest`` per end-effector pose.
-Services ``~/enable`` (SetBool) and ``~/reload`` (Trigger); learner snapshots on
+While a person commands the arm (``teleop_action``, an intervention) and for
+``intervention_hold`` s after, it publishes nothing. Services ``~/enable`` (SetBool) and
+``~/reload`` (Trigger); learner snapshots on
 ``policy_update`` (signed with ``update_key`` when one is configured, of the served learner
 run and newer or of a new run, inside ``model_roots``, checksummed, same dimensions and
 bounds, else refused with the reason counted: otpr_ros/model/update_auth.py); every model
@@ -64,6 +66,8 @@ PARAMETERS = (
      "[-1, 1])", (1.0, 1000.0), True),
     ("max_decision_rate", 10.0, "Hz; at most this many chunks per second", (0.1, 1000.0), False),
     ("start_enabled", True, "publish from the start; false on hardware (enable with ~/enable)", None, True),
+    ("intervention_hold", 0.5, "s after a teleop_action (a person has the arm) before the server acts again",
+     (0.0, 60.0), False),
     ("update_key", "", "file holding the key policy_update announcements must be signed with (otpr-keygen; the "
      "learner's update_key); empty: any participant on the domain may swap the policy", None, True),
     ("model_roots", [""], "folders any model served must lie in (the initial one, a reload, a policy_update); "
@@ -110,6 +114,11 @@ class PolicyServer(Node):
         self.chunk_pub = self.create_publisher(JointTrajectory, "action_chunk",
                                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         self.status_pub = self.create_publisher(String, "~/status", 10)
+        # created before the state's: a person's command and a state that arrive together are
+        # taken in this order (the executor serves subscriptions in the order they were made)
+        self.intervened_at = -np.inf          # the last teleop_action (node clock, s)
+        self.create_subscription(JointTrajectory, "teleop_action", self._on_teleop,
+                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         if self.source == "robot_state":
             self.robot_state.subscribe(self, self._on_source)
         else:
@@ -157,9 +166,19 @@ class PolicyServer(Node):
         self.deferred = None
         self._decide_latest(self.get_clock().now().nanoseconds * 1e-9)
 
+    def _on_teleop(self, msg: JointTrajectory) -> None:
+        """A person commands the arm (an intervention): nothing is published meanwhile."""
+        self.intervened_at = self.get_clock().now().nanoseconds * 1e-9
+
+    def _intervening(self, now: float) -> bool:
+        return now - self.intervened_at < self.get_parameter("intervention_hold").value
+
     def _decide_latest(self, receive_time: float) -> None:
         if not self.enabled:
             self.gate.refuse("disabled")
+            return
+        if self._intervening(receive_time):
+            self.gate.refuse("intervention")
             return
         assembled = self._assemble()
         if isinstance(assembled, str):
@@ -211,7 +230,8 @@ class PolicyServer(Node):
             t = (i + 1) * period
             msg.points.append(JointTrajectoryPoint(positions=[float(a) for a in action],
                                                    time_from_start=Duration(sec=int(t), nanosec=int(t % 1 * 1e9))))
-        if self.enabled:       # checked again: disable may have arrived while deciding
+        now = self.get_clock().now().nanoseconds * 1e-9
+        if self.enabled and not self._intervening(now):   # checked again: either may have changed while deciding
             self.chunk_pub.publish(msg)
             self.published += 1
 
@@ -268,7 +288,8 @@ class PolicyServer(Node):
                                f"{update['path']}")
 
     def status(self) -> dict:
-        return {"enabled": self.enabled, "published": self.published, "starved": self.starved, "accepted": self.gate.accepted,
+        return {"enabled": self.enabled, "published": self.published,
+                "intervening": self._intervening(self.get_clock().now().nanoseconds * 1e-9), "starved": self.starved, "accepted": self.gate.accepted,
                 "last_accepted_stamp": self.gate.last_stamp if self.gate.accepted else None,
                 "refused": dict(self.gate.refused), "model": str(self.policy.model.path),
                 "weights_sha256": self.policy.model.weights_sha256, "backend": self.policy.backend.name,

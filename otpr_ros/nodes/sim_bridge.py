@@ -35,8 +35,9 @@ Modes (parameter ``mode``):
   expert (as ``otpr-collect-demos`` runs it, seeded by the episode) one step per
   1/control_hz, each command published on ``teleop_action`` (a one-point JointTrajectory
   stamped with the state it answers) as a teleoperation device's would be: demonstrations
-  recorded as bags (``otpr-record-bag``, ``otpr-bag-to-demos``). Each episode is driven from
-  the ``~/reset`` that starts it (the first one's too).
+  recorded as bags (``otpr-record-bag``, ``otpr-bag-to-demos``), or an intervention with
+  ``teleop_steps``: the person drives that many steps, then lets go and the policy's chunks
+  are executed again. The teleoperator takes the arm when ``~/teleop`` is called.
 
 Ctrl-C / SIGTERM: the bridge acts no more (no state, no chunk taken, no step) and exits
 once the learner it hears has acknowledged every transition of this run, the learner is gone,
@@ -94,6 +95,8 @@ PARAMETERS = (
     ("teleop_noise", 0.1, "teleop expert: its action noise (otpr-collect-demos --quality expert: 0.1)", (0.0, 1.0),
      True),
     ("teleop_speed", 1.0, "teleop expert: its speed (1: full)", (0.05, 1.0), True),
+    ("teleop_steps", 0, "teleop expert: control steps it drives from ~/teleop, then the policy's chunks (an "
+     "intervention); 0: the whole episode", (0, 100000), True),
 ) + link_parameters("fast mode: wait between chunks")
 
 
@@ -155,7 +158,8 @@ class SimBridge(Node):
         if self.teleop == "expert":
             self.teleop_pub = self.create_publisher(JointTrajectory, "teleop_action", RELIABLE)
             self.expert, self.teleop_settings = None, (value("teleop_noise"), value("teleop_speed"))
-            self.teleop_go = False          # each episode starts when an operator says so (~/reset)
+            self.teleop_go, self.teleop_steps = False, value("teleop_steps")   # from ~/teleop, for teleop_steps
+            self.create_service(Trigger, "~/teleop", self._on_teleop)
             self.create_timer(self.control_period, self._teleop_step)
         self.session.reset()
         if self.mode == "realtime":
@@ -168,11 +172,12 @@ class SimBridge(Node):
                                f"chunk discounted by the model's gamma {self.gamma}")
 
     # -- the robot's state ---------------------------------------------------------------------
-    def _publish_state(self):
-        """The robot's state now; its stamp (None when stopped: no new decision is asked for)."""
+    def _publish_state(self, now=None):
+        """The robot's state at ``now`` (default: the clock's); its stamp (None when stopped: no
+        new decision is asked for)."""
         if self.link.stopping:
             return None
-        now = self.get_clock().now()
+        now = now or self.get_clock().now()
         self.last_state_time = now.nanoseconds * 1e-9
         stamp = now.to_msg()
         obs = self.session.observation()
@@ -211,7 +216,7 @@ class SimBridge(Node):
         actions = self._chunk_actions(msg)
         if actions is None or self.link.stopping:
             return
-        if self.teleop != "none":
+        if self.teleop != "none" and self.teleop_go:
             self.counts["chunks_dropped"] += 1      # the teleoperator has the arm
             return
         stamp = stamp_key(msg.header.stamp)
@@ -249,23 +254,39 @@ class SimBridge(Node):
         session = self.session
         if self.link.stopping or session.done or not self.teleop_go:
             return
+        if self.teleop_steps and session.length >= self.teleop_steps:
+            self.teleop_go = False          # the person lets go: the policy decides on the state from here
+            self.waiting_for.clear()
+            self._publish_state()
+            return
         if self.expert is None or self.expert[0] != session.episode:
             from otpr_ros.sim.experts import make_expert
             noise, speed = self.teleop_settings
             self.expert = (session.episode, make_expert(session.env, noise, speed, np.random.default_rng(session.seed)))
-        stamp = self._publish_state()
+        now = self.get_clock().now()
         action = np.asarray(self.expert[1].act(), dtype=np.float64)     # as collect-demos records it
         command = JointTrajectory(joint_names=list(TELEOP_NAMES))
-        command.header.stamp, command.header.frame_id = stamp, self.frame_id
+        command.header.stamp, command.header.frame_id = now.to_msg(), self.frame_id
         command.points.append(JointTrajectoryPoint(positions=[float(a) for a in action]))
-        self.teleop_pub.publish(command)
+        self.teleop_pub.publish(command)    # first: a server hears the person before the state they answer
+        self._publish_state(now)
         session.start_chunk(action[None], session.observation())
         self._step()
         self.link.publish(session.finish_chunk())
         self.counts["transitions"] += 1
         if session.done:
             self._close_episode()
+            self.teleop_go = False          # the next episode: when ~/teleop says so
             self._publish_state()           # where the arm holds still until ~/reset
+
+    def _on_teleop(self, request, response):
+        """teleop expert: the person takes the arm (for ``teleop_steps``, or the episode)."""
+        if self.session.done or self.link.stopping:
+            response.success, response.message = False, "no episode running: ~/reset first"
+        else:
+            self.teleop_go = True
+            response.success, response.message = True, f"the teleoperator drives episode {self.session.episode}"
+        return response
 
     def _tick(self) -> None:
         """realtime mode: one control step."""
@@ -335,9 +356,7 @@ class SimBridge(Node):
         if self.link.stopping:
             response.success, response.message = False, "the bridge is stopping (all episodes done or stopped)"
             return response
-        if self.teleop != "none":
-            self.teleop_go = True           # the teleoperator starts this episode
-        if self.teleop != "none" and self.session.length == 0 and not self.session.done:
+        if self.robot and self.session.length == 0 and not self.session.done:
             pass                            # nothing happened yet: this episode, from its first step
         elif not self.session.done:
             self._close_episode("reset")

@@ -2,7 +2,9 @@
 
 Does what an operator does on a real arm, through the same services: when the transition
 recorder says an episode is over (its ``episode`` topic), resets the scene (the bridge's
-``~/reset``) and confirms the next start (the recorder's ``~/start_episode``); with
+``~/reset``) and confirms the next start (the recorder's ``~/start_episode``), the first
+episode too; with ``teleop`` it then hands the arm to the bridge's simulated teleoperator
+(``~/teleop``: an intervention, or a demonstration); with
 ``report_outcomes`` it also watches the simulation (the bridge's ``~/episode``, what a person
 sees: the task done or the time up) and reports each end to the recorder (``~/report_success``
 or ``~/stop_episode``), for robots without a success detector.
@@ -25,6 +27,8 @@ PARAMETERS = (
     ("recorder", "transition_recorder", "the recorder: its ~/start_episode and reports", None, True),
     ("report_outcomes", False, "report each episode's end from what the simulation shows (no success detector)",
      None, True),
+    ("teleop", False, "after each start, hand the arm to the bridge's simulated teleoperator (its ~/teleop)", None,
+     True),
     ("retry_every", 0.5, "s between two tries of a call that was refused or not yet answered", (0.01, 60.0), True),
 )
 
@@ -36,20 +40,22 @@ class SimOperator(Node):
         value = lambda name: self.get_parameter(name).value  # noqa: E731
         bridge, recorder = value("bridge"), value("recorder")
         self.reset = self.create_client(Trigger, f"{bridge}/reset")
+        self.teleop = self.create_client(Trigger, f"{bridge}/teleop") if value("teleop") else None
         self.start = self.create_client(Trigger, f"{recorder}/start_episode")
         self.reports = {outcome: self.create_client(Trigger, f"{recorder}/{service}")
                         for outcome, service in (("success", "report_success"), ("stopped", "stop_episode"))}
         self.create_subscription(String, "episode", self._on_recorded, RELIABLE)
         if value("report_outcomes"):
             self.create_subscription(String, f"{bridge}/episode", self._on_seen, RELIABLE)
-        self.todo = ["start"]           # what the operator does next, in order
+        self.cycle = ["reset", "start", *(["teleop"] if self.teleop else [])]
+        self.todo = list(self.cycle)    # what the operator does next, in order
         self.calling = None             # the call in flight
-        self.counts = {"resets": 0, "starts": 0, "reports": 0, "refused": 0}
+        self.counts = {"resets": 0, "starts": 0, "teleops": 0, "reports": 0, "refused": 0}
         self.create_timer(value("retry_every"), self._work)
 
     def _on_recorded(self, msg: String) -> None:
         """The recorder closed an episode: reset the scene, then confirm the next start."""
-        self.todo += ["reset", "start"]
+        self.todo += self.cycle
 
     def _on_seen(self, msg: String) -> None:
         episode = json.loads(msg.data)
@@ -63,10 +69,10 @@ class SimOperator(Node):
             self.calling = None
             result = future.result()
             done = result is not None and result.success
-            if done or what not in ("reset", "start"):      # a report is made once: refused when the end is known
+            if done or what not in ("reset", "start", "teleop"):      # a report is made once: refused when the end is known
                 self.todo.pop(0)
             if done:
-                self.counts[{"reset": "resets", "start": "starts"}.get(what, "reports")] += 1
+                self.counts[{"reset": "resets", "start": "starts", "teleop": "teleops"}.get(what, "reports")] += 1
             else:
                 self.counts["refused"] += 1
                 self.get_logger().info(f"{what} refused: {result.message if result else 'no answer'}",
@@ -74,7 +80,7 @@ class SimOperator(Node):
         if not self.todo:
             return
         what = self.todo[0]
-        client = {"reset": self.reset, "start": self.start}.get(what) or self.reports[what]
+        client = {"reset": self.reset, "start": self.start, "teleop": self.teleop}.get(what) or self.reports[what]
         if client.service_is_ready():
             self.calling = (client.call_async(Trigger.Request()), what)
 

@@ -1,7 +1,9 @@
 """transition_recorder: the learner's transitions from a robot's own topics (docs/robot.md).
 
 Reads what the policy server reads (``eef_pose``, ``gripper_state``, ``object_poses``), the
-chunks it publishes (``action_chunk``: the robot executes each whole), the robot's success
+chunks it publishes (``action_chunk``: the robot executes each whole), a person's commands
+while they have the arm (``teleop_action``: an intervention; its chunks are marked
+``expert``, which the learner keeps with the demonstrations), the robot's success
 detector (``reward``: one std_msgs/Float32 per control step; or ``success``: std_msgs/Bool)
 and an operator (services), and publishes what the sim bridge publishes for the learner:
 ``transition`` (same layout, sequence numbers, stream, acknowledgements and pacing by
@@ -72,10 +74,10 @@ class TransitionRecorder(Node):
             raise ValueError(f"step_source: expected one of {STEP_SOURCES}, got {value('step_source')!r}")
         self.assembler = TransitionAssembler(read_config(model_dir).critic.gamma, info.obs_dim, info.act_dim,
                                              value("step_source"), value("success_reward"),
-                                             value("max_episode_steps"), value("wait_timeout"))
+                                             value("max_episode_steps"), value("wait_timeout"), info.chunk)
         self.robot_state = RobotStateSync(info.task, value("state_sync"))
         self.object_index, self.episode_timeout = value("object_index"), value("episode_timeout")
-        self.counts = Counter(states=0, chunks=0, rewards=0, transitions=0, episodes=0, successes=0)
+        self.counts = Counter(states=0, chunks=0, commands=0, rewards=0, transitions=0, episodes=0, successes=0)
         self.pending_start = None       # an operator's confirmed start, waiting for the learner (monotonic s)
 
         self.link = LearnerLink(self)
@@ -85,6 +87,7 @@ class TransitionRecorder(Node):
         self.robot_state.subscribe(self, self._on_state)
         self.create_subscription(JointTrajectory, "action_chunk", self._on_chunk, RELIABLE)
         self.create_subscription(Float32, "reward", self._on_reward, RELIABLE)
+        self.create_subscription(JointTrajectory, "teleop_action", self._on_command, RELIABLE)
         self.create_subscription(Bool, "success", lambda msg: msg.data and self._end("success"), RELIABLE)
         for name, handler in (("start_episode", self._on_start), ("report_success", self._report("success")),
                               ("report_failure", self._report("failure")), ("stop_episode", self._report("stopped"))):
@@ -115,6 +118,16 @@ class TransitionRecorder(Node):
         self.counts["chunks"] += 1
         actions = [list(p.positions) for p in msg.points]
         self.assembler.add_chunk(stamp_nanoseconds(msg.header.stamp), actions, time.monotonic())
+        self._publish_ready()
+
+    def _on_command(self, msg: JointTrajectory) -> None:
+        """A person's command (an intervention): one point, stamped with the state it answers."""
+        self.counts["commands"] += 1
+        if len(msg.points) != 1:
+            self.assembler.refused["malformed"] += 1
+            return
+        self.assembler.add_command(stamp_nanoseconds(msg.header.stamp), list(msg.points[0].positions),
+                                   time.monotonic())
         self._publish_ready()
 
     def _on_reward(self, msg: Float32) -> None:

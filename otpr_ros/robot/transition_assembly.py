@@ -9,7 +9,11 @@ What the recorder assumes of a robot (docs/robot.md):
   ``reward``: steps and rewards exact), or no one counts steps and each chunk counts as
   executed whole (``chunk``: rewards only from success reports);
 - an operator, a detector or a step limit ends an episode, and an operator confirms the start
-  of the next after a reset.
+  of the next after a reset;
+- while a person has the arm (an intervention), their commands come one per control step on
+  ``teleop_action``, stamped with the state each answers: every ``chunk`` consecutive commands
+  make one chunk marked ``expert``, decided on the first one's state; commands that do not fill
+  a chunk (the person let go, or the episode ended) are executed steps but no transition.
 
 States are kept by stamp, the running episode's chunks in the order they came and its
 rewards in order. The rewards are cut into chunks by the chunks' lengths: a chunk's rewards
@@ -37,7 +41,7 @@ STEP_SOURCES = ("reward", "chunk")
 OUTCOMES = ("success", "failure", "stopped", "timeout", "lost")    # how an episode ended
 TERMINAL = ("success", "failure")            # the others are cut short: truncated (the learner bootstraps)
 REFUSALS = ("no_episode", "before_episode", "out_of_order", "repeated_state", "malformed", "after_end",
-            "ended_twice", "no_state", "no_reward", "no_final_state")
+            "ended_twice", "no_state", "no_reward", "no_final_state", "partial_intervention")
 STATES_KEPT = 256
 
 
@@ -47,11 +51,13 @@ class _Chunk:
     actions: np.ndarray         # (steps, act_dim), robot units
     received: float             # s (the caller's clock): when it came
     obs: np.ndarray | None = None
+    expert: bool = False        # a person's commands (an intervention)
+    whole: bool = True          # False: a person's commands that do not fill a chunk (no transition)
 
 
 class TransitionAssembler:
     def __init__(self, gamma: float, obs_dim: int, act_dim: int, step_source: str = "reward",
-                 success_reward: float = 1.0, max_episode_steps: int = 0, wait_timeout: float = 5.0):
+                 success_reward: float = 1.0, max_episode_steps: int = 0, wait_timeout: float = 5.0, chunk: int = 4):
         if not 0.0 < gamma <= 1.0:
             raise ValueError(f"gamma: expected in (0, 1], got {gamma}")
         if step_source not in STEP_SOURCES:
@@ -59,7 +65,7 @@ class TransitionAssembler:
         if max_episode_steps < 0 or wait_timeout <= 0:
             raise ValueError(f"max_episode_steps >= 0 and wait_timeout > 0 expected, got {max_episode_steps} "
                              f"and {wait_timeout}")
-        self.gamma, self.obs_dim, self.act_dim = gamma, obs_dim, act_dim
+        self.gamma, self.obs_dim, self.act_dim, self.chunk = gamma, obs_dim, act_dim, chunk
         self.step_source, self.success_reward = step_source, success_reward
         self.max_episode_steps, self.wait_timeout = max_episode_steps, wait_timeout
         self.states = OrderedDict()             # stamp (ns) -> observation
@@ -77,6 +83,7 @@ class TransitionAssembler:
         self.episode += 1
         self.running, self.start_stamp, self.started_at = True, stamp, now
         self.chunks, self.rewards, self.first_step = [], [], 0
+        self.commands = []                      # a person's commands not yet a chunk: (stamp, action)
         self.end, self.ended_at = None, None            # (outcome, steps) once known
         self.last_stamp, self.last_obs = stamp - 1, None
         self.emitted, self.return_ = 0, 0.0
@@ -91,6 +98,7 @@ class TransitionAssembler:
             return self._refuse("no_episode", "no episode is being recorded")
         if self.end is not None:
             return self._refuse("ended_twice", f"episode {self.episode} already ended ({self.end[0]})")
+        self._flush_commands(now)
         if self.step_source == "chunk":
             self._count_whole_chunks(len(self.chunks), now)  # the chunk being executed counts whole
             if outcome == "success" and self.rewards:
@@ -133,6 +141,7 @@ class TransitionAssembler:
             return self._refuse("before_episode")
         if stamp <= self.last_stamp:
             return self._refuse("out_of_order")
+        self._flush_commands(now)
         chunk = _Chunk(stamp, actions, now, self.states.get(stamp))
         previous = self.chunks[-1].obs if self.chunks else self.last_obs
         if chunk.obs is not None and previous is not None and np.array_equal(chunk.obs, previous):
@@ -143,6 +152,41 @@ class TransitionAssembler:
         self.last_stamp = stamp
         self._advance()
         return None
+
+    def add_command(self, stamp: int, action, now: float) -> str | None:
+        """One control step a person commanded (an intervention), decided on the state at
+        ``stamp``. None, or why it is not part of the episode."""
+        if not self.running:
+            return self._refuse("no_episode")
+        if self.end is not None:
+            return self._refuse("after_end")
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (self.act_dim,) or not np.isfinite(action).all():
+            return self._refuse("malformed")
+        if stamp < self.start_stamp:
+            return self._refuse("before_episode")
+        if stamp <= self.last_stamp:
+            return self._refuse("out_of_order")
+        if self.step_source == "chunk" and not self.commands:
+            self._count_whole_chunks(len(self.chunks), now)
+        self.commands.append((stamp, action))
+        self.last_stamp = stamp
+        if len(self.commands) == self.chunk:
+            self._flush_commands(now)
+        return None
+
+    def _flush_commands(self, now: float) -> None:
+        """The person's commands so far as one chunk (``expert``; not ``whole`` when fewer than
+        ``chunk``: executed steps, no transition)."""
+        if not self.commands:
+            return
+        stamp = self.commands[0][0]
+        self.chunks.append(_Chunk(stamp, np.stack([a for _, a in self.commands]), now, self.states.get(stamp),
+                                  expert=True, whole=len(self.commands) == self.chunk))
+        self.commands = []
+        if self.step_source == "chunk" and not self.chunks[-1].whole:
+            self._count_whole_chunks(len(self.chunks), now)
+        self._advance()
 
     def add_reward(self, value: float, now: float) -> str | None:
         """One control step's reward (``step_source`` reward)."""
@@ -222,10 +266,13 @@ class TransitionAssembler:
             rewards = self.rewards[start:start + steps]
             reward = sum(self.gamma ** k * r for k, r in enumerate(rewards))
             terminal = last and self.end[0] in TERMINAL
-            self.ready.append(Transition(chunk.obs, chunk.actions, reward, next_obs, terminal, last and not terminal,
-                                         steps, self.sequence, self.episode))
-            self.sequence += 1
-            self.emitted += 1
+            if chunk.whole:
+                self.ready.append(Transition(chunk.obs, chunk.actions, reward, next_obs, terminal,
+                                             last and not terminal, steps, self.sequence, self.episode, chunk.expert))
+                self.sequence += 1
+                self.emitted += 1
+            else:
+                self.refused["partial_intervention"] += 1
             self.return_ += sum(rewards)
             self.first_step += steps
             self.last_obs = chunk.obs

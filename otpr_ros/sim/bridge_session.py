@@ -26,7 +26,7 @@ from otpr_ros.model.observation import robomimic_observation
 HOLD_GRIPPER_AT_START = -1.0      # open: the gripper command before any chunk
 # the named fields of a transition (``Transition.fields``), as the bus carries them and replay logs keep them
 TRANSITION_FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "truncated", "steps", "sequence",
-                     "episode", "source", "stream")
+                     "episode", "source", "stream", "expert")
 
 
 def make_environment(task: str, horizon: int | None):
@@ -55,6 +55,7 @@ class Transition:
     steps: int
     sequence: int
     episode: int
+    expert: bool = False     # the chunk a person commanded (an intervention), not the policy
 
     def fields(self, source: int = 0, stream: int = 0) -> dict:
         """The named fields the bus carries (``transition`` topic) and a learner takes;
@@ -62,7 +63,7 @@ class Transition:
         return {"obs": self.obs, "action": np.asarray(self.action).ravel(), "reward": self.reward,
                 "next_obs": self.next_obs, "terminal": float(self.terminal), "truncated": float(self.truncated),
                 "steps": float(self.steps), "sequence": float(self.sequence), "episode": float(self.episode),
-                "source": float(source), "stream": float(stream)}
+                "source": float(source), "stream": float(stream), "expert": float(self.expert)}
 
 
 @dataclass

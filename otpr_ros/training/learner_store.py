@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 
+OPTIONAL = {"expert"}     # fields a replay log written before them lacks (read as 0)
 CHUNK_NAME = re.compile(r"^chunk_(\d{9})\.([0-9a-f]{64})\.npz$")
 
 
@@ -77,7 +78,8 @@ class ReplayLog:
         """Write the pending transitions as one chunk; returns how many were written."""
         if not self.pending:
             return 0
-        arrays = {name: np.stack([np.asarray(t[name], np.float32) for t in self.pending]) for name in self.fields}
+        arrays = {name: np.stack([np.asarray(t.get(name, 0.0) if name in OPTIONAL else t[name], np.float32)
+                                  for t in self.pending]) for name in self.fields}
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         data = buffer.getvalue()
@@ -104,7 +106,10 @@ class ReplayLog:
                 continue
             try:
                 with np.load(io.BytesIO(data)) as archive:
-                    arrays = {name: archive[name] for name in self.fields}
+                    arrays = {name: archive[name] for name in self.fields if name not in OPTIONAL or
+                              name in archive}
+                    for name in set(self.fields) & OPTIONAL - set(arrays):      # a log from before the field
+                        arrays[name] = np.zeros_like(arrays["sequence"])
             except (KeyError, ValueError, OSError):
                 damaged.append(path.name)
                 continue

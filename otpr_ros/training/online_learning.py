@@ -210,7 +210,7 @@ class OnlineLearner:
             counts.duplicates += 1
             return "duplicate"
         try:
-            self.buffer.add(*self._normalised({k: np.asarray(v)[None] for k, v in fields.items()}))
+            self._store({k: np.asarray(v)[None] for k, v in fields.items()})
         except ValueError:
             self.counts.refused += 1
             raise
@@ -238,9 +238,17 @@ class OnlineLearner:
                 self._count(counts, sequence, {k: batch[k][i] for k in ("terminal", "truncated")})
                 keep.append(i)
             if keep:
-                self.buffer.add(*self._normalised({k: v[keep] for k, v in batch.items()}))
+                self._store({k: v[keep] for k, v in batch.items()})
                 restored += len(keep)
         return restored
+
+    def _store(self, batch: dict) -> None:
+        """A batch of transitions into the replay: a person's chunks (``expert``: an
+        intervention) beside the demonstrations, the policy's with the online data."""
+        expert = np.asarray(batch.get("expert", np.zeros(len(batch["sequence"]))), dtype=bool)
+        for rows, add in ((~expert, self.buffer.add), (expert, self.buffer.add_expert)):
+            if rows.any():
+                add(*self._normalised({k: np.asarray(v)[rows] for k, v in batch.items()}))
 
     def _normalised(self, fields: dict):
         """A batch of transitions (first dimension) in the buffer's units."""

@@ -51,6 +51,7 @@ def bag(tmp_path_factory):
     operator.node.create_subscription(String, "sim_bridge/episode", lambda m: ended.append(json.loads(m.data)),
                                       QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
     reset = operator.node.create_client(Trigger, "sim_bridge/reset")
+    teleop = operator.node.create_client(Trigger, "sim_bridge/teleop")
     try:
         assert reset.wait_for_service(timeout_sec=120), "the bridge never came up"
         graph = operator.node
@@ -58,8 +59,9 @@ def bag(tmp_path_factory):
         assert operator.wait_for(recorded, 60), "otpr-record-bag never subscribed"
         operator.spin(1.0)              # its other subscriptions matched too
         for episode in range(EPISODES):
-            future = reset.call_async(Trigger.Request())           # the scene is set: the teleoperator starts
-            assert operator.wait_for(future.done, 30) and future.result().success
+            for call in (reset, teleop):           # the scene is set; the teleoperator takes the arm
+                future = call.call_async(Trigger.Request())
+                assert operator.wait_for(future.done, 30) and future.result().success
             assert operator.wait_for(lambda: len(ended) > episode, 120), f"episode {episode} never ended"
         output = recorder.communicate(timeout=60)[0]
         assert recorder.returncode == 0, output

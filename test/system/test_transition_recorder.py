@@ -2,7 +2,7 @@
 (only what a robot shows: its state, a reward per step from its success detector), the policy
 server, the transition recorder and the operator script. The recorder's transitions equal the
 simulation's own for the same seeds and chunks, field by field, and the server acts only while
-an episode is being recorded."""
+an episode is being recorded and no person has the arm; a person's chunks are marked expert."""
 
 import json
 
@@ -15,6 +15,7 @@ pytest.importorskip("robosuite", reason="the simulation extra is not installed")
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from std_msgs.msg import Float32MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from otpr_ros.nodes.bus_messages import TRANSITION_QOS, transition_fields  # noqa: E402
 from ros_fixtures import PrivateNode, domain, start_node  # noqa: E402
@@ -91,3 +92,48 @@ def test_an_operator_cannot_start_an_episode_while_one_runs(robot):
         assert observer.wait_for(future.done, 30)
         answers.append(future.result())
     assert not answers[1].success and "still running" in answers[1].message, answers
+
+
+def test_an_intervention_reaches_the_learner_as_expert_chunks_and_the_server_holds_off():
+    """A scripted teleoperator takes the arm for the first 8 steps of each episode (two chunks),
+    then the policy: those chunks are recorded as the person's (expert), the server publishes
+    nothing while the person has the arm, and the rest are the policy's."""
+    namespace = "/helped"
+    nodes = [start_node("otpr_ros.nodes.policy_server", DOMAIN, namespace, "max_decision_rate:=1000.0",
+                        "starved_after:=60.0", "start_enabled:=false"),
+             start_node("otpr_ros.nodes.sim_bridge", DOMAIN, namespace, "mode:=robot", "teleop:=expert",
+                        "teleop_steps:=8", f"first_seed:={FIRST_SEED}"),
+             start_node("otpr_ros.nodes.transition_recorder", DOMAIN, namespace, "max_episode_steps:=300"),
+             start_node("otpr_ros.nodes.sim_operator", DOMAIN, namespace, "teleop:=true")]
+    observer = PrivateNode(DOMAIN, "observer", namespace)
+    seen = {"transition": [], "action_chunk": [], "teleop_action": [], "episode": [], "status": []}
+    deep = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+    observer.node.create_subscription(Float32MultiArray, "transition", seen["transition"].append, TRANSITION_QOS)
+    for topic in ("action_chunk", "teleop_action"):
+        observer.node.create_subscription(JointTrajectory, topic, seen[topic].append, deep)
+    observer.node.create_subscription(String, "episode", lambda m: seen["episode"].append(json.loads(m.data)), deep)
+    observer.node.create_subscription(String, "policy_server/status",
+                                      lambda m: seen["status"].append(json.loads(m.data)), 10)
+    try:
+        done = observer.wait_for(lambda: len(seen["episode"]) >= 2 or any(p.poll() is not None for p in nodes), 400)
+        assert done and all(p.poll() is None for p in nodes)
+        observer.spin(1.5)                      # the last status
+    finally:
+        observer.close()
+        for process in nodes:
+            process.terminate()
+        outputs = [process.communicate(timeout=30)[0] for process in nodes]
+    assert all(p.returncode in (0, -15) for p in nodes), [o[-2000:] for o in outputs]
+    recorded = [transition_fields(m, obs_dim=19, action_size=28) for m in seen["transition"]]
+    commands = [np.array(m.points[0].positions) for m in seen["teleop_action"]]
+    stamp = lambda m: m.header.stamp.sec + m.header.stamp.nanosec * 1e-9  # noqa: E731
+    for episode in range(2):
+        mine = [t for t in recorded if t["episode"] == episode]
+        assert [t["expert"] for t in mine[:3]] == [1.0, 1.0, 0.0] and not any(t["expert"] for t in mine[2:])
+        assert [t["steps"] for t in mine[:2]] == [4.0, 4.0]
+        ordered = np.concatenate(commands[8 * episode:8 * episode + 8])
+        np.testing.assert_allclose(np.concatenate([mine[0]["action"], mine[1]["action"]]), ordered, atol=1e-6)
+        helped = [stamp(m) for m in seen["teleop_action"][8 * episode:8 * episode + 8]]
+        assert not [c for c in seen["action_chunk"] if helped[0] <= stamp(c) <= helped[-1]], \
+            "the server published a chunk while the person had the arm"
+    assert seen["status"][-1]["refused"]["intervention"] > 0

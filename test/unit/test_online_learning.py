@@ -168,3 +168,28 @@ def test_critic_settings_can_be_overridden_and_the_critic_is_measured_on_held_ou
     demonstrations = RobomimicDataset([demos], model.info.obs_keys, split="train")
     measured = OnlineLearner(model, demonstrations, demonstrations).critic_diagnostic()
     assert set(measured) == {"critic_error", "q_start", "return_start"} and measured["critic_error"] > 0
+
+
+def test_a_persons_chunks_join_the_demonstrations_and_survive_the_replay_log(tiny, tmp_path):
+    """An intervention's chunks (``expert`` 1) go beside the demonstrations, the policy's to the
+    online replay; a replay log from before the field reads it as 0 (the policy's)."""
+    from otpr_ros.sim.bridge_session import TRANSITION_FIELDS
+    from otpr_ros.training.learner_store import ReplayLog
+    first = learner_for(tiny)
+    first.log = ReplayLog(tmp_path / "new", TRANSITION_FIELDS)
+    experts_before = first.buffer.expert.size
+    for sequence in range(6):
+        assert first.add({**transition(sequence), "stream": 1.0, "expert": float(sequence < 2)}) == "added"
+    assert (first.buffer.expert.size - experts_before, first.online_size) == (2, 4)
+    first.log.flush()
+    second = learner_for(tiny)
+    second.log = ReplayLog(tmp_path / "new", TRANSITION_FIELDS)
+    assert second.restore(second.log.load()[0]) == 6
+    assert (second.buffer.expert.size - experts_before, second.online_size) == (2, 4)
+    old = ReplayLog(tmp_path / "old", TRANSITION_FIELDS[:-1])       # written before ``expert`` existed
+    for sequence in range(3):
+        old.append({**transition(sequence), "stream": 2.0})
+    old.flush()
+    third = learner_for(tiny)
+    batches, report = ReplayLog(tmp_path / "old", TRANSITION_FIELDS).load()
+    assert report["damaged"] == [] and third.restore(batches) == 3 and third.online_size == 3

@@ -38,14 +38,28 @@ class Walk:
         return self.state.copy(), float(success), success, truncated, {"success": success}
 
 
-def robot_episode(horizon, succeed, seed=0):
+def robot_episode(horizon, succeed, seed=0, commanded_steps=0):
     """The bridge's transitions for one episode, and the events a robot shows on the bus meanwhile:
     ("state", stamp, obs) before each chunk and after the last, ("chunk", stamp, actions),
-    ("reward", value) per step."""
+    ("reward", value) per step. The first ``commanded_steps`` steps a person commands (a state,
+    ("command", stamp, action) and the reward per step); each full chunk of them is an
+    (observation, actions) pair in the transitions."""
     session = BridgeSession(Walk(horizon, succeed), None, GAMMA, first_seed=seed)
     session.reset()
     rng = np.random.default_rng(seed)
     events, transitions, stamp = [], [], 1000
+    for i in range(commanded_steps):
+        stamp += 50
+        obs, action = session.observation(), rng.uniform(-1, 1, size=ACT)
+        if i % CHUNK == 0:
+            first, actions = obs, []
+        actions.append(action)
+        events += [("state", stamp, obs), ("command", stamp, action)]
+        session.start_chunk(action[None], obs)
+        events.append(("reward", session.step()))
+        session.finish_chunk()
+        if len(actions) == CHUNK:
+            transitions.append((first, np.stack(actions)))
     while not session.done:
         stamp += 50
         obs = session.observation()
@@ -61,24 +75,17 @@ def robot_episode(horizon, succeed, seed=0):
 
 def feed(assembler, events, start_stamp=1000):
     assert assembler.start(start_stamp, now=0.0) is None
-    for event in events:
-        if event[0] == "state":
-            assembler.add_state(event[1], event[2])
-        elif event[0] == "chunk":
-            assert assembler.add_chunk(event[1], event[2], now=0.0) is None
-        else:
-            assembler.add_reward(event[1], now=0.0)
-    return assembler.take()
+    return feed_rest(assembler, events)
 
 
-def assert_same(recorded, expected):
+def assert_same(recorded, expected, sequences=True):
     assert len(recorded) == len(expected)
     for mine, theirs in zip(recorded, expected):
         for name in ("obs", "action", "next_obs"):
             np.testing.assert_array_equal(getattr(mine, name), getattr(theirs, name), err_msg=name)
         assert mine.reward == pytest.approx(theirs.reward, abs=1e-12)
-        assert (mine.terminal, mine.truncated, mine.steps, mine.sequence) == \
-            (theirs.terminal, theirs.truncated, theirs.steps, theirs.sequence)
+        assert (mine.terminal, mine.truncated, mine.steps) == (theirs.terminal, theirs.truncated, theirs.steps)
+        assert mine.sequence == theirs.sequence or not sequences
 
 
 @pytest.mark.parametrize("succeed", [True, False])
@@ -131,11 +138,14 @@ def test_a_repeated_request_is_not_a_chunk():
 
 
 def feed_rest(assembler, events):
+    """Every event to the assembler, in order; what it completed."""
     for event in events:
         if event[0] == "state":
             assembler.add_state(event[1], event[2])
         elif event[0] == "chunk":
             assembler.add_chunk(event[1], event[2], now=0.0)
+        elif event[0] == "command":
+            assembler.add_command(event[1], event[2], now=0.0)
         else:
             assembler.add_reward(event[1], now=0.0)
     return assembler.take()
@@ -214,3 +224,26 @@ def test_an_operator_stop_truncates_and_sequences_go_on_across_episodes():
             [(episode, episode, 2, True, False)]
         assert episodes[0]["reason"] == "stopped" and episodes[0]["truncated"]
         assert assembler.add_reward(0.0, 0.0) == "no_episode"
+
+
+@pytest.mark.parametrize("extra", [0, 2])
+def test_a_persons_commands_become_expert_chunks(extra):
+    transitions, events = robot_episode(40, succeed=False, seed=3, commanded_steps=2 * CHUNK + extra)
+    assembler = TransitionAssembler(GAMMA, OBS, ACT, max_episode_steps=40, chunk=CHUNK)
+    assembler.start(1000, 0.0)
+    for event in events:
+        if event[0] == "command":
+            assert assembler.add_command(event[1], event[2], 0.0) is None
+    assert assembler.take() == ([], [])          # nothing without states and rewards
+    assembler = TransitionAssembler(GAMMA, OBS, ACT, max_episode_steps=40, chunk=CHUNK)
+    recorded, episodes = feed(assembler, events)
+    experts = [t for t in recorded if t.expert]
+    assert len(experts) == 2 and all(not t.expert for t in recorded[2:])
+    for mine, (obs, actions) in zip(experts, transitions[:2]):
+        np.testing.assert_array_equal(mine.obs, obs)
+        np.testing.assert_array_equal(mine.action, actions)
+        assert mine.steps == CHUNK
+    assert_same(recorded[2:], transitions[2:], sequences=False)   # the policy's chunks after, as the bridge has them
+    assert [t.sequence for t in recorded] == list(range(len(recorded)))
+    assert assembler.refused["partial_intervention"] == (1 if extra else 0)
+    assert episodes[0]["length"] == 40 and episodes[0]["transitions"] == len(recorded)
