@@ -44,8 +44,9 @@ def domain(n: int) -> int:
     return n + _slot[0][0]
 
 
-def start_node(module: str, domain: int, namespace: str, *parameters: str, task: str = "lift"):
-    """``parameters``: ``name:=value`` strings. Output (stdout and stderr) in ``.communicate()``.
+def start_node(module: str, domain: int, namespace: str, *parameters: str, task: str = "lift", arguments=()):
+    """``parameters``: ``name:=value`` strings; ``arguments``: the executable's own, before
+    ``--ros-args``. Output (stdout and stderr) in ``.communicate()``.
 
     They go in a parameter file of their own under the node's full name, after the task's
     (``node_configs``), as the launchers write them: ``-p`` would lose to the YAML's
@@ -56,7 +57,7 @@ def start_node(module: str, domain: int, namespace: str, *parameters: str, task:
     yaml.safe_dump({node: {"ros__parameters": {k: yaml.safe_load(v) for k, v in values.items()}}}, overrides)
     overrides.close()
     files = [arg for path in (*node_configs(task), overrides.name) for arg in ("--params-file", str(path))]
-    command = [sys.executable, "-m", module, "--ros-args", *files, "-r", f"__ns:={namespace}"]
+    command = [sys.executable, "-m", module, *arguments, "--ros-args", *files, "-r", f"__ns:={namespace}"]
     return subprocess.Popen(command, env=dict(os.environ, ROS_DOMAIN_ID=str(domain)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

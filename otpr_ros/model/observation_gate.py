@@ -3,16 +3,16 @@
 An observation is refused, counted by reason and never acted on when it is the wrong
 size, not finite, outside the plausible range (a sensor glitch, or a state far from any the
 policy was trained on), older than ``max_obs_age``, stamped in the future, not newer than the
-last one acted on (out of order or repeated), or arrives while the server is disabled or a
-person has the arm (an intervention).
+last one acted on (out of order or repeated), or arrives while the server is inactive (a
+managed server not activated), disabled, or a person has the arm (an intervention).
 """
 
 from collections import Counter
 
 import numpy as np
 
-REASONS = ("disabled", "intervention", "incomplete", "malformed", "wrong_size", "non_finite", "out_of_range",
-           "stale", "future_stamp", "out_of_order", "unsafe_output")
+REASONS = ("inactive", "disabled", "intervention", "incomplete", "malformed", "wrong_size", "non_finite",
+           "out_of_range", "stale", "future_stamp", "out_of_order", "unsafe_output")
 FUTURE_TOLERANCE = 0.05   # s: clocks of two machines disagree a little
 
 

@@ -25,7 +25,13 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Duration
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.client import Client
 from rclpy.node import Node
+from rclpy.publisher import Publisher
+from rclpy.service import Service
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import SetBool, Trigger
@@ -78,11 +84,16 @@ PARAMETERS = (
 
 
 class PolicyServer(Node):
+    active = True               # a managed server (ManagedPolicyServer) acts only while active
+
     def __init__(self):
         super().__init__("policy_server")
         declare_parameters(self, PARAMETERS)
-        apply_cpu_threads(self)
+        self._set_up()
 
+    def _set_up(self) -> None:
+        """Load the model and make the server's topics, services and timers."""
+        apply_cpu_threads(self)
         value = lambda name: self.get_parameter(name).value  # noqa: E731
         self.task, self.source, self.sync = value("task"), value("observation_source"), value("state_sync")
         if self.source not in SOURCES:
@@ -174,6 +185,9 @@ class PolicyServer(Node):
         return now - self.intervened_at < self.get_parameter("intervention_hold").value
 
     def _decide_latest(self, receive_time: float) -> None:
+        if not self.active:
+            self.gate.refuse("inactive")
+            return
         if not self.enabled:
             self.gate.refuse("disabled")
             return
@@ -231,7 +245,7 @@ class PolicyServer(Node):
             msg.points.append(JointTrajectoryPoint(positions=[float(a) for a in action],
                                                    time_from_start=Duration(sec=int(t), nanosec=int(t % 1 * 1e9))))
         now = self.get_clock().now().nanoseconds * 1e-9
-        if self.enabled and not self._intervening(now):   # checked again: either may have changed while deciding
+        if self.active and self.enabled and not self._intervening(now):   # again: may have changed meanwhile
             self.chunk_pub.publish(msg)
             self.published += 1
 
@@ -288,8 +302,9 @@ class PolicyServer(Node):
                                f"{update['path']}")
 
     def status(self) -> dict:
-        return {"enabled": self.enabled, "published": self.published,
-                "intervening": self._intervening(self.get_clock().now().nanoseconds * 1e-9), "starved": self.starved, "accepted": self.gate.accepted,
+        return {"active": self.active, "enabled": self.enabled, "published": self.published,
+                "intervening": self._intervening(self.get_clock().now().nanoseconds * 1e-9),
+                "starved": self.starved, "accepted": self.gate.accepted,
                 "last_accepted_stamp": self.gate.last_stamp if self.gate.accepted else None,
                 "refused": dict(self.gate.refused), "model": str(self.policy.model.path),
                 "weights_sha256": self.policy.model.weights_sha256, "backend": self.policy.backend.name,
@@ -303,8 +318,66 @@ class PolicyServer(Node):
         self.status_pub.publish(String(data=json.dumps(self.status())))
 
 
+class ManagedPolicyServer(PolicyServer, LifecycleNode):
+    """The server as a managed (lifecycle) node, ``policy_server --managed``: starts
+    unconfigured; configure loads the model and makes its topics (refused, and it stays
+    unconfigured, when the model or a parameter is bad); activate starts acting; deactivate
+    stops (no chunk is published: the arm holds still); cleanup lets the model go. A watchdog
+    deactivates it when no fresh observation has come for ``starved_after`` s while active:
+    acting resumes only when someone activates it again."""
+    active = False
+
+    def __init__(self):
+        LifecycleNode.__init__(self, "policy_server")
+        declare_parameters(self, PARAMETERS)
+        self.made = None                # what configure made (cleanup destroys it)
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        before = self._entities()
+        try:
+            self._set_up()
+        except (ModelError, ValueError, OSError) as error:
+            self.get_logger().error(f"configure failed: {error}")
+            self._destroy(self._entities() - before)
+            return TransitionCallbackReturn.FAILURE
+        self.made = self._entities() - before
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self.active, self.last_accepted_time, self.starved = True, None, False
+        self.get_logger().info("active: acting on fresh observations")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self.active = False
+        self.get_logger().info("inactive: no chunk is published (the arm holds still)")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._destroy(self.made or set())
+        self.made, self.policy = None, None
+        return TransitionCallbackReturn.SUCCESS
+
+    def _watch_observations(self) -> None:
+        super()._watch_observations()
+        if self.active and self.starved:
+            self.get_logger().error(f"watchdog: no fresh observation for {self.starved_after} s: deactivating")
+            self.trigger_deactivate()
+
+    def _entities(self) -> set:
+        return {*self.subscriptions, *self.publishers, *self.services, *self.timers, *self.clients}
+
+    def _destroy(self, entities) -> None:
+        by_kind = ((Subscription, self.destroy_subscription), (Publisher, self.destroy_publisher),
+                   (Service, self.destroy_service), (Timer, self.destroy_timer), (Client, self.destroy_client))
+        for entity in entities:
+            next(destroy for kind, destroy in by_kind if isinstance(entity, kind))(entity)
+
+
 def main(args=None) -> int:
-    return run_node("policy_server", PolicyServer, args, (ModelError, ValueError, OSError))
+    managed = "--managed" in (sys.argv if args is None else args)
+    return run_node("policy_server", ManagedPolicyServer if managed else PolicyServer, args,
+                    (ModelError, ValueError, OSError))
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ class SimOperator(Node):
             self.calling = None
             result = future.result()
             done = result is not None and result.success
-            if done or what not in ("reset", "start", "teleop"):      # a report is made once: refused when the end is known
+            if done or what not in ("reset", "start", "teleop"):  # a report is made once (refused: the end is known)
                 self.todo.pop(0)
             if done:
                 self.counts[{"reset": "resets", "start": "starts", "teleop": "teleops"}.get(what, "reports")] += 1

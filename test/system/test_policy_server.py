@@ -232,3 +232,60 @@ def test_the_server_says_when_observations_stop(server):
         robot.spin(0.1)
         return not robot.status["starved"]
     assert robot.wait_for(fed_and_fresh, timeout=20)
+
+
+def test_a_managed_server_acts_only_while_active_and_its_watchdog_deactivates_it(server, tmp_path):
+    """``policy_server --managed``: a lifecycle node. Unconfigured and inactive it publishes
+    nothing; active it acts; when the state stops it deactivates itself; a bad model fails
+    configure and leaves it unconfigured, running."""
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    model_dir = make_tiny_model(tmp_path)
+    managed = start_node("otpr_ros.nodes.policy_server", DOMAIN, "/managed", f"model_dir:={model_dir}",
+                         "max_decision_rate:=1000.0", arguments=["--managed"])
+    broken = start_node("otpr_ros.nodes.policy_server", DOMAIN, "/broken", f"model_dir:={tmp_path / 'none'}",
+                        arguments=["--managed"])
+    nodes = {ns: rclpy.create_node("operator", namespace=ns) for ns in ("/managed", "/broken")}
+    robot = Robot(nodes["/managed"])
+    try:
+        def call(ns, kind, request):
+            service = "change_state" if kind is ChangeState else "get_state"
+            client = nodes[ns].create_client(kind, f"policy_server/{service}")
+            assert client.wait_for_service(timeout_sec=60)
+            future = client.call_async(request)
+            end = time.monotonic() + 30
+            while time.monotonic() < end and not future.done():
+                rclpy.spin_once(nodes[ns], timeout_sec=0.05)
+            return future.result()
+
+        def state(ns):
+            return call(ns, GetState, GetState.Request()).current_state.id
+
+        def change(ns, transition):
+            return call(ns, ChangeState, ChangeState.Request(transition=Transition(id=transition))).success
+
+        def acts(seconds):
+            before = len(robot.chunks)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                robot.publish_state()
+                robot.spin(0.05)
+            return len(robot.chunks) > before
+
+        assert state("/managed") == State.PRIMARY_STATE_UNCONFIGURED and not acts(1.0)
+        assert change("/managed", Transition.TRANSITION_CONFIGURE) and state("/managed") == State.PRIMARY_STATE_INACTIVE
+        assert not acts(1.5) and robot.status["refused"]["inactive"] > 0 and not robot.status["active"]
+        assert change("/managed", Transition.TRANSITION_ACTIVATE) and acts(5.0)
+        robot.spin(2.0)                                      # the state stops: the watchdog deactivates
+        assert state("/managed") == State.PRIMARY_STATE_INACTIVE and not acts(1.5)
+        assert change("/managed", Transition.TRANSITION_ACTIVATE) and acts(5.0)
+        assert change("/managed", Transition.TRANSITION_DEACTIVATE) and not acts(1.5)
+        assert not change("/broken", Transition.TRANSITION_CONFIGURE)
+        assert state("/broken") == State.PRIMARY_STATE_UNCONFIGURED and broken.poll() is None
+    finally:
+        for node in nodes.values():
+            node.destroy_node()
+        for process in (managed, broken):
+            process.terminate()
+        outputs = [p.communicate(timeout=30)[0] for p in (managed, broken)]
+    assert "configure failed" in outputs[1], outputs[1][-2000:]
