@@ -251,9 +251,11 @@ class PolicyServer(Node):
 
     # -- services, status -----------------------------------------------------------------------
     def _on_enable(self, request, response):
+        changed = self.enabled != bool(request.data)
         self.enabled = bool(request.data)
         response.success, response.message = True, "enabled" if self.enabled else "disabled"
-        self.get_logger().info(f"policy server {response.message}")
+        if changed:
+            self.get_logger().info(f"policy server {response.message}")
         return response
 
     def _on_reload(self, request, response):
