@@ -40,7 +40,7 @@ def every_plan():
     for kind in ARGUMENTS:
         for task in TASKS:
             values = {name: default for name, (default, _) in ARGUMENTS[kind].items()}
-            variants = [{}] if kind == "serve" else [{}, {"num_envs": "2"}, {"use_sim": "false"}]
+            variants = [{}] if kind == "serve" else [{}, {"num_envs": "2"}, {"use_sim": "false"}, {"mode": "robot"}]
             for variant in variants:
                 yield from plan_from_arguments(kind, {**values, "task": task, **variant})
 
@@ -68,7 +68,7 @@ def test_only_prefixed_tools_land_on_path_and_nodes_keep_their_names():
     keep the names ``ros2 run otpr_ros <node>`` and the launch files use, installed into
     lib/otpr_ros only (a pip install puts no ``learner`` on PATH)."""
     nodes = {node.executable for node in every_plan()}
-    assert nodes == {"policy_server", "sim_bridge", "learner"}
+    assert nodes == {"policy_server", "sim_bridge", "learner", "transition_recorder", "sim_operator"}
     assert {path.name for path in (ROOT / "ros_executables").iterdir()} == nodes
     tools = console_scripts()
     assert tools and all(name.startswith("otpr-") for name in tools), sorted(tools)
