@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from otpr_ros.model.observation import robomimic_observation
+from otpr_ros.nodes.robot_state import position, quaternion, stamp_nanoseconds
 
 STATE_TOPICS = ("eef_pose", "gripper_state", "object_poses")
 TYPES = {"eef_pose": "geometry_msgs/msg/PoseStamped", "gripper_state": "sensor_msgs/msg/JointState",
@@ -30,18 +31,6 @@ TYPES = {"eef_pose": "geometry_msgs/msg/PoseStamped", "gripper_state": "sensor_m
          "reward": "std_msgs/msg/Float32", "episode": "std_msgs/msg/String"}
 OBS_SLICES = {"robot0_eef_pos": slice(0, 3), "robot0_eef_quat": slice(3, 7), "robot0_gripper_qpos": slice(7, 9),
               "object": slice(9, None)}
-
-
-def _stamp(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
-def _xyz(p):
-    return [p.x, p.y, p.z]
-
-
-def _xyzw(q):
-    return [q.x, q.y, q.z, q.w]
 
 
 def read_bag(path, namespace: str = "/", topics=None) -> dict:
@@ -87,7 +76,7 @@ def bag_demonstrations(path, task: str, namespace: str = "/", action_topic: str 
     parts = {}                                 # stamp -> {topic: msg}: the robot's instants
     for topic in STATE_TOPICS:
         for _, msg in bag[topic]:
-            parts.setdefault(_stamp(msg), {})[topic] = msg
+            parts.setdefault(stamp_nanoseconds(msg.header.stamp), {})[topic] = msg
     instants = sorted(stamp for stamp, p in parts.items() if len(p) == len(STATE_TOPICS))
 
     def observation(stamp: int) -> np.ndarray:
@@ -95,13 +84,13 @@ def bag_demonstrations(path, task: str, namespace: str = "/", action_topic: str 
         if len(objects.poses) <= object_index:
             raise ValueError(f"{path}: object_poses at {stamp} ns holds {len(objects.poses)} poses, the task's object "
                              f"is number {object_index}")
-        return robomimic_observation(task, _xyz(pose.pose.position), _xyzw(pose.pose.orientation),
-                                     list(gripper.position), _xyz(objects.poses[object_index].position),
-                                     _xyzw(objects.poses[object_index].orientation))
+        return robomimic_observation(task, position(pose.pose.position), quaternion(pose.pose.orientation),
+                                     list(gripper.position), position(objects.poses[object_index].position),
+                                     quaternion(objects.poses[object_index].orientation))
 
     commands = []
     for _, msg in bag[action_topic]:
-        stamp = _stamp(msg)
+        stamp = stamp_nanoseconds(msg.header.stamp)
         if len(msg.points) != 1:
             raise ValueError(f"{path}: {action_topic} at {stamp} ns holds {len(msg.points)} points; a teleoperated "
                              "demonstration has one command per control step")
