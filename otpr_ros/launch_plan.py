@@ -102,7 +102,7 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
                   model_dir: str = "", use_sim: bool = True, namespace: str = "otpr",
                   episodes: int = 0, mode: str = "fast", output_dir: str = "", env_steps: int = 0,
                   eval_every: int = 0, eval_episodes: int = 50, validation_seed: int = -1, update_key: str = "",
-                  discovery: str = "auto", enclaves: str = "") -> list[NodePlan]:
+                  discovery: str = "auto", enclaves: str = "", seed: int = 0) -> list[NodePlan]:
     if mode not in ("fast", "realtime", "robot"):
         raise ValueError(f"mode: expected fast, realtime or robot, got {mode!r}")
     if backend not in ("torch", "onnx", "openvino"):
@@ -111,7 +111,8 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
         raise ValueError(f"eval_episodes: expected >= 1, got {eval_episodes}")
     if validation_seed < -1:
         raise ValueError(f"validation_seed: expected a seed >= 0, or -1 for none, got {validation_seed}")
-    for name, number in (("episodes", episodes), ("env_steps", env_steps), ("eval_every", eval_every)):
+    for name, number in (("episodes", episodes), ("env_steps", env_steps), ("eval_every", eval_every),
+                         ("seed", seed)):
         if number < 0:
             raise ValueError(f"{name}: expected >= 0, got {number}")
     if task not in TASKS:
@@ -125,8 +126,9 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
     learner_security, server_security = update_security(task, model_dir, output_dir, update_key)
     shared = {topic: f"{ns}/{topic}" for topic in ("transition", "episode", "learner_progress")}
     server = {"task": task, "backend": backend, "model_dir": model_dir, "device": device,
-              "selection": "sample", "candidates": "train", **server_security}     # the model's L: acting for training
-    learner = node_plan("learner", ns or "/", {"task": task, "model_dir": model_dir, "device": device,
+              "selection": "sample", "candidates": "train", "seed": seed,
+              **server_security}     # the model's L: acting for training
+    learner = node_plan("learner", ns or "/", {"task": task, "model_dir": model_dir, "device": device, "seed": seed,
                                                **learner_security,
                                                "max_env_steps": env_steps, "eval_every": eval_every,
                                                "eval_episodes": eval_episodes, "validation_seed": validation_seed,
@@ -193,6 +195,8 @@ FINETUNE_ARGUMENTS = {
                           "localhost | subnet | inherit"),
     "enclaves": ("", "SROS2: root of the nodes' security enclaves, e.g. /otpr (a ROS installation with "
                      "ROS_SECURITY_ENABLE=true; docs/security.md); empty: none"),
+    "seed": ("0", "seed of the learner's draws and the servers' sampling (otpr-finetune's --seed); the "
+                  "episode seeds stay"),
 }
 SERVE_ARGUMENTS = {
     "task": ("lift", "lift | can | square"),
@@ -233,7 +237,7 @@ def plan_from_arguments(kind: str, values: dict) -> list:
                          values["output_dir"], whole(values["env_steps"], "env_steps"),
                          whole(values["eval_every"], "eval_every"), whole(values["eval_episodes"], "eval_episodes"),
                          whole(values["validation_seed"], "validation_seed"), values["update_key"],
-                         values["discovery"], values["enclaves"])
+                         values["discovery"], values["enclaves"], whole(values["seed"], "seed"))
 
 
 def serve_plan(task: str = "lift", backend: str = "torch", model_dir: str = "", namespace: str = "",

@@ -55,6 +55,7 @@ PARAMETERS = (
     ("model_dir", "", "model to fine-tune; empty: the shipped model of the task", None, True),
     ("datasets", [""], "expert demonstrations (HDF5); empty: the model's pre-training datasets", None, True),
     ("device", "auto", "auto (CUDA when present) | cpu | cuda[:i]", None, True),
+    ("seed", 0, "seed of the learner's draws (batches, noise); otpr-finetune's --seed", SEEDS, True),
     ("output_dir", "runs/finetune", "published snapshots and TensorBoard logs", None, True),
     ("updates_per_transition", 1.0, "update-to-data ratio: OTPR updates per received transition", (0, 64), False),
     ("warmup_transitions", 64, "online transitions before the first update", (0, 10**7), False),
@@ -97,7 +98,7 @@ class Learner(Node):
         check_validation_seed(validation, episodes, held_out, value("training_seeds"), span)
         model_dir = value("model_dir") or str(shipped_model(value("task")))
         self.core = OnlineLearner.for_task(value("task"), model_dir, value("device"), value("overrides"),
-                                           value("datasets"))
+                                           value("datasets"), value("seed"))
         self.output = Path(value("output_dir"))
         self.publish_every, self.lead, self.checkpoint_every, self.flush_every = (value(name) for name in (
             "publish_every", "max_lead_transitions", "checkpoint_every", "replay_flush_every"))

@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from otpr_ros.model.directory import ModelError
@@ -84,7 +83,9 @@ def parse_args(argv=None):
                         help="fine-tuning setting, e.g. agent.guidance=q, transport.masked=false, "
                              "transport.beta=0, agent.actor_batch=256")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the learner's draws (batches, noise) and of the acting policy's sampling; "
+                             "episode seeds come from --train-seed")
     args = parser.parse_args(argv)
     if min(args.env_steps, args.eval_every, args.eval_episodes, args.processes) < 1 or (args.utd or 0) < 0:
         parser.error("--env-steps, --eval-every, --eval-episodes and --processes must be >= 1, --utd >= 0")
@@ -112,7 +113,8 @@ def main(argv=None) -> int:
     model_dir = Path(args.model) if args.model else shipped_model(args.task)
     overrides, utd = recipe(args)
     try:
-        learner = OnlineLearner.for_task(args.task, model_dir, args.device, overrides, args.datasets or ())
+        learner = OnlineLearner.for_task(args.task, model_dir, args.device, overrides, args.datasets or (),
+                                         args.seed)
     except (ModelError, ValueError, OSError) as error:
         print(f"otpr-finetune: {error}", file=sys.stderr)
         return 2
@@ -121,7 +123,6 @@ def main(argv=None) -> int:
     output.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(output / "replay", ignore_errors=True)
     learner.log = ReplayLog(output / "replay", TRANSITION_FIELDS)
-    torch.manual_seed(args.seed)
     from torch.utils.tensorboard import SummaryWriter
     writer = SummaryWriter(str(output / "tensorboard"))
     model = learner.model

@@ -136,13 +136,16 @@ def find_rows(table: torch.Tensor, rows: torch.Tensor, atol: float = 1e-5):
 
 class OnlineLearner:
     @classmethod
-    def for_task(cls, task: str, model_dir, device: str = "auto", overrides=(), datasets=()) -> "OnlineLearner":
+    def for_task(cls, task: str, model_dir, device: str = "auto", overrides=(), datasets=(),
+                 seed: int = 0) -> "OnlineLearner":
         """A learner for fine-tuning the model at ``model_dir`` on ``task``, the one way the
         learner node and ``otpr-finetune`` open it: loaded on ``device``, ``overrides``
         applied, the expert demonstrations (``datasets`` or the model's own) for training and
-        their valid split for the critic's diagnostic. ModelError or ValueError name a problem."""
+        their valid split for the critic's diagnostic, its random draws (batches, noise) from
+        ``seed``. ModelError or ValueError name a problem."""
         from otpr_ros.model.directory import ModelError, load_model
         model = load_model(model_dir, device)
+        model.agent.generator.manual_seed(seed)     # as it was made (the model's seed), unless seed differs
         if model.info.task != task:
             raise ModelError(f"{model_dir}: trained for {model.info.task!r}, not for {task!r}")
         overrides = [o for o in overrides if o]
@@ -150,6 +153,7 @@ class OnlineLearner:
         datasets = [d for d in datasets if d]
         learner = cls(model, expert_demonstrations(model, datasets), expert_demonstrations(model, datasets, split="valid"))
         learner.overrides = overrides
+        torch.manual_seed(seed)
         return learner
 
     def __init__(self, model: Model, dataset, held_out=None):

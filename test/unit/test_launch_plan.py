@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from otpr_ros.launch_plan import SERVE_ARGUMENTS, finetune_plan, plan_from_arguments, prepare
+from otpr_ros.launch_plan import FINETUNE_ARGUMENTS, SERVE_ARGUMENTS, finetune_plan, plan_from_arguments, prepare
 from otpr_ros.package_files import share_dir
 
 
@@ -85,3 +85,15 @@ def test_a_robot_gets_a_recorder_and_the_robot_mode_rehearses_it_in_simulation()
     assert {r.namespace for r in recorders} == {"/otpr/env0", "/otpr/env1"}
     with pytest.raises(ValueError, match="mode"):
         finetune_plan(mode="teleop")
+
+
+def test_a_run_seed_reaches_the_learner_and_the_servers_and_leaves_the_episode_seeds():
+    values = {name: default for name, (default, _) in FINETUNE_ARGUMENTS.items()}
+    plan = plan_from_arguments("finetune", {**values, "seed": "7", "num_envs": "2"})
+    assert {n.parameters["seed"] for n in plan if n.executable in ("learner", "policy_server")} == {7}
+    assert [n.parameters["first_seed"] for n in plan if n.executable == "sim_bridge"] == \
+        [n.parameters["first_seed"] for n in finetune_plan(num_envs=2) if n.executable == "sim_bridge"]
+    with pytest.raises(ValueError, match="seed: expected a whole number"):
+        plan_from_arguments("finetune", {**values, "seed": "x"})
+    with pytest.raises(ValueError, match="seed: expected >= 0"):
+        finetune_plan(seed=-1)

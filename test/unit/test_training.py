@@ -4,6 +4,7 @@ schedule, and the evaluations themselves (child processes running otpr-evaluate)
 
 import numpy as np
 import pytest
+import torch
 
 from model_fixtures import make_tiny_model
 from otpr_ros.model.directory import load_model
@@ -101,6 +102,15 @@ def test_a_model_for_another_task_or_a_bad_override_is_refused_by_name(tiny):
         OnlineLearner.for_task("lift", tiny, "cpu", ["agent.guidance=magic"])
     learner = OnlineLearner.for_task("lift", tiny, "cpu", ["agent.actor_batch=16", ""])
     assert learner.model.config.agent.actor_batch == 16 and learner.held_out == []
+
+
+def test_the_seed_sets_the_learners_draws(tiny):
+    draws = lambda seed: torch.rand(4, generator=OnlineLearner.for_task("lift", tiny, "cpu", seed=seed)  # noqa: E731
+                                    .agent.generator)
+    assert torch.equal(draws(0), draws(0)) and not torch.equal(draws(0), draws(1))
+    model_seed = OnlineLearner.for_task("lift", tiny, "cpu").model.config.seed
+    fresh = torch.Generator().manual_seed(model_seed)       # seed 0 = the model's: draws as the model was made
+    assert model_seed == 0 and torch.equal(draws(0), torch.rand(4, generator=fresh))
 
 
 def test_a_run_states_where_its_settings_come_from_and_what_they_resolve_to(tiny):
