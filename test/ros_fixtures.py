@@ -62,6 +62,17 @@ def start_node(module: str, domain: int, namespace: str, *parameters: str, task:
                             stderr=subprocess.STDOUT, text=True)
 
 
+def stopped(process, timeout: float = 30.0) -> str:
+    """The output of a node process after its stop: SIGTERM, then SIGKILL (exit -9, which no
+    test accepts) when it has not ended within ``timeout`` s."""
+    process.terminate()
+    try:
+        return process.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()[0] + f"\n(killed: not stopped {timeout:g} s after SIGTERM)"
+
+
 class PrivateNode:
     """An rclpy node in a context of its own on ``domain`` (several per test process)."""
 
@@ -86,3 +97,32 @@ class PrivateNode:
     def close(self) -> None:
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
+
+
+class Lifecycle:
+    """A managed node's lifecycle services (``<name>/get_state``, ``<name>/change_state``), called
+    from ``node``; ``spin_once()`` lets that node take the answer."""
+
+    def __init__(self, node, name: str, spin_once, timeout: float = 30.0):
+        from lifecycle_msgs.srv import ChangeState, GetState
+        self.get = node.create_client(GetState, f"{name}/get_state")
+        self.set = node.create_client(ChangeState, f"{name}/change_state")
+        self.spin_once, self.timeout = spin_once, timeout
+
+    def _call(self, client, request):
+        assert client.wait_for_service(timeout_sec=60), f"{client.srv_name} never came up"
+        future = client.call_async(request)
+        end = time.monotonic() + self.timeout
+        while time.monotonic() < end and not future.done():
+            self.spin_once()
+        assert future.done(), f"{client.srv_name} did not answer within {self.timeout} s"
+        return future.result()
+
+    def state(self) -> int:
+        from lifecycle_msgs.srv import GetState
+        return self._call(self.get, GetState.Request()).current_state.id
+
+    def change(self, transition: int) -> bool:
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+        return self._call(self.set, ChangeState.Request(transition=Transition(id=transition))).success

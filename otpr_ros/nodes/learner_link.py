@@ -37,16 +37,17 @@ def link_parameters(what: str) -> tuple:
 
 
 class LearnerLink:
-    def __init__(self, node, topic: str = "transition", learner: bool = True):
+    def __init__(self, node, topic: str = "transition", learner: bool = True, finished: Future | None = None):
         """``learner`` False: transitions for whoever listens on ``topic`` (the sim bridge's robot
-        mode, for checking the recorder): no pacing, no acknowledgements, a stop at once."""
+        mode, for checking the recorder): no pacing, no acknowledgements, a stop at once.
+        ``finished``: the Future to complete when stopped and drained (the node's own)."""
         value = lambda name: node.get_parameter(name).value  # noqa: E731
         self.node, self.source, self.stream = node, value("source_id"), new_stream_id()
         self.pace, self.max_unacknowledged = value("pace_with_learner"), value("max_unacknowledged")
         self.drain_timeout, self.stopping_since = value("drain_timeout"), None
         self.sent, self.refused_progress = 0, 0
         self.learner = None                 # the learner's last progress message, once heard
-        self.finished = Future()
+        self.finished = Future() if finished is None else finished
         self.publisher = node.create_publisher(Float32MultiArray, topic, TRANSITION_QOS)
         self.progress_sub = node.create_subscription(String, "learner_progress", self._on_progress, LATCHED) \
             if learner else None

@@ -25,13 +25,8 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Duration
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.client import Client
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
-from rclpy.publisher import Publisher
-from rclpy.service import Service
-from rclpy.subscription import Subscription
-from rclpy.timer import Timer
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import SetBool, Trigger
@@ -42,6 +37,7 @@ from otpr_ros.model.observation_gate import ObservationGate
 from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput
 from otpr_ros.model.update_auth import REASONS, UpdateGuard, UpdateRefused, load_key
 from otpr_ros.nodes.bus_messages import LATCHED, policy_update_fields
+from otpr_ros.nodes.managed_node import ManagedNode
 from otpr_ros.nodes.node_main import ANY_TYPE, CPU_THREADS, apply_cpu_threads, declare_parameters, percentiles, run_node
 from otpr_ros.nodes.robot_state import RobotStateSync
 from otpr_ros.package_files import share_dir, shipped_model
@@ -320,60 +316,38 @@ class PolicyServer(Node):
         self.status_pub.publish(String(data=json.dumps(self.status())))
 
 
-class ManagedPolicyServer(PolicyServer, LifecycleNode):
-    """The server as a managed (lifecycle) node, ``policy_server --managed``: starts
-    unconfigured; configure loads the model and makes its topics (refused, and it stays
-    unconfigured, when the model or a parameter is bad); activate starts acting; deactivate
-    stops (no chunk is published: the arm holds still); cleanup lets the model go. A watchdog
-    deactivates it when no fresh observation has come for ``starved_after`` s while active:
-    acting resumes only when someone activates it again."""
+class ManagedPolicyServer(PolicyServer, ManagedNode):
+    """The server as a managed (lifecycle) node, ``policy_server --managed``
+    (otpr_ros/nodes/managed_node.py): configure loads the model and makes its topics (refused,
+    and it stays unconfigured, when the model or a parameter is bad); activate starts acting;
+    deactivate stops (no chunk is published: the arm holds still); cleanup lets the model go.
+    A watchdog deactivates it when no fresh observation has come for ``starved_after`` s while
+    active: acting resumes only when someone activates it again."""
+    set_up_errors = (ModelError, ValueError, OSError)
     active = False
 
     def __init__(self):
-        LifecycleNode.__init__(self, "policy_server")
+        ManagedNode.__init__(self, "policy_server")
         declare_parameters(self, PARAMETERS)
-        self.made = None                # what configure made (cleanup destroys it)
-
-    def on_configure(self, state) -> TransitionCallbackReturn:
-        before = self._entities()
-        try:
-            self._set_up()
-        except (ModelError, ValueError, OSError) as error:
-            self.get_logger().error(f"configure failed: {error}")
-            self._destroy(self._entities() - before)
-            return TransitionCallbackReturn.FAILURE
-        self.made = self._entities() - before
-        return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self.active, self.last_accepted_time, self.starved = True, None, False
+        self.last_accepted_time, self.starved = None, False
         self.get_logger().info("active: acting on fresh observations")
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self.active = False
         self.get_logger().info("inactive: no chunk is published (the arm holds still)")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self._destroy(self.made or set())
-        self.made, self.policy = None, None
-        return TransitionCallbackReturn.SUCCESS
+        self.policy = None
+        return super().on_cleanup(state)
 
     def _watch_observations(self) -> None:
         super()._watch_observations()
         if self.active and self.starved:
             self.get_logger().error(f"watchdog: no fresh observation for {self.starved_after} s: deactivating")
             self.trigger_deactivate()
-
-    def _entities(self) -> set:
-        return {*self.subscriptions, *self.publishers, *self.services, *self.timers, *self.clients}
-
-    def _destroy(self, entities) -> None:
-        by_kind = ((Subscription, self.destroy_subscription), (Publisher, self.destroy_publisher),
-                   (Service, self.destroy_service), (Timer, self.destroy_timer), (Client, self.destroy_client))
-        for entity in entities:
-            next(destroy for kind, destroy in by_kind if isinstance(entity, kind))(entity)
 
 
 def main(args=None) -> int:

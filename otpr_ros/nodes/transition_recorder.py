@@ -26,8 +26,10 @@ import sys
 import time
 from collections import Counter
 
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.task import Future
 from std_msgs.msg import Bool, Float32, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -35,6 +37,7 @@ from trajectory_msgs.msg import JointTrajectory
 from otpr_ros.model.directory import read_config, read_info
 from otpr_ros.nodes.bus_messages import episode_message
 from otpr_ros.nodes.learner_link import LearnerLink, link_parameters
+from otpr_ros.nodes.managed_node import ManagedNode
 from otpr_ros.nodes.node_main import declare_parameters, run_node
 from otpr_ros.nodes.robot_state import RobotStateSync, stamp_nanoseconds
 from otpr_ros.package_files import shipped_model
@@ -62,9 +65,17 @@ PARAMETERS = (
 
 
 class TransitionRecorder(Node):
+    active = True               # a managed recorder (ManagedTransitionRecorder) starts episodes only while active
+    link = None
+
     def __init__(self):
         super().__init__("transition_recorder")
         declare_parameters(self, PARAMETERS)
+        self.finished = Future()
+        self._set_up()
+
+    def _set_up(self) -> None:
+        """Read the model and make the recorder's topics, services and timers."""
         value = lambda name: self.get_parameter(name).value  # noqa: E731
         model_dir = value("model_dir") or shipped_model(value("task"))
         info, _ = read_info(model_dir)
@@ -80,8 +91,7 @@ class TransitionRecorder(Node):
         self.counts = Counter(states=0, chunks=0, commands=0, rewards=0, transitions=0, episodes=0, successes=0)
         self.pending_start = None       # an operator's confirmed start, waiting for the learner (monotonic s)
 
-        self.link = LearnerLink(self)
-        self.finished = self.link.finished
+        self.link = LearnerLink(self, finished=self.finished)
         self.episode_pub = self.create_publisher(String, "episode", RELIABLE)
         self.status_pub = self.create_publisher(String, "~/status", 10)
         self.robot_state.subscribe(self, self._on_state)
@@ -139,6 +149,8 @@ class TransitionRecorder(Node):
     def _on_start(self, request, response):
         if self.link.stopping:
             response.success, response.message = False, "the recorder is stopping"
+        elif not self.active:
+            response.success, response.message = False, "the recorder is inactive (activate it first)"
         elif self.assembler.running or self.pending_start is not None:
             response.success, response.message = False, f"episode {self.assembler.episode} is still running: " \
                 "report its end first"
@@ -220,18 +232,60 @@ class TransitionRecorder(Node):
         self.enabling = (self.enable_client.call_async(SetBool.Request(data=self.server_wanted)), self.server_wanted)
 
     def stop(self) -> None:
+        if self.link is None:                  # a managed recorder not configured: nothing to drain
+            if not self.finished.done():
+                self.finished.set_result(True)
+            return
         self.link.stop()
         self._enable_server(False)
 
     def status(self) -> dict:
         a = self.assembler
-        return {**self.counts, "episode": a.episode, "running": a.running, "waiting_for_learner":
-                self.pending_start is not None, "stream": self.link.stream, "refused": dict(a.refused),
+        return {**self.counts, "active": self.active, "episode": a.episode, "running": a.running,
+                "waiting_for_learner": self.pending_start is not None, "stream": self.link.stream, "refused": dict(a.refused),
                 "refused_progress": self.link.refused_progress, "stopping": self.link.stopping}
 
 
+class ManagedTransitionRecorder(TransitionRecorder, ManagedNode):
+    """The recorder as a managed (lifecycle) node, ``transition_recorder --managed``
+    (otpr_ros/nodes/managed_node.py): configure reads the model and makes its topics and
+    services (refused, and it stays unconfigured, when the model or a parameter is bad);
+    only while active does an operator's ``~/start_episode`` start an episode; deactivate ends
+    a running one as stopped (truncated: what it recorded still reaches the learner) and
+    disables the server; cleanup is refused while an episode is still being finished or
+    transitions are not yet on the learner's disk (they would be lost)."""
+    active = False
+
+    def __init__(self):
+        ManagedNode.__init__(self, "transition_recorder")
+        declare_parameters(self, PARAMETERS)
+        self.finished = Future()
+        # Ctrl-C / SIGTERM are handled between two callbacks: unconfigured, no timer of its own would come
+        self.create_timer(0.2, lambda: None)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self.pending_start = None
+        if self.assembler.running and self.assembler.end is None:
+            self._end("stopped")
+        self._enable_server(False)
+        self.get_logger().info("inactive: no episode starts; the policy server is disabled")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        unacknowledged = self.link.unacknowledged()
+        if self.assembler.running or unacknowledged:
+            self.get_logger().error(f"cleanup refused: episode {self.assembler.episode} is still being finished"
+                                    if self.assembler.running else f"cleanup refused: {unacknowledged} transitions "
+                                    "are not yet on the learner's disk")
+            return TransitionCallbackReturn.FAILURE
+        self.link = None
+        return super().on_cleanup(state)
+
+
 def main(args=None) -> int:
-    return run_node("transition_recorder", TransitionRecorder, args, (ValueError, OSError), stops_gracefully=True)
+    managed = "--managed" in (sys.argv if args is None else args)
+    return run_node("transition_recorder", ManagedTransitionRecorder if managed else TransitionRecorder, args,
+                    (ValueError, OSError), stops_gracefully=True)
 
 
 if __name__ == "__main__":

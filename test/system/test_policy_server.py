@@ -17,7 +17,7 @@ from std_srvs.srv import SetBool  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
-from ros_fixtures import domain, start_node  # noqa: E402
+from ros_fixtures import Lifecycle, domain, start_node  # noqa: E402
 
 DOMAIN = domain(61)
 
@@ -239,7 +239,6 @@ def test_a_managed_server_acts_only_while_active_and_its_watchdog_deactivates_it
     nothing; active it acts; when the state stops it deactivates itself; a bad model fails
     configure and leaves it unconfigured, running."""
     from lifecycle_msgs.msg import State, Transition
-    from lifecycle_msgs.srv import ChangeState, GetState
     model_dir = make_tiny_model(tmp_path)
     managed = start_node("otpr_ros.nodes.policy_server", DOMAIN, "/managed", f"model_dir:={model_dir}",
                          "max_decision_rate:=1000.0", arguments=["--managed"])
@@ -247,23 +246,11 @@ def test_a_managed_server_acts_only_while_active_and_its_watchdog_deactivates_it
                         arguments=["--managed"])
     nodes = {ns: rclpy.create_node("operator", namespace=ns) for ns in ("/managed", "/broken")}
     robot = Robot(nodes["/managed"])
+    lifecycles = {ns: Lifecycle(node, "policy_server", lambda n=node: rclpy.spin_once(n, timeout_sec=0.05))
+                  for ns, node in nodes.items()}
+    state = lambda ns: lifecycles[ns].state()  # noqa: E731
+    change = lambda ns, transition: lifecycles[ns].change(transition)  # noqa: E731
     try:
-        def call(ns, kind, request):
-            service = "change_state" if kind is ChangeState else "get_state"
-            client = nodes[ns].create_client(kind, f"policy_server/{service}")
-            assert client.wait_for_service(timeout_sec=60)
-            future = client.call_async(request)
-            end = time.monotonic() + 30
-            while time.monotonic() < end and not future.done():
-                rclpy.spin_once(nodes[ns], timeout_sec=0.05)
-            return future.result()
-
-        def state(ns):
-            return call(ns, GetState, GetState.Request()).current_state.id
-
-        def change(ns, transition):
-            return call(ns, ChangeState, ChangeState.Request(transition=Transition(id=transition))).success
-
         def acts(seconds):
             before = len(robot.chunks)
             end = time.monotonic() + seconds

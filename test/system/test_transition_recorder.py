@@ -18,7 +18,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from otpr_ros.nodes.bus_messages import TRANSITION_QOS, transition_fields  # noqa: E402
-from ros_fixtures import PrivateNode, domain, start_node  # noqa: E402
+from ros_fixtures import Lifecycle, PrivateNode, domain, start_node, stopped  # noqa: E402
 
 DOMAIN = domain(74)
 NAMESPACE = "/arm"
@@ -53,10 +53,12 @@ def robot():
 
 def test_before_an_operator_starts_an_episode_nothing_acts(robot):
     observer, seen, nodes = robot
-    assert observer.wait_for(lambda: len(seen["policy_server/status"]) >= 3, 120), "the server never came up"
-    observer.spin(2.0)
-    status = seen["policy_server/status"][-1]
-    assert not status["enabled"] and status["published"] == 0 and status["refused"]["disabled"] > 0
+    statuses = seen["policy_server/status"]
+    # the server has seen the robot's states (the bridge may come up well after it on a loaded machine)
+    assert observer.wait_for(lambda: statuses and statuses[-1]["refused"]["disabled"] > 0, 300), \
+        f"the server never refused a state: {statuses[-1:]}"
+    status = statuses[-1]
+    assert not status["enabled"] and status["published"] == 0
     assert seen["transition"] == [] and seen["sim_bridge/transition"] == []
 
 
@@ -139,3 +141,56 @@ def test_an_intervention_reaches_the_learner_as_expert_chunks_and_the_server_hol
         assert not [c for c in seen["action_chunk"] if helped[0] <= stamp(c) <= helped[-1]], \
             "the server published a chunk while the person had the arm"
     assert seen["status"][-1]["refused"]["intervention"] > 0
+
+
+def test_a_managed_recorder_starts_episodes_only_while_active():
+    """``transition_recorder --managed``: configured but inactive it refuses an operator's
+    start; active it starts the episode and enables the server; deactivated it ends the
+    episode as stopped and disables the server; a bad parameter fails configure and leaves it
+    unconfigured, running; cleanup and a stop end it cleanly."""
+    from lifecycle_msgs.msg import State, Transition
+    namespace = "/managed"
+    nodes = [start_node("otpr_ros.nodes.policy_server", DOMAIN, namespace, "starved_after:=60.0",
+                        "start_enabled:=false"),
+             start_node("otpr_ros.nodes.transition_recorder", DOMAIN, namespace, arguments=["--managed"]),
+             start_node("otpr_ros.nodes.transition_recorder", DOMAIN, "/broken", "step_source:=guess",
+                        arguments=["--managed"])]
+    observer = PrivateNode(DOMAIN, "operator", namespace)
+    seen = {"episode": [], "status": []}
+    observer.node.create_subscription(String, "episode", lambda m: seen["episode"].append(json.loads(m.data)),
+                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    observer.node.create_subscription(String, "policy_server/status",
+                                      lambda m: seen["status"].append(json.loads(m.data)), 10)
+    spin_once = lambda: observer.executor.spin_once(timeout_sec=0.05)  # noqa: E731
+    recorder = Lifecycle(observer.node, "transition_recorder", spin_once)
+    broken = Lifecycle(observer.node, "/broken/transition_recorder", spin_once)
+    start = observer.node.create_client(Trigger, "transition_recorder/start_episode")
+
+    def start_episode():
+        assert start.wait_for_service(timeout_sec=60)
+        future = start.call_async(Trigger.Request())
+        assert observer.wait_for(future.done, 30)
+        return future.result()
+
+    def server_enabled(enabled):      # a status published after this call
+        count = len(seen["status"])
+        return observer.wait_for(lambda: len(seen["status"]) > count and seen["status"][-1]["enabled"] == enabled, 60)
+
+    try:
+        assert recorder.state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert recorder.change(Transition.TRANSITION_CONFIGURE) and recorder.state() == State.PRIMARY_STATE_INACTIVE
+        refused = start_episode()
+        assert not refused.success and "inactive" in refused.message
+        assert recorder.change(Transition.TRANSITION_ACTIVATE)
+        assert start_episode().success and server_enabled(True)
+        assert recorder.change(Transition.TRANSITION_DEACTIVATE)
+        assert observer.wait_for(lambda: seen["episode"], 30) and server_enabled(False)
+        assert [(e["episode"], e["reason"], e["success"]) for e in seen["episode"]] == [(0, "stopped", False)]
+        assert recorder.change(Transition.TRANSITION_CLEANUP) and recorder.state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert not broken.change(Transition.TRANSITION_CONFIGURE)
+        assert broken.state() == State.PRIMARY_STATE_UNCONFIGURED and all(p.poll() is None for p in nodes)
+    finally:
+        observer.close()
+        outputs = [stopped(process) for process in nodes]
+    assert all(p.returncode in (0, -15) for p in nodes), [o[-2000:] for o in outputs]
+    assert "configure failed: step_source" in outputs[2], outputs[2][-2000:]
