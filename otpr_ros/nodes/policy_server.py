@@ -17,6 +17,7 @@ loaded comes from inside ``model_roots``; counters and state on ``~/status``
 """
 
 import json
+import secrets
 import sys
 import time
 from collections import deque
@@ -111,6 +112,7 @@ class PolicyServer(Node):
         self.gate = ObservationGate(self.policy.obs_dim, value("max_obs_age"), np.minimum(low, high),
                                     np.maximum(low, high))
         self.enabled = bool(value("start_enabled"))
+        self.instance = secrets.randbelow(2**31)      # on ~/status: a restarted (or reconfigured) server is a new one
         self.min_period = 1.0 / value("max_decision_rate")
         self.last_decision_time = -np.inf
         self.deferred = None          # a timer: a state arrived within the decision period
@@ -300,7 +302,7 @@ class PolicyServer(Node):
                                f"{update['path']}")
 
     def status(self) -> dict:
-        return {"active": self.active, "enabled": self.enabled, "published": self.published,
+        return {"instance": self.instance, "active": self.active, "enabled": self.enabled, "published": self.published,
                 "intervening": self._intervening(self.get_clock().now().nanoseconds * 1e-9),
                 "starved": self.starved, "accepted": self.gate.accepted,
                 "last_accepted_stamp": self.gate.last_stamp if self.gate.accepted else None,

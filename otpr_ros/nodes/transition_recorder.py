@@ -88,7 +88,8 @@ class TransitionRecorder(Node):
                                              value("max_episode_steps"), value("wait_timeout"), info.chunk)
         self.robot_state = RobotStateSync(info.task, value("state_sync"))
         self.object_index, self.episode_timeout = value("object_index"), value("episode_timeout")
-        self.counts = Counter(states=0, chunks=0, commands=0, rewards=0, transitions=0, episodes=0, successes=0)
+        self.counts = Counter(states=0, chunks=0, commands=0, rewards=0, transitions=0, episodes=0, successes=0,
+                              server_restarts=0)
         self.pending_start = None       # an operator's confirmed start, waiting for the learner (monotonic s)
 
         self.link = LearnerLink(self, finished=self.finished)
@@ -105,6 +106,9 @@ class TransitionRecorder(Node):
         server = value("policy_server")
         self.enable_client = self.create_client(SetBool, f"{server}/enable") if server else None
         self.server_wanted, self.server_is, self.enabling = False, None, None   # enabled? as asked, as answered
+        self.server_instance = None             # the server's, from its ~/status: a new one has restarted
+        if server:
+            self.create_subscription(String, f"{server}/status", self._on_server_status, 10)
         self.create_timer(0.1, self._tick)
         self.create_timer(1.0, lambda: self.status_pub.publish(String(data=json.dumps(self.status()))))
         self.get_logger().info(f"recording {info.task} transitions as source {self.link.source} stream "
@@ -230,6 +234,22 @@ class TransitionRecorder(Node):
                                       f"{'enabled' if self.server_wanted else 'disabled'}", throttle_duration_sec=10.0)
             return
         self.enabling = (self.enable_client.call_async(SetBool.Request(data=self.server_wanted)), self.server_wanted)
+
+    def _on_server_status(self, msg: String) -> None:
+        """A restarted server comes up disabled and has not acted in this episode: the episode
+        ends as stopped (what it recorded stands) and the arm holds still until the next start."""
+        try:
+            instance = json.loads(msg.data)["instance"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if self.server_instance not in (None, instance):
+            self.server_is = None                   # ask the new server again for the state wanted
+            self.counts["server_restarts"] += 1
+            if self.assembler.running and self.assembler.end is None:
+                self.get_logger().error(f"the policy server restarted during episode {self.assembler.episode}: "
+                                        "it ends as stopped; start the next one after a reset")
+                self._end("stopped")
+        self.server_instance = instance
 
     def stop(self) -> None:
         if self.link is None:                  # a managed recorder not configured: nothing to drain

@@ -194,3 +194,44 @@ def test_a_managed_recorder_starts_episodes_only_while_active():
         outputs = [stopped(process) for process in nodes]
     assert all(p.returncode in (0, -15) for p in nodes), [o[-2000:] for o in outputs]
     assert "configure failed: step_source" in outputs[2], outputs[2][-2000:]
+
+
+def test_a_server_restarted_mid_episode_ends_it_and_stays_disabled():
+    """A server that restarts while an episode runs (a crash and a respawn) comes up disabled
+    under a new instance: the recorder ends the episode as stopped and does not enable the new
+    server; the operator's next start does."""
+    namespace = "/restart"
+    server_args = ("otpr_ros.nodes.policy_server", DOMAIN, namespace, "starved_after:=60.0", "start_enabled:=false")
+    nodes = [start_node(*server_args), start_node("otpr_ros.nodes.transition_recorder", DOMAIN, namespace)]
+    observer = PrivateNode(DOMAIN, "operator", namespace)
+    seen = {"episode": [], "policy_server/status": [], "transition_recorder/status": []}
+    observer.node.create_subscription(String, "episode", lambda m: seen["episode"].append(json.loads(m.data)),
+                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    for topic in ("policy_server/status", "transition_recorder/status"):
+        observer.node.create_subscription(String, topic, lambda m, t=topic: seen[t].append(json.loads(m.data)), 10)
+    start = observer.node.create_client(Trigger, "transition_recorder/start_episode")
+    servers = seen["policy_server/status"]
+
+    def start_episode():
+        assert start.wait_for_service(timeout_sec=60)
+        future = start.call_async(Trigger.Request())
+        assert observer.wait_for(future.done, 30) and future.result().success, future.result()
+
+    try:
+        start_episode()
+        assert observer.wait_for(lambda: servers and servers[-1]["enabled"], 120), servers[-1:]
+        first = servers[-1]["instance"]
+        stopped(nodes.pop(0))                   # the server goes; a new one comes up
+        nodes.insert(0, start_node(*server_args))
+        assert observer.wait_for(lambda: seen["episode"], 120), "the episode did not end"
+        assert [(e["episode"], e["reason"]) for e in seen["episode"]] == [(0, "stopped")]
+        assert observer.wait_for(lambda: seen["transition_recorder/status"][-1]["server_restarts"] == 1, 30)
+        count = len(servers)
+        assert observer.wait_for(lambda: len(servers) >= count + 3, 30)   # three more seconds of the new server
+        assert all(s["instance"] != first and not s["enabled"] for s in servers[count:])
+        start_episode()                          # the next episode enables it
+        assert observer.wait_for(lambda: servers[-1]["enabled"], 30)
+    finally:
+        observer.close()
+        outputs = [stopped(process) for process in nodes]
+    assert all(p.returncode in (0, -15) for p in nodes), [o[-2000:] for o in outputs]
