@@ -247,3 +247,19 @@ def test_a_persons_commands_become_expert_chunks(extra):
     assert [t.sequence for t in recorded] == list(range(len(recorded)))
     assert assembler.refused["partial_intervention"] == (1 if extra else 0)
     assert episodes[0]["length"] == 40 and episodes[0]["transitions"] == len(recorded)
+
+
+def test_an_intervention_without_its_state_is_not_learned_and_loses_the_episode():
+    """A person's commands whose state never comes: no expert transition is invented from them
+    (nor the one before, whose next observation it is); after ``wait_timeout`` the episode is
+    lost."""
+    _, events = robot_episode(40, succeed=False, seed=3, commanded_steps=2 * CHUNK)
+    commands = [e[1] for e in events if e[0] == "command"]
+    gone = commands[CHUNK]                                   # the state of the second expert chunk
+    assembler = TransitionAssembler(GAMMA, OBS, ACT, max_episode_steps=40, wait_timeout=5.0, chunk=CHUNK)
+    recorded, episodes = feed(assembler, [e for e in events if not (e[0] == "state" and e[1] == gone)])
+    assert recorded == [] and not episodes
+    assembler.expire(now=10.0)
+    recorded, episodes = assembler.take()
+    assert recorded == [] and episodes[0]["reason"] == "lost" and episodes[0]["transitions"] == 0
+    assert assembler.refused["no_state"] == 1
