@@ -262,8 +262,9 @@ class TransitionRecorder(Node):
     def status(self) -> dict:
         a = self.assembler
         return {**self.counts, "active": self.active, "episode": a.episode, "running": a.running,
-                "waiting_for_learner": self.pending_start is not None, "stream": self.link.stream, "refused": dict(a.refused),
-                "refused_progress": self.link.refused_progress, "stopping": self.link.stopping}
+                "waiting_for_learner": self.pending_start is not None, "stream": self.link.stream,
+                "refused": dict(a.refused), "refused_progress": self.link.refused_progress,
+                "stopping": self.link.stopping}
 
 
 class ManagedTransitionRecorder(TransitionRecorder, ManagedNode):
