@@ -11,7 +11,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[ros,sim,test]'
+	$(PY) -m pip install --quiet -e '.[ros,sim,kitchen,test]'
 	$(PY) -m pip install --quiet --no-deps robosuite==1.5.2
 	touch $@
 

@@ -58,6 +58,8 @@ setup(
         # the dependencies it does import, with a MuJoCo it works with (not 4.x).
         "sim": ["mujoco==3.3.7", "numba>=0.60", "scipy>=1.11", "Pillow>=10", "opencv-python-headless>=4.9",
                 "termcolor>=2"],
+        # Franka Kitchen (FrankaKitchen-v1 on the same MuJoCo): otpr_ros/sim/kitchen_env.py
+        "kitchen": ["gymnasium-robotics==1.4.2"],
         # colcon: the packaging test builds the package the way a ROS workspace does
         "test": ["pytest>=8", "scipy>=1.11", "hypothesis>=6", "pot>=0.9.4", "colcon-common-extensions>=0.3"],
     },

@@ -15,6 +15,8 @@ calvin_env is not on PyPI; importing this module does not need it, constructing
 import gymnasium as gym
 import numpy as np
 
+from otpr_ros.sim.robomimic_env import checked_action
+
 ROBOT_OBS_DIM, SCENE_OBS_DIM, ACTION_DIM = 15, 24, 7
 INSTALL_HINT = (
     "calvin_env is not installed (it is not on PyPI). Install it from its git checkout:\n"
@@ -38,11 +40,7 @@ def flatten_obs(obs: dict) -> np.ndarray:
 def to_calvin_action(action) -> np.ndarray:
     """A policy's 7-dim action as calvin_env's relative action: deltas clipped to [-1, 1],
     the gripper snapped to -1 (close) or 1 (open)."""
-    action = np.asarray(action, dtype=np.float64)
-    if action.shape != (ACTION_DIM,):
-        raise ValueError(f"action: expected shape ({ACTION_DIM},), got {action.shape}")
-    if not np.isfinite(action).all():
-        raise ValueError("action: NaN or Inf")
+    action = checked_action(action, ACTION_DIM)
     deltas = np.clip(action[:6], -1.0, 1.0)
     return np.append(deltas, 1.0 if action[6] >= 0 else -1.0)
 

@@ -64,6 +64,16 @@ def task_spec(task: str) -> TaskSpec:
     return TASKS[task]
 
 
+def checked_action(action, dim: int) -> np.ndarray:
+    """``action`` as float64 of shape (dim,); ValueError naming what is wrong (shape, NaN or Inf)."""
+    action = np.asarray(action, dtype=np.float64)
+    if action.shape != (dim,):
+        raise ValueError(f"action: expected shape ({dim},), got {action.shape}")
+    if not np.isfinite(action).all():
+        raise ValueError("action: NaN or Inf")
+    return action
+
+
 def flatten_obs(raw: dict, keys=OBS_KEYS) -> np.ndarray:
     """Concatenate robomimic keys (from a robosuite observation dict) in order, as float32."""
     parts = []
@@ -130,11 +140,7 @@ class RobomimicEnv(gym.Env):
         return flatten_obs(self.raw_obs), {"success": False}
 
     def step(self, action):
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (ACTION_DIM,):
-            raise ValueError(f"action: expected shape ({ACTION_DIM},), got {action.shape}")
-        if not np.isfinite(action).all():
-            raise ValueError("action: NaN or Inf")
+        action = checked_action(action, ACTION_DIM)
         if self.elapsed >= self.horizon:
             raise RuntimeError("step after the episode ended: call reset()")
         self.raw_obs, _, _, _ = self.sim_env.step(np.clip(action, -1.0, 1.0))
