@@ -29,6 +29,8 @@ from std_msgs.msg import Float32MultiArray, MultiArrayDimension, String
 from otpr_ros.model.update_auth import sign
 from otpr_ros.sim.bridge_session import TRANSITION_FIELDS, Transition
 
+# names of the action dimensions in action_chunk and teleop_action (robosuite's delta pose and gripper)
+ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 SCALARS = {"reward", "terminal", "truncated", "steps", "sequence", "episode", "source", "stream", "expert"}
 STREAM_IDS = 2**24          # float32 holds them exactly
 

@@ -37,7 +37,7 @@ from otpr_ros.model.directory import ModelError, load_model
 from otpr_ros.model.observation_gate import ObservationGate
 from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput
 from otpr_ros.model.update_auth import REASONS, UpdateGuard, UpdateRefused, load_key
-from otpr_ros.nodes.bus_messages import LATCHED, policy_update_fields
+from otpr_ros.nodes.bus_messages import ACTION_NAMES, LATCHED, policy_update_fields
 from otpr_ros.nodes.managed_node import ManagedNode
 from otpr_ros.nodes.node_main import ANY_TYPE, CPU_THREADS, apply_cpu_threads, declare_parameters, percentiles, run_node
 from otpr_ros.nodes.robot_state import RobotStateSync
@@ -75,7 +75,7 @@ PARAMETERS = (
      "learner's update_key); empty: any participant on the domain may swap the policy", None, True),
     ("model_roots", [""], "folders any model served must lie in (the initial one, a reload, a policy_update); "
      "empty: the shipped models and the folder of model_dir", None, True),
-    ("joint_names", ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"],
+    ("joint_names", list(ACTION_NAMES),
      "names of the action dimensions in action_chunk", None, False),
 ) + (CPU_THREADS,)
 

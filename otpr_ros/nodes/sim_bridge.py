@@ -66,7 +66,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from otpr_ros.model.directory import read_config
-from otpr_ros.nodes.bus_messages import episode_message
+from otpr_ros.nodes.bus_messages import ACTION_NAMES, episode_message
 from otpr_ros.nodes.learner_link import LearnerLink, link_parameters
 from otpr_ros.nodes.node_main import declare_parameters, percentiles, run_node
 from otpr_ros.package_files import shipped_model
@@ -74,7 +74,6 @@ from otpr_ros.sim.bridge_session import BridgeSession, make_environment
 from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES
 
 MODES = ("fast", "realtime", "robot")
-TELEOP_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")     # as the policy server's joint_names
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -265,7 +264,7 @@ class SimBridge(Node):
             self.expert = (session.episode, make_expert(session.env, noise, speed, np.random.default_rng(session.seed)))
         now = self.get_clock().now()
         action = np.asarray(self.expert[1].act(), dtype=np.float64)     # as collect-demos records it
-        command = JointTrajectory(joint_names=list(TELEOP_NAMES))
+        command = JointTrajectory(joint_names=list(ACTION_NAMES))
         command.header.stamp, command.header.frame_id = now.to_msg(), self.frame_id
         command.points.append(JointTrajectoryPoint(positions=[float(a) for a in action]))
         self.teleop_pub.publish(command)    # first: a server hears the person before the state they answer
