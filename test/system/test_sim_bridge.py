@@ -18,7 +18,7 @@ from std_msgs.msg import Float32MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from otpr_ros.nodes.bus_messages import transition_fields  # noqa: E402
+from otpr_ros.nodes.bus_messages import TRANSITION_QOS, transition_fields  # noqa: E402
 from ros_fixtures import domain, start_node  # noqa: E402
 from otpr_ros.sim.evaluation import wilson_interval  # noqa: E402
 from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES, RobomimicEnv  # noqa: E402
@@ -52,7 +52,9 @@ class Observer:
         self.episodes, self.transitions, self.chunks, self.status = [], [], [], {}
         deep = QoSProfile(depth=10000, reliability=ReliabilityPolicy.RELIABLE)
         node.create_subscription(String, "episode", lambda m: self.episodes.append(json.loads(m.data)), deep)
-        node.create_subscription(Float32MultiArray, "transition", self.transitions.append, deep)
+        # as the learner takes them (transient local): transitions published before this reader
+        # was matched to the bridge's writer (a loaded machine) come too
+        node.create_subscription(Float32MultiArray, "transition", self.transitions.append, TRANSITION_QOS)
         node.create_subscription(JointTrajectory, "action_chunk", self.chunks.append, deep)
         node.create_subscription(String, "sim_bridge/status", lambda m: self.status.update(json.loads(m.data)), 10)
         self.reload = node.create_client(Trigger, "policy_server/reload")
