@@ -22,6 +22,12 @@ class ManagedNode(LifecycleNode):
     active = False
     made = None                     # what configure made (cleanup destroys it)
 
+    def __init__(self, name: str):
+        super().__init__(name)
+        # Ctrl-C / SIGTERM are handled between two callbacks: an unconfigured node has no timer
+        # of its own, and without this one it was seen not to stop (1 of 3 SIGTERMs, the server)
+        self.create_timer(0.2, lambda: None)
+
     def _set_up(self) -> None:
         raise NotImplementedError
 

@@ -281,8 +281,6 @@ class ManagedTransitionRecorder(TransitionRecorder, ManagedNode):
         ManagedNode.__init__(self, "transition_recorder")
         declare_parameters(self, PARAMETERS)
         self.finished = Future()
-        # Ctrl-C / SIGTERM are handled between two callbacks: unconfigured, no timer of its own would come
-        self.create_timer(0.2, lambda: None)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self.pending_start = None
