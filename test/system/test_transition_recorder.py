@@ -104,8 +104,11 @@ def test_an_intervention_reaches_the_learner_as_expert_chunks_and_the_server_hol
     then the policy: those chunks are recorded as the person's (expert), the server publishes
     nothing while the person has the arm, and the rest are the policy's."""
     namespace = "/helped"
+    # a person's device sends commands at a steady rate; the simulated one is a timer of a process
+    # that a loaded machine can hold back for more than the 0.5 s default hold (a CI run on a
+    # loaded machine saw the server act between two of its commands)
     nodes = [start_node("otpr_ros.nodes.policy_server", DOMAIN, namespace, "max_decision_rate:=1000.0",
-                        "starved_after:=60.0", "start_enabled:=false"),
+                        "starved_after:=60.0", "start_enabled:=false", "intervention_hold:=3.0"),
              start_node("otpr_ros.nodes.sim_bridge", DOMAIN, namespace, "mode:=robot", "teleop:=expert",
                         "teleop_steps:=8", f"first_seed:={FIRST_SEED}"),
              start_node("otpr_ros.nodes.transition_recorder", DOMAIN, namespace, "max_episode_steps:=300"),
