@@ -3,7 +3,10 @@ environment's steps/s, for docs/kitchen.md.
 
 For each sub-task (``kitchen:<sub-task>``) and each benchmark's four targets in order: episodes
 of seeds 0.. with action noise 0.1, success rate (every target done within the 280-step
-horizon), mean and largest episode length; then steps/s of one process with random actions.
+horizon), mean and largest episode length; then, for each benchmark's demonstrations as
+``otpr-collect-demos`` draws them (D4RL's definitions: each episode its own plan of four
+sub-tasks), the share whose plan is done within the horizon (seeds 0..); then steps/s of one
+process with random actions.
 
 Usage: python benchmarks/kitchen_experts.py [--episodes 50] [--noise 0.1] [--json out.json]
 """
@@ -16,6 +19,7 @@ import time
 
 import numpy as np
 
+from otpr_ros.sim.demonstrations import run_episodes, task_jobs
 from otpr_ros.sim.kitchen_env import KITCHEN_TASKS, KitchenEnv
 from otpr_ros.sim.kitchen_experts import SCRIPTS, KitchenExpert
 
@@ -37,6 +41,13 @@ def measure(task: str, episodes: int, noise: float) -> dict:
     env.close()
     return {"success": successes / episodes, "mean_length": float(np.mean(lengths)), "max_length": max(lengths),
             "episodes": episodes}
+
+
+def measure_plans(task: str, episodes: int, noise: float) -> dict:
+    records = list(run_episodes(task, task_jobs(task, episodes, "expert", 0, noise), processes=1))
+    lengths = [len(r["actions"]) for r in records]
+    return {"success": float(np.mean([r["success"] for r in records])), "mean_length": float(np.mean(lengths)),
+            "max_length": max(lengths), "episodes": episodes}
 
 
 def steps_per_second(steps: int = 2000) -> float:
@@ -62,6 +73,10 @@ def main():
         targets = ", ".join(KITCHEN_TASKS.get(task, (task.removeprefix("kitchen:"),)))
         print(f"| {task} | {targets} | {row['success']:.0%} | {row['mean_length']:.0f} | {row['max_length']} | "
               f"{row['episodes']} |", flush=True)
+    for task in KITCHEN_TASKS:
+        row = results["tasks"][f"{task} demonstrations"] = measure_plans(task, args.episodes, args.noise)
+        print(f"| {task}, demonstrations | each its plan | {row['success']:.0%} | {row['mean_length']:.0f} | "
+              f"{row['max_length']} | {row['episodes']} |", flush=True)
     results["steps_per_second"] = steps_per_second()
     print(f"steps/s, one process, random actions: {results['steps_per_second']:.0f}")
     if args.json:

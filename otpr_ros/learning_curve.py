@@ -4,13 +4,14 @@ CSV (every row) and PNG (success with its 95 % interval)."""
 import csv
 from pathlib import Path
 
-CURVE_FIELDS = ("env_steps", "updates", "episodes", "wall_s", "success_rate", "ci_low", "ci_high",
+CURVE_FIELDS = ("env_steps", "updates", "episodes", "wall_s", "success_rate", "ci_low", "ci_high", "mean_return",
                 "train_success_rate", "validation_success_rate", "critic_error", "q_start", "return_start",
                 "guidance_ess", "online_share")
 
 
 def write_curve(output: Path, rows: list, title: str) -> None:
-    """``rows``: dicts with CURVE_FIELDS (missing ones left empty); critic_error, q_start and
+    """``rows``: dicts with CURVE_FIELDS (missing ones left empty); mean_return: of the held-out
+    episodes (Franka Kitchen: sub-tasks done, 0-4; its normalised score is 25 x that); critic_error, q_start and
     return_start: the critic on held-out demonstrations (``OnlineLearner.critic_diagnostic``);
     guidance_ess, online_share: means over the updates since the previous row of the actor's
     effective number of candidates (of L + 1) and of the online share of the critic's batches."""

@@ -42,9 +42,10 @@ def node_parameters(task: str | None, node: str) -> dict:
     return values
 
 
-def pretraining_config() -> Path:
-    """``config/otpr.yaml``: the OTPR configuration ``otpr-pretrain`` starts a model from."""
-    return share_dir("config") / "otpr.yaml"
+def pretraining_config(task: str | None = None) -> Path:
+    """The OTPR configuration ``otpr-pretrain`` starts a model of ``task`` from:
+    ``config/otpr_kitchen.yaml`` for the Franka Kitchen tasks, else ``config/otpr.yaml``."""
+    return share_dir("config") / ("otpr_kitchen.yaml" if task and task.startswith("kitchen") else "otpr.yaml")
 
 
 def shipped_model(task: str) -> Path:

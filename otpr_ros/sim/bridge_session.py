@@ -31,10 +31,13 @@ TRANSITION_FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "truncat
 
 def make_environment(task: str, horizon: int | None):
     """(env, observe) for a task: robomimic observations are built from the published poses,
-    exactly as the policy server builds them; CALVIN publishes its own vector."""
+    exactly as the policy server builds them; CALVIN and Franka Kitchen publish their own vector."""
     if task == "calvin":
         from otpr_ros.sim.calvin_env import CalvinEnv
         return CalvinEnv(horizon=horizon or 360), None
+    if task.startswith("kitchen"):
+        from otpr_ros.sim.tasks import make_env
+        return make_env(task, horizon), None
     from otpr_ros.sim.robomimic_env import RobomimicEnv
     env = RobomimicEnv(task, horizon=horizon)
 
@@ -158,8 +161,7 @@ class BridgeSession:
             self._next += 1
             self.gripper_command = float(action[-1])
         else:
-            action = np.zeros(self.env.action_space.shape[0])
-            action[-1] = self.gripper_command
+            action = self.hold_action()
             self.held_steps += 1
         self.env_obs, reward, terminated, truncated, info = self.env.step(action)
         self.length += 1
@@ -170,6 +172,15 @@ class BridgeSession:
             self._reward += self._discount * reward
             self._discount *= self.gamma      # an ended episode executes no more of the chunk
         return float(reward)
+
+    def hold_action(self) -> np.ndarray:
+        """The action that holds the robot still: the environment's own (Franka Kitchen: zero joint
+        velocities), else zero end-effector motion and the last gripper command."""
+        if hasattr(self.env, "hold_action"):
+            return self.env.hold_action(self.gripper_command)
+        action = np.zeros(self.env.action_space.shape[0])
+        action[-1] = self.gripper_command
+        return action
 
     def run_chunk(self, decide) -> Transition:
         """One whole chunk without a bus: ``decide(observation)`` -> actions, executed to the

@@ -11,10 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# robomimic low-dim keys stored in the files (the policy reads the ones its config names)
-STORED_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "robot0_joint_pos",
-               "robot0_joint_vel", "robot0_gripper_qvel", "object")
-
 # "mixed quality" imitates robomimic's multi-human data: operators of several skills
 QUALITY_MIXES = {
     "expert": [(1.0, 0.1, 1.0)],                                       # (share, noise, speed)
@@ -25,6 +21,10 @@ QUALITY_MIXES = {
 def env_args(task: str, otpr: dict) -> dict:
     """A dataset's ``env_args``: robomimic's environment description, and where it came from."""
     from otpr_ros.sim.robomimic_env import CONTROL_HZ, TASKS
+    if task not in TASKS:                      # Franka Kitchen: gymnasium-robotics' environment and its targets
+        from otpr_ros.sim.kitchen_env import kitchen_targets
+        return {"env_name": "FrankaKitchen-v1", "type": "gymnasium",
+                "env_kwargs": {"tasks_to_complete": list(kitchen_targets(task))}, "otpr": {"task": task, **otpr}}
     return {"env_name": TASKS[task].env_name, "type": 1,
             "env_kwargs": {"robots": ["Panda"], "control_freq": CONTROL_HZ, "has_renderer": False,
                            "has_offscreen_renderer": False, "use_camera_obs": False, "reward_shaping": False},
@@ -36,48 +36,57 @@ class EpisodeJob:
     seed: int
     noise: float
     speed: float
+    plan: tuple = ()             # Franka Kitchen: the sub-tasks the expert does, in order (empty: the targets)
 
 
 _worker = {}
 
 
 def _init_worker(task: str, horizon):
-    from otpr_ros.sim.robomimic_env import RobomimicEnv
-    _worker["env"] = RobomimicEnv(task, horizon=horizon)
+    from otpr_ros.sim.tasks import make_env
+    _worker["env"] = make_env(task, horizon)
+
+
+def make_task_expert(env, job: EpisodeJob):
+    """The scripted expert of the environment's task for one episode (seeded by the job)."""
+    rng = np.random.default_rng(job.seed)
+    if job.plan or env.task.startswith("kitchen"):
+        from otpr_ros.sim.kitchen_experts import KitchenExpert
+        return KitchenExpert(env, job.noise, job.speed, rng, plan=job.plan or None)
+    from otpr_ros.sim.experts import make_expert
+    return make_expert(env, job.noise, job.speed, rng)
 
 
 def run_expert_episode(job: EpisodeJob) -> dict:
-    """One episode of the scripted expert; the record holds robomimic's per-step fields."""
-    from otpr_ros.sim.experts import make_expert
-    from otpr_ros.sim.robomimic_env import ROBOSUITE_KEY
-
+    """One episode of the scripted expert; the record holds robomimic's per-step fields.
+    ``success``: the task done, or, for a job with a plan, every sub-task of the plan (the
+    episode ends when the expert has backed away from the last)."""
     env = _worker["env"]
     env.reset(seed=job.seed)
-    expert = make_expert(env, job.noise, job.speed, np.random.default_rng(job.seed))
-
-    def snapshot():
-        return {k: np.asarray(env.raw_obs[ROBOSUITE_KEY.get(k, k)], dtype=np.float64).copy() for k in STORED_KEYS}
-
+    expert = make_task_expert(env, job)
     obs, actions, rewards, dones, states = [], [], [], [], []
     success = False
     for _ in range(env.horizon):
-        obs.append(snapshot())
+        obs.append(env.stored_observation())
         states.append(env.sim_state())
         action = expert.act()
         _, reward, terminated, truncated, info = env.step(action)
         actions.append(action)
         rewards.append(reward)
         dones.append(float(terminated))
-        success = info["success"]
-        if terminated or truncated:
+        success = set(job.plan) <= set(env.achieved) if job.plan else info["success"]
+        if terminated or truncated or (job.plan and expert.finished):
             break
-    next_obs = obs[1:] + [snapshot()]
+    next_obs = obs[1:] + [env.stored_observation()]
+    attrs = {"seed": job.seed, "noise": job.noise, "speed": job.speed}
+    if job.plan:
+        attrs["plan"] = ",".join(job.plan)
     return {
-        "obs": {k: np.stack([o[k] for o in obs]) for k in STORED_KEYS},
-        "next_obs": {k: np.stack([o[k] for o in next_obs]) for k in STORED_KEYS},
+        "obs": {k: np.stack([o[k] for o in obs]) for k in obs[0]},
+        "next_obs": {k: np.stack([o[k] for o in next_obs]) for k in obs[0]},
         "actions": np.asarray(actions), "rewards": np.asarray(rewards), "dones": np.asarray(dones),
-        "states": np.asarray(states), "success": success, "regrasps": expert.regrasps,
-        "attrs": {"seed": job.seed, "noise": job.noise, "speed": job.speed},
+        "states": np.asarray(states), "success": success, "regrasps": getattr(expert, "regrasps", 0),
+        "attrs": attrs,
     }
 
 
@@ -92,6 +101,21 @@ def quality_jobs(episodes: int, quality: str, seed: int, noise: float | None = N
         jobs += [EpisodeJob(seed + len(jobs) + i, mix_noise if noise is None else noise, speed)
                  for i in range(count)]
     return jobs
+
+
+def task_jobs(task: str, episodes: int, quality: str, seed: int, noise: float | None = None):
+    """Episode jobs for a task: ``quality_jobs``; a Franka Kitchen task's demonstrations are
+    defined by the task instead (``kitchen_experts.demonstration_plans``, drawn from ``seed``):
+    only ``expert`` quality, each job with its plan."""
+    if not task.startswith("kitchen"):
+        return quality_jobs(episodes, quality, seed, noise)
+    if quality != "expert":
+        raise ValueError(f"quality {quality!r}: a Franka Kitchen task's demonstrations are defined by the task "
+                         f"(complete, partial, mixed); use quality 'expert' (with its noise)")
+    from otpr_ros.sim.kitchen_experts import demonstration_plans
+    plans = demonstration_plans(task, episodes, np.random.default_rng(seed))
+    return [EpisodeJob(job.seed, job.noise, job.speed, plan)
+            for job, plan in zip(quality_jobs(episodes, quality, seed, noise), plans)]
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Policy evaluation on the robomimic tasks, episodes in parallel worker processes.
+"""Policy evaluation on the simulated tasks (``otpr_ros.sim.tasks``), episodes in parallel worker processes.
 
 Each worker owns one environment and one policy (torch limited to one thread, so two
 workers share two cores without oversubscription) and runs whole episodes: observation
@@ -54,9 +54,9 @@ def _init_worker(settings: EvalSettings):
     import torch
 
     from otpr_ros.model.policy import ChunkPolicy
-    from otpr_ros.sim.robomimic_env import RobomimicEnv
+    from otpr_ros.sim.tasks import make_env
     torch.set_num_threads(1)
-    _worker["env"] = RobomimicEnv(settings.task, horizon=settings.horizon)
+    _worker["env"] = make_env(settings.task, settings.horizon)
     _worker["policy"] = ChunkPolicy(acting_model(settings), settings.backend, settings.num_candidates,
                                     settings.selection)
 
@@ -71,7 +71,8 @@ def run_policy_episode(seed: int) -> dict:
     while not session.done:
         session.run_chunk(policy.decide)
     summary, _ = session.end_episode()
-    return {"seed": seed, "success": summary.success, "length": summary.length, "provider": policy.backend.provider}
+    return {"seed": seed, "success": summary.success, "length": summary.length, "return": summary.return_,
+            "provider": policy.backend.provider}
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96):
@@ -92,6 +93,8 @@ class EvalSummary:
     ci95: tuple
     mean_length: float
     seeds: list
+    mean_return: float = 0.0     # undiscounted (Franka Kitchen: sub-tasks done, 0-4; robomimic: the success rate)
+    return_ci95: tuple = (0.0, 0.0)      # 95 % interval of the mean return (normal approximation)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,6 +109,14 @@ def success_cell(success_rate: float, ci95) -> str:
     """A success rate and its 95 % interval as the README's tables write them: '74% (60%-84%)'."""
     low, high = ci95
     return f"{success_rate:.0%} ({low:.0%}-{high:.0%})"
+
+
+def score_cell(summary: "EvalSummary") -> str:
+    """Franka Kitchen's result as the paper reports it: the normalised score (D4RL's: 100 x mean
+    sub-tasks done / 4) with its 95 % interval, e.g. 'normalised score 62.5 (55.0-70.0)'."""
+    from otpr_ros.sim.kitchen_env import normalised_score
+    low, high = (normalised_score([max(0.0, r)]) for r in summary.return_ci95)
+    return f"normalised score {normalised_score([summary.mean_return]):.1f} ({low:.1f}-{high:.1f})"
 
 
 SEEDS_PER_BRIDGE = 1_000_000       # bridge i starts from seed i * this: bridges never share a scene
@@ -139,8 +150,19 @@ def check_validation_seed(validation_seed, episodes: int, held_out_seed: int, tr
 def summarise(records) -> EvalSummary:
     successes = sum(r["success"] for r in records)
     n = len(records)
+    returns = np.array([r.get("return", float(r["success"])) for r in records], dtype=np.float64)
     return EvalSummary(n, successes, successes / n if n else 0.0, wilson_interval(successes, n),
-                       float(np.mean([r["length"] for r in records])) if n else 0.0, [r["seed"] for r in records])
+                       float(np.mean([r["length"] for r in records])) if n else 0.0, [r["seed"] for r in records],
+                       float(returns.mean()) if n else 0.0, mean_interval(returns))
+
+
+def mean_interval(values, z: float = 1.96) -> tuple:
+    """95 % interval of a mean (normal approximation; (0, 0) for no values, the value itself for one)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return 0.0, 0.0
+    half = z * values.std(ddof=1) / np.sqrt(values.size) if values.size > 1 else 0.0
+    return float(values.mean() - half), float(values.mean() + half)
 
 
 def evaluate(settings: EvalSettings, seeds, processes: int = 2, progress=None) -> tuple[EvalSummary, list]:

@@ -16,7 +16,8 @@ Reward: at each step, the number of targets completed at that step for the first
 target counts once, when its joints come within 0.3 of the goal: D4RL's); the return is the
 number of targets done, 0-4; the episode terminates when all four are done and truncates at
 280 steps. ``normalised_score``: 100 x return / 4 (D4RL's reference scores 0 and 4), what the
-paper reports.
+paper reports. ``achieved`` lists every sub-task done so far, targets or not, by the same rule
+(what a demonstration that does other sub-tasks is judged by).
 
 gymnasium-robotics is the ``kitchen`` extra; importing this module does not need it.
 """
@@ -37,6 +38,7 @@ KITCHEN_TASKS = {
 }
 HORIZON = 280
 OBS_DIM, ACTION_DIM = 59, 9
+OBS_KEYS = ("observation",)     # a demonstration file's one observation key
 CONTROL_HZ = 12.5               # FrankaKitchen-v1: 40 MuJoCo steps of 2 ms per action
 INSTALL_HINT = "Franka Kitchen needs gymnasium-robotics: pip install -e '.[kitchen]' (gymnasium-robotics==1.4.2)"
 
@@ -82,7 +84,12 @@ class KitchenEnv(gym.Env):
                                 remove_task_when_completed=True, terminate_on_tasks_completed=True).unwrapped
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        from gymnasium_robotics.envs.franka_kitchen.kitchen_env import BONUS_THRESH, OBS_ELEMENT_GOALS, \
+            OBS_ELEMENT_INDICES
+        self._goals = {t: (OBS_ELEMENT_INDICES[t], OBS_ELEMENT_GOALS[t]) for t in SUBTASKS}
+        self._threshold = BONUS_THRESH
         self.completed: list = []
+        self.achieved: list = []
         self.elapsed = 0
 
     @property
@@ -96,8 +103,9 @@ class KitchenEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options=None):
         super().reset(seed=seed)
         obs, _ = self.kitchen.reset(seed=seed)
-        self.completed, self.elapsed = [], 0
-        return self._flat(obs), {"success": False, "completed": ()}
+        self.completed, self.achieved, self.elapsed = [], [], 0
+        self._obs = self._flat(obs)
+        return self._obs, {"success": False, "completed": ()}
 
     def step(self, action):
         action = checked_action(action, ACTION_DIM)
@@ -107,14 +115,27 @@ class KitchenEnv(gym.Env):
         self.elapsed += 1
         new = [t for t in info["step_task_completions"] if t not in self.completed]
         self.completed += new
+        qpos = self.data.qpos
+        self.achieved += [t for t, (index, goal) in self._goals.items() if t not in self.achieved and
+                          np.linalg.norm(qpos[index] - goal) < self._threshold]
+        self._obs = self._flat(obs)
         success = len(self.completed) == len(self.targets)
         truncated = not success and self.elapsed >= self.horizon
-        return self._flat(obs), float(len(new)), success, truncated, {"success": success,
+        return self._obs, float(len(new)), success, truncated, {"success": success,
                                                                        "completed": tuple(self.completed)}
 
     def sim_state(self) -> np.ndarray:
         """MuJoCo's positions and velocities (the robomimic layout's ``states``)."""
         return np.concatenate([self.data.qpos, self.data.qvel]).copy()
+
+    def stored_observation(self) -> dict:
+        """The observation as a demonstration file keeps it (robomimic layout: key -> values)."""
+        return {"observation": self._obs.astype(np.float64)}
+
+    @staticmethod
+    def hold_action(gripper_command: float) -> np.ndarray:
+        """Holding still: every joint's velocity (the fingers' too) zero."""
+        return np.zeros(ACTION_DIM)
 
     @staticmethod
     def _flat(obs: dict) -> np.ndarray:

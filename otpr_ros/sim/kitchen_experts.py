@@ -13,7 +13,8 @@ into joint velocities by damped least squares on the ``end_effector`` site's Jac
 - kettle: turn the hand to point down, close the fingers across the bar of its lid, lift it,
   carry it to the back burner and set it down.
 
-A :class:`KitchenExpert` works through the environment's targets in order; a move ends when
+A :class:`KitchenExpert` works through its plan (the environment's targets, or other sub-tasks:
+the demonstrations of ``kitchen_partial`` and ``kitchen_mixed``) in order; a move ends when
 the end effector is within its tolerance or after its step budget; a sub-task ends when the
 kitchen counts it done (then the fingers open and the arm backs away), or when its script is
 spent. ``noise`` adds Gaussian noise to every action (before clipping), ``speed`` scales the
@@ -38,10 +39,14 @@ class EndEffectorControl:
     damping = 1e-2
     gain = 3.0                  # on the position error: the servos lag (measured: within 1 cm in 23 steps, not 47)
     turn_gain = 0.5             # on the orientation error (rad; 1.0 swings the hand into the kettle in a chain)
+    limit_margin = 0.3          # rad: a joint this close to a limit is pushed away from it in the Jacobian's null
+    limit_gain = 0.3            # space (else the wrist joints drift to their limits over a chain and a knob
+    #                             cannot be turned: measured 2026-12-01, joint 7 at 2.98 of 2.90)
 
     def __init__(self, env):
         self.env, self.model, self.data = env, env.model, env.data
         self.site = self.model.site("end_effector").id
+        self.low, self.high = self.model.jnt_range[:7, 0], self.model.jnt_range[:7, 1]
         self.dt = 1.0 / env.control_hz
         self.reset()
 
@@ -52,17 +57,25 @@ class EndEffectorControl:
     def position(self) -> np.ndarray:
         return self.data.site_xpos[self.site].copy()
 
+    def rotation_error(self) -> np.ndarray:
+        """The turn (axis x angle, rad, world frame) from the hand's orientation to the wanted one."""
+        turn = self.orientation @ self.data.site_xmat[self.site].reshape(3, 3).T
+        quat, rotation = np.zeros(4), np.zeros(3)
+        mujoco.mju_mat2Quat(quat, turn.ravel())
+        mujoco.mju_quat2Vel(rotation, quat, 1.0)
+        return rotation
+
     def action(self, target, fingers: float, max_step: float = 0.08) -> np.ndarray:
         error = np.clip(self.gain * (np.asarray(target) + GRAVITY_SAG - self.position), -max_step, max_step)
         jacp, jacr = np.zeros((3, self.model.nv)), np.zeros((3, self.model.nv))
         mujoco.mj_jacSite(self.model, self.data, jacp, jacr, self.site)
         jacobian = np.vstack([jacp[:, :7], jacr[:, :7]])
-        turn = self.orientation @ self.data.site_xmat[self.site].reshape(3, 3).T
-        quat, rotation = np.zeros(4), np.zeros(3)
-        mujoco.mju_mat2Quat(quat, turn.ravel())
-        mujoco.mju_quat2Vel(rotation, quat, 1.0)
-        twist = np.concatenate([error, self.turn_gain * rotation])
-        joints = jacobian.T @ np.linalg.solve(jacobian @ jacobian.T + self.damping * np.eye(6), twist)
+        twist = np.concatenate([error, self.turn_gain * self.rotation_error()])
+        inverse = jacobian.T @ np.linalg.inv(jacobian @ jacobian.T + self.damping * np.eye(6))
+        q = self.data.qpos[:7]
+        away = np.clip(self.low + self.limit_margin - q, 0.0, None) - np.clip(q - self.high + self.limit_margin, 0.0,
+                                                                               None)
+        joints = inverse @ twist + (np.eye(7) - inverse @ jacobian) @ (self.limit_gain * away)
         action = np.empty(9)
         action[:7] = joints / (2.0 * self.dt)          # the kitchen: velocity = 2 rad/s x action
         action[7:] = fingers
@@ -105,14 +118,21 @@ SCRIPTS = {
     "bottom burner": ("knob2_site", None, None, KNOB),
     "top burner": ("knob4_site", None, None, KNOB),
 }
+# the order a demonstration does its sub-tasks in: along the kitchen, left to right (D4RL's datasets
+# start most demonstrations at the microwave)
+PLAN_ORDER = ("microwave", "kettle", "bottom burner", "top burner", "light switch", "slide cabinet", "hinge cabinet")
+PARTIAL_FULL_SHARE = 0.25    # kitchen_partial: the share of demonstrations that do the four targets
 BACK_AWAY = Move((0.0, -0.12, 0.12), OPEN, tolerance=0.03, steps=15)
 
 
 class KitchenExpert:
-    def __init__(self, env, noise: float = 0.0, speed: float = 1.0, rng=None):
-        missing = [t for t in env.targets if t not in SCRIPTS]
-        if missing:
-            raise ValueError(f"no scripted expert yet for {missing}; there is one for {sorted(SCRIPTS)}")
+    def __init__(self, env, noise: float = 0.0, speed: float = 1.0, rng=None, plan=None):
+        """``plan``: the sub-tasks to do, in order (None: the environment's targets)."""
+        self.plan = tuple(env.targets if plan is None else plan)
+        missing = [t for t in self.plan if t not in SCRIPTS]
+        if missing or not self.plan:
+            raise ValueError(f"no scripted expert yet for {missing or 'an empty plan'}; there is one for "
+                             f"{sorted(SCRIPTS)}")
         self.env, self.noise, self.speed = env, noise, speed
         self.rng = rng if rng is not None else np.random.default_rng()
         self.control = EndEffectorControl(env)
@@ -126,7 +146,12 @@ class KitchenExpert:
 
     @property
     def task(self) -> str | None:
-        return self.env.targets[self.task_index] if self.task_index < len(self.env.targets) else None
+        return self.plan[self.task_index] if self.task_index < len(self.plan) else None
+
+    @property
+    def finished(self) -> bool:
+        """Every sub-task of the plan done (and backed away from)."""
+        return self.task is None
 
     def act(self) -> np.ndarray:
         action = self.policy()
@@ -135,8 +160,9 @@ class KitchenExpert:
         return np.clip(action, -1.0, 1.0)
 
     def policy(self) -> np.ndarray:
-        if self.backing_away is None and self.task in self.env.completed:
+        if self.backing_away is None and self.task in self.env.achieved:
             self.backing_away = self.control.position + BACK_AWAY.offset
+            self.control.orientation = self._orientation(0.0)        # unroll the hand (a knob) on the way
             self.move_steps = 0
         if self.backing_away is not None:
             if np.linalg.norm(self.control.position - self.backing_away) < BACK_AWAY.tolerance or \
@@ -145,22 +171,27 @@ class KitchenExpert:
             else:
                 self.move_steps += 1
                 return self.control.action(self.backing_away, BACK_AWAY.fingers, self._max_step())
-        if self.task is None:                                    # every target done: hold still
+        if self.task is None:                                    # the plan is done: hold still
             return self.control.action(self.control.position, OPEN)
-        site, joint, turn, moves = SCRIPTS[self.task]
+        site, joint, _, moves = SCRIPTS[self.task]
         if self.move_index >= len(moves):                        # the script is spent: try it again
             self.move_index = 0
         if self.move_index == 0 and self.move_steps == 0:         # the sub-task begins here
             self.anchor = self.env.data.site(site).xpos.copy()
         move = moves[self.move_index]
-        self.control.orientation = Rotation.from_euler("y", move.roll).as_matrix() @ (
-            self.start_orientation if turn is None else turn.as_matrix() @ self.start_orientation)
+        self.control.orientation = self._orientation(move.roll)
         target = self._target(site, joint, move)
         self.move_steps += 1
         if (move.kind == "reach" and np.linalg.norm(self.control.position - target) < move.tolerance) or \
                 self.move_steps > move.steps:
             self.move_index, self.move_steps = self.move_index + 1, 0
         return self.control.action(target, move.fingers, self._max_step())
+
+    def _orientation(self, roll: float) -> np.ndarray:
+        """The hand's wanted orientation in the current sub-task: its turn, then ``roll``."""
+        turn = SCRIPTS[self.task][2]
+        return Rotation.from_euler("y", roll).as_matrix() @ (
+            self.start_orientation if turn is None else turn.as_matrix() @ self.start_orientation)
 
     def _target(self, site: str, joint, move: Move) -> np.ndarray:
         if move.kind == "reach":
@@ -175,3 +206,42 @@ class KitchenExpert:
 
     def _max_step(self) -> float:
         return 0.08 * self.speed
+
+
+def demonstration_plans(task: str, episodes: int, rng) -> list:
+    """Each demonstration's sub-tasks (four, in ``PLAN_ORDER``) as D4RL defines the task's dataset:
+
+    - ``kitchen_complete``: every demonstration does the four targets;
+    - ``kitchen_partial``: ``PARTIAL_FULL_SHARE`` of them (spread at random) do the four targets,
+      the others four sub-tasks that are not exactly the targets;
+    - ``kitchen_mixed``: none does all four targets; each does two or three of them and one or
+      two other sub-tasks.
+
+    Only sub-tasks with a script take part (not yet the hinge cabinet)."""
+    from otpr_ros.sim.kitchen_env import KITCHEN_TASKS
+    if task not in KITCHEN_TASKS:
+        raise ValueError(f"task: expected one of {sorted(KITCHEN_TASKS)}, got {task!r}")
+    targets = KITCHEN_TASKS[task]
+    scripted = [t for t in PLAN_ORDER if t in SCRIPTS]
+    others = [t for t in scripted if t not in targets]
+
+    def ordered(subtasks) -> tuple:
+        return tuple(t for t in PLAN_ORDER if t in subtasks)
+
+    def other_plan() -> tuple:
+        while True:
+            plan = ordered(rng.choice(scripted, size=4, replace=False))
+            if set(plan) != set(targets):
+                return plan
+
+    def mixed_plan() -> tuple:
+        done = int(rng.integers(max(2, 4 - len(others)), 4))        # targets it does: 2 or 3
+        return ordered(list(rng.choice(targets, size=done, replace=False)) +
+                       list(rng.choice(others, size=4 - done, replace=False)))
+
+    if task == "kitchen_complete":
+        return [tuple(targets)] * episodes
+    if task == "kitchen_mixed":
+        return [mixed_plan() for _ in range(episodes)]
+    full = set(rng.permutation(episodes)[:int(round(PARTIAL_FULL_SHARE * episodes))].tolist())
+    return [tuple(targets) if i in full else other_plan() for i in range(episodes)]

@@ -19,6 +19,9 @@ import numpy as np
 
 OBS_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
 ROBOSUITE_KEY = {"object": "object-state"}  # robomimic's name -> robosuite's
+# robomimic low-dim keys a demonstration file keeps (the policy reads the ones its config names)
+STORED_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "robot0_joint_pos",
+               "robot0_joint_vel", "robot0_gripper_qvel", "object")
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,10 @@ class RobomimicEnv(gym.Env):
         return RobotState(*(np.asarray(raw[key], np.float64).copy() for key in (
             "robot0_joint_pos", "robot0_joint_vel", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos",
             f"{name}_pos", f"{name}_quat")))
+
+    def stored_observation(self) -> dict:
+        """The observation as a demonstration file keeps it (``STORED_KEYS`` -> values)."""
+        return {k: np.asarray(self.raw_obs[ROBOSUITE_KEY.get(k, k)], dtype=np.float64).copy() for k in STORED_KEYS}
 
     def sim_state(self) -> np.ndarray:
         """The flattened MuJoCo state (robomimic's ``states``)."""

@@ -2,8 +2,13 @@
 
     otpr-collect-demos --task lift --episodes 200 --quality mixed --seed 0 --output data/lift_mixed.hdf5
 
+    otpr-collect-demos --task kitchen_mixed --episodes 200 --seed 0 --output data/kitchen_mixed.hdf5
+
 Only successful episodes are kept. ``--quality mixed`` imitates robomimic's multi-human
-data (operators at several noise levels and speeds); ``expert`` uses ``--noise``.
+data (operators at several noise levels and speeds); ``expert`` uses ``--noise``. A Franka
+Kitchen task's demonstrations follow D4RL's definition of its dataset (complete: the four
+targets; partial: some the targets, the others other sub-tasks; mixed: never all four
+targets): each episode does its own plan of sub-tasks and is kept when the plan is done.
 """
 
 import argparse
@@ -13,14 +18,14 @@ import sys
 from tqdm import tqdm
 
 from otpr_ros.data.robomimic_hdf5 import write_dataset
-from otpr_ros.sim.demonstrations import QUALITY_MIXES, env_args, quality_jobs, run_episodes
-from otpr_ros.sim.robomimic_env import TASKS
+from otpr_ros.sim.demonstrations import QUALITY_MIXES, env_args, run_episodes, task_jobs
+from otpr_ros.sim.tasks import SIM_TASKS
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="otpr-collect-demos", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", required=True, choices=sorted(TASKS))
+    parser.add_argument("--task", required=True, choices=sorted(SIM_TASKS))
     parser.add_argument("--episodes", type=int, required=True, help="episodes to run (failures are dropped)")
     parser.add_argument("--output", required=True, help="HDF5 file to write")
     parser.add_argument("--quality", default="expert", choices=sorted(QUALITY_MIXES))
@@ -36,7 +41,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    jobs = quality_jobs(args.episodes, args.quality, args.seed, args.noise if args.quality == "expert" else None)
+    try:
+        jobs = task_jobs(args.task, args.episodes, args.quality, args.seed,
+                         args.noise if args.quality == "expert" else None)
+    except ValueError as error:
+        print(f"otpr-collect-demos: {error}", file=sys.stderr)
+        return 2
     kept, bar = [], tqdm(total=len(jobs), desc=f"{args.task} demos", unit="ep")
 
     def progress(record):

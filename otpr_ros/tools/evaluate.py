@@ -17,15 +17,15 @@ from otpr_ros.core.resampling import SELECTIONS
 from otpr_ros.model.directory import ModelError, read_info
 from otpr_ros.model.policy import BACKENDS
 from otpr_ros.package_files import shipped_model
-from otpr_ros.sim.evaluation import EvalSettings, acting_model, evaluate, evaluation_candidates
-from otpr_ros.sim.robomimic_env import TASKS
+from otpr_ros.sim.evaluation import EvalSettings, acting_model, evaluate, evaluation_candidates, score_cell
+from otpr_ros.sim.tasks import SIM_TASKS, sim_task
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="otpr-evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model directory (default: the shipped model of --task)")
-    parser.add_argument("--task", choices=sorted(TASKS), help="default: the model's task")
+    parser.add_argument("--task", choices=sorted(SIM_TASKS), help="default: the model's task")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=100_000)
     parser.add_argument("--backend", default="torch", choices=BACKENDS)
@@ -81,7 +81,8 @@ def main(argv=None) -> int:
               "num_candidates": candidates, **summary.to_dict(), "episodes_detail": records}
     low, high = summary.ci95
     print(f"{task}: success {summary.successes}/{summary.episodes} = {summary.success_rate:.1%} "
-          f"(95 % CI {low:.1%}-{high:.1%}), mean length {summary.mean_length:.1f} steps")
+          f"(95 % CI {low:.1%}-{high:.1%}), mean length {summary.mean_length:.1f} steps"
+          + (f", {score_cell(summary)}" if sim_task(task).family == "kitchen" else ""))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=1))
     return 0

@@ -44,7 +44,7 @@ from otpr_ros.model.policy import ChunkPolicy
 from otpr_ros.package_files import node_parameters, shipped_model
 from otpr_ros.sim.bridge_session import TRANSITION_FIELDS, BridgeSession, make_environment
 from otpr_ros.sim.evaluation import check_validation_seed
-from otpr_ros.sim.robomimic_env import TASKS
+from otpr_ros.sim.tasks import SIM_TASKS
 from otpr_ros.training.learner_store import ReplayLog
 from otpr_ros.training.loop import OnlineRun
 from otpr_ros.training.online_learning import OnlineLearner
@@ -53,7 +53,7 @@ from otpr_ros.training.schedule import EvaluationSchedule
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="otpr-finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", required=True, choices=sorted(TASKS))
+    parser.add_argument("--task", required=True, choices=sorted(SIM_TASKS))
     parser.add_argument("--model", help="model directory (default: the shipped model of --task)")
     parser.add_argument("--datasets", nargs="+", help="expert HDF5 (default: the model's pre-training datasets)")
     parser.add_argument("--output", required=True)

@@ -4,7 +4,8 @@ write a model directory (see otpr_ros/model/directory.py).
     otpr-pretrain --task lift --dataset data/lift_mixed.hdf5 --output models/lift \\
              --policy-steps 6000 --critic-steps 3000 --eval-episodes 50
 
-The configuration is config/otpr.yaml (obs_dim from the task) unless --config is given. TensorBoard scalars go to
+The configuration is config/otpr.yaml (Franka Kitchen: config/otpr_kitchen.yaml; obs_dim from the task) unless
+--config is given. TensorBoard scalars go to
 --logdir (default runs/pretrain_<task>). With --eval-episodes, the model is evaluated on
 seeds --eval-seed.. (keep them apart from the demonstrations' seeds) and the card says so.
 """
@@ -23,18 +24,19 @@ from otpr_ros.core.critic import CONVERGED_ERROR, value_error
 from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
 from otpr_ros.model.directory import ModelInfo, save_model
 from otpr_ros.package_files import pretraining_config
-from otpr_ros.sim.robomimic_env import CONTROL_HZ, OBS_KEYS, TASKS, task_spec
+from otpr_ros.sim.evaluation import EvalSettings, evaluate, score_cell
+from otpr_ros.sim.tasks import SIM_TASKS, sim_task
 from otpr_ros.training.pretraining import held_out_episodes, pretrain
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="otpr-pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", required=True, choices=sorted(TASKS))
+    parser.add_argument("--task", required=True, choices=sorted(SIM_TASKS))
     parser.add_argument("--dataset", required=True, nargs="+", help="robomimic HDF5 file(s)")
     parser.add_argument("--output", required=True, help="model directory to write")
-    parser.add_argument("--config", help="OTPR YAML, section otpr (default: config/otpr.yaml; obs_dim, when "
-                                         "it has none, from the task)")
+    parser.add_argument("--config", help="OTPR YAML, section otpr (default: config/otpr.yaml, Franka Kitchen "
+                                         "config/otpr_kitchen.yaml; obs_dim, when it has none, from the task)")
     parser.add_argument("--policy-steps", type=int, default=6000)
     parser.add_argument("--critic-steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -53,11 +55,16 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     command = "otpr-pretrain " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    config_path = Path(args.config) if args.config else pretraining_config()
-    config = OTPRConfig.from_yaml(config_path, defaults={"obs_dim": task_spec(args.task).obs_dim})
+    task = sim_task(args.task)
+    config_path = Path(args.config) if args.config else pretraining_config(args.task)
+    config = OTPRConfig.from_yaml(config_path, defaults={"obs_dim": task.obs_dim})
     config.device, config.seed = args.device, args.seed
+    if config.act_dim != task.act_dim:
+        print(f"otpr-pretrain: {config_path} says act_dim {config.act_dim}; {args.task}'s actions have "
+              f"{task.act_dim}", file=sys.stderr)
+        return 2
     try:
-        dataset = RobomimicDataset(args.dataset, OBS_KEYS, act_dim=config.act_dim, split="train")
+        dataset = RobomimicDataset(args.dataset, task.obs_keys, act_dim=config.act_dim, split="train")
     except (ValueError, OSError) as error:
         print(f"otpr-pretrain: {error} (demonstrations: otpr-collect-demos --task {args.task} ... --output <file>)",
               file=sys.stderr)
@@ -73,13 +80,13 @@ def main(argv=None) -> int:
         result = pretrain(dataset, config, args.policy_steps, args.critic_steps, args.batch_size,
                           log=writer.add_scalar, progress=bar.update)
     writer.close()
-    critic_check = critic_diagnostic(args.dataset, config, result)
+    critic_check = critic_diagnostic(args.dataset, task.obs_keys, config, result)
     if critic_check:
         print(f"otpr-pretrain: critic on {critic_check['episodes']} held-out demonstrations: "
               f"{describe_critic(critic_check)}")
-    info = ModelInfo(task=args.task, obs_keys=list(OBS_KEYS), obs_dim=config.obs_dim, act_dim=config.act_dim,
+    info = ModelInfo(task=args.task, obs_keys=list(task.obs_keys), obs_dim=config.obs_dim, act_dim=config.act_dim,
                      chunk=config.chunk, action_low=[-1.0] * config.act_dim, action_high=[1.0] * config.act_dim,
-                     control_hz=CONTROL_HZ,
+                     control_hz=task.control_hz,
                      extra={"datasets": [str(p) for p in args.dataset], "demos": len(dataset.demos),
                             "dataset_commands": dataset_commands(dataset),
                             "seed": args.seed, "torch": torch.__version__, **result.stats,
@@ -88,7 +95,6 @@ def main(argv=None) -> int:
     output = save_model(args.output, result.agent, info, result.obs_normalizer, result.action_normalizer, card)
     summary = None
     if args.eval_episodes:
-        from otpr_ros.sim.evaluation import EvalSettings, evaluate
         with tqdm(total=args.eval_episodes, desc=f"evaluate {args.task}", unit="ep") as bar:
             summary, _ = evaluate(EvalSettings(args.task, str(output)),
                                   range(args.eval_seed, args.eval_seed + args.eval_episodes),
@@ -103,10 +109,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def critic_diagnostic(paths, config, result) -> dict | None:
+def critic_diagnostic(paths, obs_keys, config, result) -> dict | None:
     """``value_error`` of the pre-trained critic on the files' held-out (valid split)
     demonstrations; None when the files hold none."""
-    held_out = RobomimicDataset(paths, OBS_KEYS, act_dim=config.act_dim, split="valid", split_required=False)
+    held_out = RobomimicDataset(paths, obs_keys, act_dim=config.act_dim, split="valid", split_required=False)
     if not held_out.demos:
         return None
     return value_error(result.agent.critic, held_out_episodes(held_out, config, result.obs_normalizer,
@@ -162,6 +168,9 @@ def model_card(args, command, info, config, summary) -> str:
         lines.append("Not evaluated.")
     else:
         low, high = summary.ci95
+        if sim_task(args.task).family == "kitchen":
+            lines.append(f"{score_cell(summary).capitalize()} (in brackets: the 95 % CI), mean sub-tasks done "
+                         f"{summary.mean_return:.2f} of 4, as the paper reports Kitchen. All four targets:")
         lines.append(f"Success {summary.successes}/{summary.episodes} = {summary.success_rate:.0%} "
                      f"(95 % CI {low:.0%}-{high:.0%}), mean episode length {summary.mean_length:.1f} steps, "
                      f"on seeds {args.eval_seed}-{args.eval_seed + args.eval_episodes - 1} (not used for the "

@@ -126,7 +126,7 @@ class EvaluationSchedule:
         summary = json.loads(result.read_text())
         if "success_rate" not in row:           # the held-out half
             row = {**row, "success_rate": summary["success_rate"], "ci_low": round(summary["ci95"][0], 3),
-                   "ci_high": round(summary["ci95"][1], 3)}
+                   "ci_high": round(summary["ci95"][1], 3), "mean_return": round(summary["mean_return"], 3)}
             if self.validation_seed is not None:
                 self._launch(path, row, self.validation_seed, path / "validation.json")
                 return None
@@ -151,11 +151,13 @@ class EvaluationSchedule:
     def report(self, row: dict, writer=None) -> str:
         """An evaluated row as TensorBoard scalars (``eval/...``) and one line for the log."""
         if writer is not None:
-            for name in ("success_rate", "validation_success_rate", "critic_error"):
+            for name in ("success_rate", "mean_return", "validation_success_rate", "critic_error"):
                 if row.get(name) is not None:
                     writer.add_scalar(f"eval/{name}", row[name], row["env_steps"])
         line = (f"held-out success after {row['env_steps']} env steps, {row['updates']} updates: "
                 f"{row['success_rate']:.0%} ({row['ci_low']:.2f}-{row['ci_high']:.2f})")
+        if self.task.startswith("kitchen") and row.get("mean_return") is not None:
+            line += f", normalised score {25.0 * row['mean_return']:.1f} ({row['mean_return']:.2f} of 4 sub-tasks)"
         if row.get("validation_success_rate") is not None:
             selected = self.selected
             line += (f"; validation success {row['validation_success_rate']:.0%}; selected: the weights at "

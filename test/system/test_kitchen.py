@@ -94,3 +94,85 @@ def test_making_a_kitchen_prints_no_third_party_notice():
     result = subprocess.run([sys.executable, "-c", "from otpr_ros.sim.kitchen_env import KitchenEnv; "
                              "KitchenEnv('kitchen:kettle').reset(seed=0)"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "Adroit" not in result.stderr + result.stdout, result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def complete_demos(tmp_path_factory):
+    """One kitchen_complete demonstration, written by otpr-collect-demos."""
+    from otpr_ros.tools.collect_demos import main
+    out = tmp_path_factory.mktemp("kitchen") / "kitchen_complete.hdf5"
+    assert main(["--task", "kitchen_complete", "--episodes", "1", "--seed", "0", "--processes", "1",
+                 "--output", str(out)]) == 0
+    return out
+
+
+def test_collect_demos_writes_kitchen_demonstrations_the_loader_reads(complete_demos):
+    import json
+
+    import h5py
+
+    from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
+    data = RobomimicDataset(complete_demos, ("observation",), act_dim=9)
+    demo = data.demos[0]
+    assert data.obs_dim == 59 and demo.actions.shape == (len(demo.obs), 9) and len(demo.obs) < 280
+    assert demo.rewards.sum() == 4 and demo.dones[-1] == 1 and demo.dones[:-1].sum() == 0
+    with h5py.File(complete_demos) as f:
+        assert json.loads(f["data"].attrs["env_args"])["env_kwargs"]["tasks_to_complete"] == \
+            list(KITCHEN_TASKS["kitchen_complete"])
+        assert f["data/demo_0"].attrs["plan"] == ",".join(KITCHEN_TASKS["kitchen_complete"])
+
+
+@pytest.fixture(scope="module")
+def tiny_kitchen_model(complete_demos, tmp_path_factory):
+    """otpr-pretrain on the Kitchen demonstration with a tiny network, evaluated on one episode."""
+    import yaml
+
+    from otpr_ros.tools.pretrain import main as pretrain
+    tmp = tmp_path_factory.mktemp("kitchen_model")
+    config = tmp / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"otpr": {
+        "act_dim": 9, "chunk": 8, "device": "cpu", "buffer_capacity": 1000,
+        "diffusion": {"num_steps": 5, "hidden": [32, 32], "time_dim": 8}, "critic": {"hidden": [32, 32]},
+        "transport": {"hidden": [32], "num_keypoints": 8, "batch_states": 16, "batch_actions": 16, "warmup_steps": 5},
+        "agent": {"num_candidates": 4, "actor_batch": 32}}}))
+    assert pretrain(["--task", "kitchen_complete", "--dataset", str(complete_demos), "--output", str(tmp / "model"),
+                     "--config", str(config), "--policy-steps", "10", "--critic-steps", "10", "--batch-size", "16",
+                     "--device", "cpu", "--eval-episodes", "1", "--logdir", str(tmp / "tb")]) == 0
+    return tmp / "model"
+
+
+def test_a_kitchen_model_acts_in_chunks_of_8_reports_its_score_and_is_exported(tiny_kitchen_model):
+    from otpr_ros.model.directory import load_model
+    info = load_model(tiny_kitchen_model).info
+    assert (info.obs_keys, info.obs_dim, info.act_dim, info.chunk, info.control_hz) == (["observation"], 59, 9, 8, 12.5)
+    card = (tiny_kitchen_model / "MODEL_CARD.md").read_text()
+    assert "Normalised score" in card and "as the paper reports Kitchen" in card
+    assert (tiny_kitchen_model / "onnx" / "decision.onnx").exists()
+
+
+def test_a_kitchen_model_is_fine_tuned_in_process_with_its_score_on_the_curve(tiny_kitchen_model, tmp_path):
+    import csv
+    import json
+
+    from otpr_ros.tools.finetune import main as finetune
+    output = tmp_path / "run"
+    assert finetune(["--task", "kitchen_complete", "--model", str(tiny_kitchen_model), "--output", str(output),
+                     "--env-steps", "280", "--eval-every", "280", "--eval-episodes", "1", "--warmup", "8",
+                     "--device", "cpu", "--set", "agent.actor_batch=16", "--processes", "1"]) == 0
+    rows = list(csv.DictReader(open(output / "curve.csv")))
+    assert len(rows) == 2 and int(rows[-1]["env_steps"]) >= 280 and int(rows[-1]["updates"]) > 0
+    assert all(0.0 <= float(row["mean_return"]) <= 4.0 for row in rows)
+    replay = json.loads((output / "summary.json").read_text())
+    assert replay["utd"] == 0.5 and replay["task"] == "kitchen_complete"
+
+
+def test_a_demonstration_of_other_sub_tasks_ends_when_its_plan_is_done():
+    from otpr_ros.sim.demonstrations import EpisodeJob, _init_worker, run_expert_episode
+    _init_worker("kitchen_mixed", None)
+    slide = run_expert_episode(EpisodeJob(0, 0.1, 1.0, ("slide cabinet",)))       # not a target: no reward
+    assert slide["success"] and slide["rewards"].sum() == 0 and len(slide["actions"]) < 100
+    light = run_expert_episode(EpisodeJob(0, 0.1, 1.0, ("light switch",)))        # one of the four targets
+    assert light["success"] and light["rewards"].sum() == 1 and not light["dones"].any()
+    assert light["obs"]["observation"].shape == (len(light["actions"]), 59)
+    with pytest.raises(ValueError, match="no scripted expert yet for \\['hinge cabinet'\\]"):
+        run_expert_episode(EpisodeJob(0, 0.1, 1.0, ("hinge cabinet",)))

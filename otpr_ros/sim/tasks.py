@@ -1,0 +1,56 @@
+"""The simulated tasks a model is trained and fine-tuned on, by name: what their observation and
+action are and how to build their environment.
+
+- robomimic (robosuite): ``lift``, ``can``, ``square``; the observation is robomimic's
+  low-dim keys (``OBS_KEYS``), 7-dim OSC actions, 20 Hz;
+- Franka Kitchen: ``kitchen_complete``, ``kitchen_partial``, ``kitchen_mixed``; the 59-value
+  ``observation``, 9 joint velocities, 12.5 Hz.
+
+Nothing here imports a simulator; ``make_env`` does, for the one task asked for.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SimTask:
+    name: str
+    family: str              # robomimic | kitchen
+    obs_keys: tuple          # the observation, as the keys of a demonstration file, concatenated in order
+    obs_dim: int
+    act_dim: int
+    control_hz: float
+    horizon: int             # control steps per episode
+
+    @property
+    def success_metric(self) -> str:
+        """What an evaluation reports: robomimic's success rate, or Kitchen's normalised score."""
+        return "normalised score" if self.family == "kitchen" else "success rate"
+
+
+def _tasks() -> dict:
+    from otpr_ros.sim import kitchen_env, robomimic_env
+    tasks = {name: SimTask(name, "robomimic", robomimic_env.OBS_KEYS, spec.obs_dim, robomimic_env.ACTION_DIM,
+                           robomimic_env.CONTROL_HZ, spec.horizon) for name, spec in robomimic_env.TASKS.items()}
+    tasks.update({name: SimTask(name, "kitchen", kitchen_env.OBS_KEYS, kitchen_env.OBS_DIM, kitchen_env.ACTION_DIM,
+                                kitchen_env.CONTROL_HZ, kitchen_env.HORIZON) for name in kitchen_env.KITCHEN_TASKS})
+    return tasks
+
+
+SIM_TASKS = _tasks()
+
+
+def sim_task(name: str) -> SimTask:
+    if name not in SIM_TASKS:
+        raise ValueError(f"task: expected one of {sorted(SIM_TASKS)}, got {name!r}")
+    return SIM_TASKS[name]
+
+
+def make_env(name: str, horizon: int | None = None):
+    """A fresh environment of the task (``horizon``: None for the task's own)."""
+    task = sim_task(name)
+    if task.family == "kitchen":
+        from otpr_ros.sim.kitchen_env import KitchenEnv
+        return KitchenEnv(name, horizon=horizon or task.horizon)
+    from otpr_ros.sim.robomimic_env import RobomimicEnv
+    return RobomimicEnv(name, horizon=horizon)
