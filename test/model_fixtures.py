@@ -45,3 +45,28 @@ def make_tiny_model(tmp_path, name="model", gamma=None):
                           "--logdir", str(tmp_path / "tb")])
     assert code == 0
     return output
+
+
+TINY_KITCHEN_CONFIG = {"otpr": {
+    "act_dim": 9, "chunk": 8, "device": "cpu", "buffer_capacity": 1000,
+    "diffusion": {"num_steps": 5, "hidden": [32, 32], "time_dim": 8}, "critic": {"hidden": [32, 32]},
+    "transport": {"hidden": [32], "num_keypoints": 8, "batch_states": 16, "batch_actions": 16, "warmup_steps": 5},
+    "agent": {"num_candidates": 4, "actor_batch": 32}}}
+
+
+def make_tiny_kitchen_model(tmp_path):
+    """One kitchen_complete demonstration by otpr-collect-demos (real MuJoCo), and a tiny model
+    pre-trained on it by otpr-pretrain and evaluated on one episode: (model, demonstrations)."""
+    from otpr_ros.tools.collect_demos import main as collect_demos
+    from otpr_ros.tools.pretrain import main as pretrain_main
+
+    demos = tmp_path / "kitchen_complete.hdf5"
+    assert collect_demos(["--task", "kitchen_complete", "--episodes", "1", "--seed", "0", "--processes", "1",
+                          "--output", str(demos)]) == 0
+    config = tmp_path / "tiny_kitchen.yaml"
+    config.write_text(yaml.safe_dump(TINY_KITCHEN_CONFIG))
+    output = tmp_path / "kitchen_model"
+    assert pretrain_main(["--task", "kitchen_complete", "--dataset", str(demos), "--output", str(output),
+                          "--config", str(config), "--policy-steps", "10", "--critic-steps", "10", "--batch-size",
+                          "16", "--device", "cpu", "--eval-episodes", "1", "--logdir", str(tmp_path / "tb")]) == 0
+    return output, demos

@@ -97,21 +97,19 @@ def test_making_a_kitchen_prints_no_third_party_notice():
 
 
 @pytest.fixture(scope="module")
-def complete_demos(tmp_path_factory):
-    """One kitchen_complete demonstration, written by otpr-collect-demos."""
-    from otpr_ros.tools.collect_demos import main
-    out = tmp_path_factory.mktemp("kitchen") / "kitchen_complete.hdf5"
-    assert main(["--task", "kitchen_complete", "--episodes", "1", "--seed", "0", "--processes", "1",
-                 "--output", str(out)]) == 0
-    return out
+def tiny_kitchen(tmp_path_factory):
+    """(a tiny pre-trained model, the kitchen_complete demonstration it learned from)."""
+    from model_fixtures import make_tiny_kitchen_model
+    return make_tiny_kitchen_model(tmp_path_factory.mktemp("kitchen"))
 
 
-def test_collect_demos_writes_kitchen_demonstrations_the_loader_reads(complete_demos):
+def test_collect_demos_writes_kitchen_demonstrations_the_loader_reads(tiny_kitchen):
     import json
 
     import h5py
 
     from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
+    _, complete_demos = tiny_kitchen
     data = RobomimicDataset(complete_demos, ("observation",), act_dim=9)
     demo = data.demos[0]
     assert data.obs_dim == 59 and demo.actions.shape == (len(demo.obs), 9) and len(demo.obs) < 280
@@ -122,27 +120,9 @@ def test_collect_demos_writes_kitchen_demonstrations_the_loader_reads(complete_d
         assert f["data/demo_0"].attrs["plan"] == ",".join(KITCHEN_TASKS["kitchen_complete"])
 
 
-@pytest.fixture(scope="module")
-def tiny_kitchen_model(complete_demos, tmp_path_factory):
-    """otpr-pretrain on the Kitchen demonstration with a tiny network, evaluated on one episode."""
-    import yaml
-
-    from otpr_ros.tools.pretrain import main as pretrain
-    tmp = tmp_path_factory.mktemp("kitchen_model")
-    config = tmp / "tiny.yaml"
-    config.write_text(yaml.safe_dump({"otpr": {
-        "act_dim": 9, "chunk": 8, "device": "cpu", "buffer_capacity": 1000,
-        "diffusion": {"num_steps": 5, "hidden": [32, 32], "time_dim": 8}, "critic": {"hidden": [32, 32]},
-        "transport": {"hidden": [32], "num_keypoints": 8, "batch_states": 16, "batch_actions": 16, "warmup_steps": 5},
-        "agent": {"num_candidates": 4, "actor_batch": 32}}}))
-    assert pretrain(["--task", "kitchen_complete", "--dataset", str(complete_demos), "--output", str(tmp / "model"),
-                     "--config", str(config), "--policy-steps", "10", "--critic-steps", "10", "--batch-size", "16",
-                     "--device", "cpu", "--eval-episodes", "1", "--logdir", str(tmp / "tb")]) == 0
-    return tmp / "model"
-
-
-def test_a_kitchen_model_acts_in_chunks_of_8_reports_its_score_and_is_exported(tiny_kitchen_model):
+def test_a_kitchen_model_acts_in_chunks_of_8_reports_its_score_and_is_exported(tiny_kitchen):
     from otpr_ros.model.directory import load_model
+    tiny_kitchen_model, _ = tiny_kitchen
     info = load_model(tiny_kitchen_model).info
     assert (info.obs_keys, info.obs_dim, info.act_dim, info.chunk, info.control_hz) == (["observation"], 59, 9, 8, 12.5)
     card = (tiny_kitchen_model / "MODEL_CARD.md").read_text()
@@ -150,11 +130,12 @@ def test_a_kitchen_model_acts_in_chunks_of_8_reports_its_score_and_is_exported(t
     assert (tiny_kitchen_model / "onnx" / "decision.onnx").exists()
 
 
-def test_a_kitchen_model_is_fine_tuned_in_process_with_its_score_on_the_curve(tiny_kitchen_model, tmp_path):
+def test_a_kitchen_model_is_fine_tuned_in_process_with_its_score_on_the_curve(tiny_kitchen, tmp_path):
     import csv
     import json
 
     from otpr_ros.tools.finetune import main as finetune
+    tiny_kitchen_model, _ = tiny_kitchen
     output = tmp_path / "run"
     assert finetune(["--task", "kitchen_complete", "--model", str(tiny_kitchen_model), "--output", str(output),
                      "--env-steps", "280", "--eval-every", "280", "--eval-episodes", "1", "--warmup", "8",

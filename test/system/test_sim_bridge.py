@@ -186,3 +186,43 @@ def test_realtime_bridge_holds_still_without_chunks_and_resets_on_request(bus):
         bridge.terminate()
         output = bridge.communicate(timeout=30)[0]
     assert bridge.returncode in (0, -15), output[-3000:]
+
+
+def test_closed_loop_kitchen(tmp_path):
+    """Franka Kitchen over the bus: the bridge publishes the kitchen's 59-value observation, the
+    server (observation_source observation, config/kitchen_complete.yaml) answers with chunks of
+    8 x 9 joint velocities, and the bridge's transitions carry them."""
+    pytest.importorskip("gymnasium_robotics", reason="the kitchen extra is not installed")
+    from model_fixtures import make_tiny_kitchen_model
+    from ros_fixtures import PrivateNode
+    model, _ = make_tiny_kitchen_model(tmp_path)
+    namespace, episodes, horizon = "/kitchen", 2, 40
+    server = start_node("otpr_ros.nodes.policy_server", DOMAIN, namespace, "max_decision_rate:=1000.0",
+                        f"model_dir:={model}", task="kitchen_complete")
+    observer = PrivateNode(DOMAIN, "observer", namespace)
+    seen = {"transition": [], "episode": [], "chunk": []}
+    observer.node.create_subscription(Float32MultiArray, "transition", seen["transition"].append, TRANSITION_QOS)
+    deep = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+    observer.node.create_subscription(String, "episode", lambda m: seen["episode"].append(json.loads(m.data)), deep)
+    observer.node.create_subscription(JointTrajectory, "action_chunk", seen["chunk"].append, deep)
+    bridge = start_node("otpr_ros.nodes.sim_bridge", DOMAIN, namespace, f"episodes:={episodes}",
+                        f"horizon:={horizon}", f"model_dir:={model}", task="kitchen_complete")
+    try:
+        done = observer.wait_for(lambda: len(seen["episode"]) >= episodes or bridge.poll() is not None, 400)
+        output = bridge.communicate(timeout=60)[0]
+        assert done and bridge.returncode == 0, output[-3000:]
+        observer.wait_for(lambda: len(seen["transition"]) >= 2 * horizon // 8, 30)
+    finally:
+        observer.close()
+        server.terminate()
+        server_output = server.communicate(timeout=30)[0]
+    assert server.returncode in (0, -15), server_output[-3000:]
+    assert [e["length"] for e in seen["episode"]] == [horizon] * episodes
+    transitions = [transition_fields(m, obs_dim=59, action_size=72) for m in seen["transition"]]
+    assert [t["sequence"] for t in transitions] == list(range(len(transitions))), "a transition was lost"
+    for e in seen["episode"]:
+        mine = [t for t in transitions if t["episode"] == e["episode"]]
+        assert sum(t["steps"] for t in mine) + e["held_steps"] == horizon and all(t["steps"] <= 8 for t in mine)
+        # sub-tasks done, each reward discounted inside its chunk by at most gamma ** 7
+        assert mine and mine[-1]["truncated"] and abs(e["return"] - sum(t["reward"] for t in mine)) < 0.05
+    assert all(len(c.joint_names) == 9 and len(c.points) == 8 for c in seen["chunk"])
