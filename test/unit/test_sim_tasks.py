@@ -20,5 +20,7 @@ def test_every_task_says_its_observation_action_and_horizon():
 def test_kitchen_models_start_from_their_own_configuration():
     from otpr_ros.core.config import OTPRConfig
     config = OTPRConfig.from_yaml(pretraining_config("kitchen_partial"), defaults={"obs_dim": 59})
+    # the paper's table 2 for Kitchen: critic 512 x 3, discount 0.99, buffer 1 000 000
     assert (config.act_dim, config.chunk, config.critic.hidden) == (9, 8, (512, 512, 512))
+    assert (config.critic.gamma, config.buffer_capacity) == (0.99, 1_000_000)
     assert pretraining_config("lift").name == pretraining_config().name == "otpr.yaml"
