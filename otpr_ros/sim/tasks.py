@@ -20,12 +20,7 @@ class SimTask:
     obs_dim: int
     act_dim: int
     control_hz: float
-    horizon: int             # control steps per episode
-
-    @property
-    def success_metric(self) -> str:
-        """What an evaluation reports: robomimic's success rate, or Kitchen's normalised score."""
-        return "normalised score" if self.family == "kitchen" else "success rate"
+    horizon: int             # control steps per episode (Franka Kitchen reports the normalised score)
 
 
 def _tasks() -> dict:
