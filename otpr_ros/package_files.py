@@ -45,7 +45,8 @@ def node_parameters(task: str | None, node: str) -> dict:
 def pretraining_config(task: str | None = None) -> Path:
     """The OTPR configuration ``otpr-pretrain`` starts a model of ``task`` from:
     ``config/otpr_kitchen.yaml`` for the Franka Kitchen tasks, else ``config/otpr.yaml``."""
-    return share_dir("config") / ("otpr_kitchen.yaml" if task and task.startswith("kitchen") else "otpr.yaml")
+    from otpr_ros.sim.tasks import is_kitchen
+    return share_dir("config") / ("otpr_kitchen.yaml" if task and is_kitchen(task) else "otpr.yaml")
 
 
 def shipped_model(task: str) -> Path:

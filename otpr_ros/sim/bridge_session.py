@@ -35,8 +35,8 @@ def make_environment(task: str, horizon: int | None):
     if task == "calvin":
         from otpr_ros.sim.calvin_env import CalvinEnv
         return CalvinEnv(horizon=horizon or 360), None
-    if task.startswith("kitchen"):
-        from otpr_ros.sim.tasks import make_env
+    from otpr_ros.sim.tasks import is_kitchen, make_env
+    if is_kitchen(task):
         return make_env(task, horizon), None
     from otpr_ros.sim.robomimic_env import RobomimicEnv
     env = RobomimicEnv(task, horizon=horizon)

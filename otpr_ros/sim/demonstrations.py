@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from otpr_ros.sim.tasks import is_kitchen
+
 # "mixed quality" imitates robomimic's multi-human data: operators of several skills
 QUALITY_MIXES = {
     "expert": [(1.0, 0.1, 1.0)],                                       # (share, noise, speed)
@@ -50,7 +52,7 @@ def _init_worker(task: str, horizon):
 def make_task_expert(env, job: EpisodeJob):
     """The scripted expert of the environment's task for one episode (seeded by the job)."""
     rng = np.random.default_rng(job.seed)
-    if job.plan or env.task.startswith("kitchen"):
+    if job.plan or is_kitchen(env.task):
         from otpr_ros.sim.kitchen_experts import KitchenExpert
         return KitchenExpert(env, job.noise, job.speed, rng, plan=job.plan or None)
     from otpr_ros.sim.experts import make_expert
@@ -107,7 +109,7 @@ def task_jobs(task: str, episodes: int, quality: str, seed: int, noise: float | 
     """Episode jobs for a task: ``quality_jobs``; a Franka Kitchen task's demonstrations are
     defined by the task instead (``kitchen_experts.demonstration_plans``, drawn from ``seed``):
     only ``expert`` quality, each job with its plan."""
-    if not task.startswith("kitchen"):
+    if not is_kitchen(task):
         return quality_jobs(episodes, quality, seed, noise)
     if quality != "expert":
         raise ValueError(f"quality {quality!r}: a Franka Kitchen task's demonstrations are defined by the task "

@@ -41,10 +41,16 @@ def sim_task(name: str) -> SimTask:
     return SIM_TASKS[name]
 
 
+def is_kitchen(name: str) -> bool:
+    """A Franka Kitchen task: a registered ``kitchen_<variant>`` or a ``kitchen:<sub-task>[,...]`` of the
+    scripted experts (the one place that asks)."""
+    return name.startswith("kitchen")
+
+
 def make_env(name: str, horizon: int | None = None):
     """A fresh environment of the task (``horizon``: None for the task's own)."""
     task = sim_task(name)
-    if task.family == "kitchen":
+    if is_kitchen(task.name):
         from otpr_ros.sim.kitchen_env import KitchenEnv
         return KitchenEnv(name, horizon=horizon or task.horizon)
     from otpr_ros.sim.robomimic_env import RobomimicEnv

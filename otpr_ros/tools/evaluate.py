@@ -18,7 +18,7 @@ from otpr_ros.model.directory import ModelError, read_info
 from otpr_ros.model.policy import BACKENDS
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.evaluation import EvalSettings, acting_model, evaluate, evaluation_candidates, score_cell
-from otpr_ros.sim.tasks import SIM_TASKS, sim_task
+from otpr_ros.sim.tasks import SIM_TASKS, is_kitchen
 
 
 def parse_args(argv=None):
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     low, high = summary.ci95
     print(f"{task}: success {summary.successes}/{summary.episodes} = {summary.success_rate:.1%} "
           f"(95 % CI {low:.1%}-{high:.1%}), mean length {summary.mean_length:.1f} steps"
-          + (f", {score_cell(summary)}" if sim_task(task).family == "kitchen" else ""))
+          + (f", {score_cell(summary)}" if is_kitchen(task) else ""))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=1))
     return 0

@@ -25,7 +25,7 @@ from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
 from otpr_ros.model.directory import ModelInfo, save_model
 from otpr_ros.package_files import pretraining_config
 from otpr_ros.sim.evaluation import EvalSettings, evaluate, score_cell
-from otpr_ros.sim.tasks import SIM_TASKS, sim_task
+from otpr_ros.sim.tasks import SIM_TASKS, is_kitchen, sim_task
 from otpr_ros.training.pretraining import held_out_episodes, pretrain
 
 
@@ -168,7 +168,7 @@ def model_card(args, command, info, config, summary) -> str:
         lines.append("Not evaluated.")
     else:
         low, high = summary.ci95
-        if sim_task(args.task).family == "kitchen":
+        if is_kitchen(args.task):
             lines.append(f"{score_cell(summary).capitalize()} (in brackets: the 95 % CI), mean sub-tasks done "
                          f"{summary.mean_return:.2f} of 4, as the paper reports Kitchen. All four targets:")
         lines.append(f"Success {summary.successes}/{summary.episodes} = {summary.success_rate:.0%} "

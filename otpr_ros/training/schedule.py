@@ -19,6 +19,7 @@ from pathlib import Path
 
 from otpr_ros.learning_curve import write_curve
 from otpr_ros.model.directory import amend_card
+from otpr_ros.sim.tasks import is_kitchen
 
 
 class EvaluationSchedule:
@@ -156,7 +157,7 @@ class EvaluationSchedule:
                     writer.add_scalar(f"eval/{name}", row[name], row["env_steps"])
         line = (f"held-out success after {row['env_steps']} env steps, {row['updates']} updates: "
                 f"{row['success_rate']:.0%} ({row['ci_low']:.2f}-{row['ci_high']:.2f})")
-        if self.task.startswith("kitchen") and row.get("mean_return") is not None:
+        if is_kitchen(self.task) and row.get("mean_return") is not None:
             line += f", normalised score {25.0 * row['mean_return']:.1f} ({row['mean_return']:.2f} of 4 sub-tasks)"
         if row.get("validation_success_rate") is not None:
             selected = self.selected

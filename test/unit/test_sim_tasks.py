@@ -3,7 +3,7 @@
 import pytest
 
 from otpr_ros.package_files import pretraining_config
-from otpr_ros.sim.tasks import SIM_TASKS, sim_task
+from otpr_ros.sim.tasks import SIM_TASKS, is_kitchen, sim_task
 
 
 def test_every_task_says_its_observation_action_and_horizon():
@@ -15,6 +15,9 @@ def test_every_task_says_its_observation_action_and_horizon():
     assert (kitchen.family, sim_task("lift").family) == ("kitchen", "robomimic")
     with pytest.raises(ValueError, match="kitchen_complete"):
         sim_task("kitchen")
+    # the scripted experts' sub-task names are Kitchen too; CALVIN is not
+    assert [is_kitchen(name) for name in ("kitchen_partial", "kitchen:microwave,kettle", "calvin", "square")] == \
+        [True, True, False, False]
 
 
 def test_kitchen_models_start_from_their_own_configuration():
