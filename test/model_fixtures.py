@@ -26,8 +26,9 @@ def episode(length, seed):
             "states": rng.normal(size=(length, 5))}
 
 
-def make_tiny_model(tmp_path, name="model", gamma=None):
-    """``gamma``: the critic's discount (default: the configuration's)."""
+def make_tiny_model(tmp_path, name="model", gamma=None, extra_args=()):
+    """``gamma``: the critic's discount (default: the configuration's); ``extra_args``: more of
+    otpr-pretrain's arguments."""
     import copy
 
     from otpr_ros.tools.pretrain import main as pretrain_main
@@ -42,7 +43,7 @@ def make_tiny_model(tmp_path, name="model", gamma=None):
     output = tmp_path / name
     code = pretrain_main(["--task", "lift", "--dataset", str(dataset), "--output", str(output), "--config", str(config),
                           "--policy-steps", "20", "--critic-steps", "10", "--batch-size", "16", "--device", "cpu",
-                          "--logdir", str(tmp_path / "tb")])
+                          "--logdir", str(tmp_path / "tb"), *extra_args])
     assert code == 0
     return output
 

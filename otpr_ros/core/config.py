@@ -121,6 +121,24 @@ class OTPRConfig:
         raise ValueError(f"{path}: no '{section}' section (top level or under /**: ros__parameters:)")
 
 
+def with_settings(config: OTPRConfig, items, allowed: dict | None = None, where: str = "settings") -> OTPRConfig:
+    """``config`` with ``section.key=value`` settings (or top-level ``key=value``; values read as
+    YAML, a later one wins). ``allowed``: ``{section: keys}`` that may change (None: any key of the
+    configuration). A setting that is not allowed or not known is refused by name."""
+    data = config.to_dict()
+    for item in items:
+        name, _, text = item.partition("=")
+        section, _, key = name.rpartition(".")
+        target = data.get(section) if section else data
+        known = key in allowed.get(section, ()) if allowed is not None else isinstance(target, dict) and key in target
+        if not text or not known:
+            choices = ([f"{s}.{k}" for s, keys in allowed.items() for k in keys] if allowed is not None
+                       else "a key of config/otpr.yaml, e.g. diffusion.pretrain_lr or chunk")
+            raise ValueError(f"{where} {item!r}: expected section.key=value with one of {choices}")
+        target[key] = yaml.safe_load(text)
+    return OTPRConfig.from_dict(data, where)
+
+
 def _typed(value, kind, where):
     """A scalar as its field's type. YAML 1.1 reads ``3e-6`` as a string (it wants ``3.0e-6``)
     and ``1`` as an int: numbers become the float a field asks for; anything else of the

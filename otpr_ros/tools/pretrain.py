@@ -5,7 +5,7 @@ write a model directory (see otpr_ros/model/directory.py).
              --policy-steps 6000 --critic-steps 3000 --eval-episodes 50
 
 The configuration is config/otpr.yaml (Franka Kitchen: config/otpr_kitchen.yaml; obs_dim from the task) unless
---config is given. TensorBoard scalars go to
+--config is given; --set changes single settings over it (diffusion.pretrain_lr=1e-4). TensorBoard scalars go to
 --logdir (default runs/pretrain_<task>). With --eval-episodes, the model is evaluated on
 seeds --eval-seed.. (keep them apart from the demonstrations' seeds) and the card says so.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from otpr_ros.core.config import OTPRConfig
+from otpr_ros.core.config import OTPRConfig, with_settings
 from otpr_ros.core.critic import CONVERGED_ERROR, value_error
 from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
 from otpr_ros.model.directory import ModelInfo, save_model
@@ -37,6 +37,9 @@ def parse_args(argv=None):
     parser.add_argument("--output", required=True, help="model directory to write")
     parser.add_argument("--config", help="OTPR YAML, section otpr (default: config/otpr.yaml, Franka Kitchen "
                                          "config/otpr_kitchen.yaml; obs_dim, when it has none, from the task)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a setting over the configuration, e.g. diffusion.pretrain_lr=1e-4 (kept in the "
+                             "model's config.yaml and in its card's command)")
     parser.add_argument("--policy-steps", type=int, default=6000)
     parser.add_argument("--critic-steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -57,7 +60,12 @@ def main(argv=None) -> int:
     command = "otpr-pretrain " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     task = sim_task(args.task)
     config_path = Path(args.config) if args.config else pretraining_config(args.task)
-    config = OTPRConfig.from_yaml(config_path, defaults={"obs_dim": task.obs_dim})
+    try:
+        config = with_settings(OTPRConfig.from_yaml(config_path, defaults={"obs_dim": task.obs_dim}), args.set,
+                               where="--set")
+    except ValueError as error:
+        print(f"otpr-pretrain: {error}", file=sys.stderr)
+        return 2
     config.device, config.seed = args.device, args.seed
     if config.act_dim != task.act_dim:
         print(f"otpr-pretrain: {config_path} says act_dim {config.act_dim}; {args.task}'s actions have "

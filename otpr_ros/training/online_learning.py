@@ -41,18 +41,8 @@ def apply_overrides(model: Model, overrides) -> None:
     """``section.key=value`` settings (YAML values) for fine-tuning, e.g. the paper's
     ablations (``agent.guidance=q``, ``transport.masked=false``) or a smaller actor batch on
     a CPU. Only settings that leave the networks' shapes alone are accepted."""
-    import yaml
-
-    from otpr_ros.core.config import OTPRConfig
-    data = model.config.to_dict()
-    for item in overrides:
-        name, _, text = item.partition("=")
-        section, _, key = name.partition(".")
-        if not text or key not in TUNABLE.get(section, ()):
-            raise ValueError(f"override {item!r}: expected section.key=value with one of "
-                             f"{[f'{s}.{k}' for s, keys in TUNABLE.items() for k in keys]}")
-        data[section][key] = yaml.safe_load(text)
-    config = OTPRConfig.from_dict(data, "overrides")
+    from otpr_ros.core.config import with_settings
+    config = with_settings(model.config, overrides, TUNABLE, "override")
     try:
         check_config(config)
     except ValueError as error:

@@ -39,6 +39,35 @@ def test_values_of_the_wrong_type_are_errors():
             OTPRConfig.from_dict({"obs_dim": 3, section: {key: value}})
 
 
+def test_settings_change_one_key_and_refuse_what_they_do_not_know():
+    from otpr_ros.core.config import with_settings
+    base = OTPRConfig(obs_dim=5)
+    changed = with_settings(base, ["diffusion.pretrain_lr=1e-3", "chunk=8", "critic.hidden=[64, 64]"])
+    assert (changed.diffusion.pretrain_lr, changed.chunk, changed.critic.hidden) == (1e-3, 8, (64, 64))
+    assert base.diffusion.pretrain_lr == 1e-4 and changed.diffusion.ema_decay == base.diffusion.ema_decay
+    for bad in ["diffusion.pretrain_rate=1e-3", "diffusion.pretrain_lr", "policy.lr=1"]:
+        with pytest.raises(ValueError, match="--set .*expected section.key=value"):
+            with_settings(base, [bad], where="--set")
+    with pytest.raises(ValueError, match="expected float"):
+        with_settings(base, ["diffusion.pretrain_lr=fast"])
+    # a fine-tuning override may change only what leaves the networks alone
+    with pytest.raises(ValueError, match="override 'critic.hidden=.*agent.num_candidates"):
+        with_settings(base, ["critic.hidden=[64]"], {"agent": ("num_candidates",)}, "override")
+
+
+def test_pretrain_keeps_a_set_value_and_refuses_an_unknown_one(tmp_path, capsys):
+    from model_fixtures import make_tiny_model
+
+    from otpr_ros.model.directory import read_config
+    from otpr_ros.tools.pretrain import main as pretrain_main
+    model = make_tiny_model(tmp_path, extra_args=["--set", "diffusion.pretrain_lr=5e-4"])
+    assert read_config(model).diffusion.pretrain_lr == 5e-4
+    assert "--set diffusion.pretrain_lr=5e-4" in (model / "MODEL_CARD.md").read_text()    # its command
+    assert pretrain_main(["--task", "lift", "--dataset", str(tmp_path / "demos.hdf5"), "--output",
+                          str(tmp_path / "refused"), "--set", "diffusion.learning_rate=1e-3"]) == 2
+    assert "diffusion.learning_rate" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+
+
 def test_round_trip_through_dict():
     config = OTPRConfig(obs_dim=5, chunk=2)
     assert OTPRConfig.from_dict(config.to_dict()) == config
