@@ -37,12 +37,13 @@ test-unit: setup
 
 # The shipped models in models/, exactly as their cards say: mixed-quality scripted
 # demonstrations, pre-training, evaluation on 50 held-out seeds (100000-100049), ONNX export.
+# Lift and Square were made when config/otpr.yaml pre-trained at 1e-4 (1e-3 since 2026-12-01).
 # About 10-20 min a task on 2 cores (Square about 60); data/ is not committed.
 BIN := $(VENV)/bin
 models: setup
 	$(BIN)/otpr-collect-demos --task lift --episodes 100 --quality mixed --seed 10000 --output data/lift_mixed.hdf5
 	$(BIN)/otpr-pretrain --task lift --dataset data/lift_mixed.hdf5 --output models/lift \
-	  --policy-steps 4000 --critic-steps 2000 --eval-episodes 50
+	  --policy-steps 4000 --critic-steps 2000 --eval-episodes 50 --set diffusion.pretrain_lr=1e-4
 	$(BIN)/otpr-collect-demos --task can --episodes 100 --quality mixed --seed 10000 --output data/can_mixed.hdf5
 	$(BIN)/otpr-collect-demos --task can --episodes 150 --quality mixed --seed 20000 --output data/can_mixed_b.hdf5
 	$(BIN)/otpr-pretrain --task can --dataset data/can_mixed.hdf5 data/can_mixed_b.hdf5 --output models/can \
@@ -51,4 +52,4 @@ models: setup
 	$(BIN)/otpr-collect-demos --task square --episodes 250 --quality mixed --seed 20000 --output data/square_mixed_b.hdf5
 	$(BIN)/otpr-collect-demos --task square --episodes 250 --quality mixed --seed 30000 --output data/square_mixed_c.hdf5
 	$(BIN)/otpr-pretrain --task square --dataset data/square_mixed.hdf5 data/square_mixed_b.hdf5 data/square_mixed_c.hdf5 \
-	  --output models/square --policy-steps 160000 --critic-steps 2000 --eval-episodes 50
+	  --output models/square --policy-steps 160000 --critic-steps 2000 --eval-episodes 50 --set diffusion.pretrain_lr=1e-4
