@@ -27,6 +27,7 @@ class ObservationGate:
         self.refused = Counter({reason: 0 for reason in REASONS})
         self.accepted = 0
         self.last_stamp = -np.inf
+        self.out_of_range = None     # the last observation refused as out of range: where, as text
 
     def refuse(self, reason: str) -> str:
         self.refused[reason] += 1
@@ -42,6 +43,10 @@ class ObservationGate:
         if not np.isfinite(obs).all() or not np.isfinite(stamps).all() or stamps.size == 0:
             return self.refuse("non_finite")
         if self.low is not None and ((obs < self.low) | (obs > self.high)).any():
+            outside = np.flatnonzero((obs < self.low) | (obs > self.high))
+            self.out_of_range = ", ".join(f"component {i} = {obs[i]:.4g} outside [{self.low[i]:.4g}, "
+                                          f"{self.high[i]:.4g}]" for i in outside[:3]) + \
+                (f" (and {outside.size - 3} more)" if outside.size > 3 else "")
             return self.refuse("out_of_range")
         if stamps.max() > now + FUTURE_TOLERANCE:
             return self.refuse("future_stamp")

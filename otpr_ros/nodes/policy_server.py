@@ -197,7 +197,12 @@ class PolicyServer(Node):
             self.gate.refuse(assembled)
             return
         obs, stamps, state_stamp = assembled
-        if self.gate.check(obs, stamps, receive_time) is None:
+        refusal = self.gate.check(obs, stamps, receive_time)
+        if refusal == "out_of_range":
+            self.get_logger().warning(f"observation refused, the arm is not moved: {self.gate.out_of_range} (the "
+                                      "limits: max_normalised_obs of the training data's range)",
+                                      throttle_duration_sec=10.0)
+        if refusal is None:
             self.last_accepted_time = receive_time
             if self.starved:
                 self.starved = False
@@ -306,7 +311,7 @@ class PolicyServer(Node):
                 "intervening": self._intervening(self.get_clock().now().nanoseconds * 1e-9),
                 "starved": self.starved, "accepted": self.gate.accepted,
                 "last_accepted_stamp": self.gate.last_stamp if self.gate.accepted else None,
-                "refused": dict(self.gate.refused), "model": str(self.policy.model.path),
+                "refused": dict(self.gate.refused), "last_out_of_range": self.gate.out_of_range, "model": str(self.policy.model.path),
                 "weights_sha256": self.policy.model.weights_sha256, "backend": self.policy.backend.name,
                 "provider": self.policy.backend.provider, "model_version": self.guard.version,
                 "model_run": self.guard.run, "updates_signed": self.guard.key is not None,

@@ -20,7 +20,10 @@ Modes (parameter ``mode``):
   motion, last gripper command) while time goes on.
 - ``fast``: as fast as the simulation and the server allow (training); the simulated
   world waits for the chunk of each state, and the state is published again (new stamp)
-  every ``chunk_timeout`` s until one comes. Paced by the learner (``learner_progress``):
+  every ``chunk_timeout`` s until one comes. A server that has acted in this run and then
+  refuses an episode's states (an observation outside the range it accepts) would stop the
+  loop for good: after ``stall_timeout`` s without a chunk the episode ends as ``stalled``
+  (a failure, truncated) and the next one starts. Paced by the learner (``learner_progress``):
   between two chunks the world also waits while the learner is ready for no more
   transitions (its update-to-data ratio) or while ``max_unacknowledged`` of this bridge's
   transitions are not yet on the learner's disk (a learner that crashed finds them in
@@ -86,6 +89,9 @@ PARAMETERS = (
     ("horizon", 0, "control steps per episode; 0: the task's", (0, 100000), True),
     ("chunk_timeout", 1.0, "s without a chunk before the state is sent again (fast) or a warning (realtime)",
      (0.01, 60.0), False),
+    ("stall_timeout", 60.0, "fast mode: s an episode's state may wait for a chunk, once the server has acted in "
+     "this run, before the episode is ended as stalled (a failure, truncated) and the next begins; 0: wait "
+     "forever", (0.0, 3600.0), False),
     ("frame_id", "world", "frame of the poses", None, True),
     ("model_dir", "", "the model being fine-tuned: its critic.gamma discounts the rewards inside a chunk; "
      "empty: the shipped model of the task", None, True),
@@ -125,11 +131,12 @@ class SimBridge(Node):
         self.act_dim = env.action_space.shape[0]
         self.control_period = 1.0 / env.control_hz
         self.episodes, self.frame_id = value("episodes"), value("frame_id")
-        self.chunk_timeout = value("chunk_timeout")
+        self.chunk_timeout, self.stall_timeout = value("chunk_timeout"), value("stall_timeout")
+        self.asking_since = None        # monotonic s: the first state published since the last chunk
         self.holding_since = None       # fast mode: waiting for the learner since (monotonic s)
         self.held_s = 0.0
         self.counts = {"chunks_executed": 0, "chunks_dropped": 0, "chunks_malformed": 0, "timeouts": 0,
-                       "transitions": 0, "episodes": 0, "successes": 0}
+                       "stalled": 0, "transitions": 0, "episodes": 0, "successes": 0}
         self.waiting_for = {}       # stamp -> (observation, publish time) of the states since the last chunk
         self.round_trip_ms = deque(maxlen=100000)     # state published -> its chunk received
         self.last_state_time = 0.0
@@ -181,6 +188,8 @@ class SimBridge(Node):
         stamp = now.to_msg()
         obs = self.session.observation()
         if not self.session.executing:
+            if not self.waiting_for:
+                self.asking_since = time.monotonic()
             self.waiting_for[stamp_key(stamp)] = (obs, time.perf_counter())
         env = self.session.env
         if hasattr(env, "robot_state"):
@@ -240,6 +249,14 @@ class SimBridge(Node):
             self._next_state()
             return
         now = self.get_clock().now().nanoseconds * 1e-9
+        if self._stalled():
+            self.counts["stalled"] += 1
+            self.get_logger().warning(f"no action_chunk for {self.stall_timeout} s (see the policy server's "
+                                      f"refusals): episode {self.session.episode} ends as stalled")
+            self._close_episode("stalled")
+            if not self.link.stopping:
+                self._next_state()
+            return
         if not self.session.executing and now - self.last_state_time >= self.chunk_timeout:
             if not self.session.done:           # robot mode: an ended episode waits for its reset
                 self.counts["timeouts"] += 1
@@ -247,6 +264,13 @@ class SimBridge(Node):
                     self.get_logger().warning("no action_chunk in time; the simulation waits",
                                               throttle_duration_sec=10.0)
             self._publish_state()
+
+    def _stalled(self) -> bool:
+        """fast mode: the server acted in this run, yet this episode's state has waited
+        ``stall_timeout`` s for a chunk (a server up and answering, refusing these states)."""
+        return (self.mode == "fast" and self.stall_timeout > 0 and self.counts["chunks_executed"] > 0 and
+                not self.session.executing and not self.session.done and bool(self.waiting_for) and
+                time.monotonic() - self.asking_since > self.stall_timeout)
 
     def _teleop_step(self) -> None:
         """teleop expert: one control step commanded by the simulated teleoperator."""

@@ -78,7 +78,7 @@ class EpisodeSummary:
     length: int             # control steps, held steps included
     truncated: bool
     held_steps: int
-    reason: str             # success | horizon | reset
+    reason: str             # success | horizon | reset | stalled (the sim bridge: no chunk came)
 
     def to_dict(self) -> dict:
         return {"episode": self.episode, "seed": self.seed, "return": self.return_, "success": self.success,

@@ -119,7 +119,7 @@ def fuzz(tmp_path, count, domain):
                 fuzzer.send(kind)
                 sent += 1
         spin(3.0)
-        refused, accepted = dict(status["refused"]), status["accepted"]
+        refused, accepted, named = dict(status["refused"]), status["accepted"], status["last_out_of_range"]
         # alive and answering a valid state afterwards
         before = len(chunks)
         for _ in range(100):
@@ -145,7 +145,7 @@ def fuzz(tmp_path, count, domain):
     assert not wrong, f"chunks answered states that were not valid: {wrong}"
     assert len(answered) == len(set(answered)), "a state was answered twice"
     return {"sent": sent, "by_kind": fuzzer.sent, "chunks": len(chunks), "accepted": accepted, "refused": refused,
-            "unsafe_actions": 0}
+            "last_out_of_range": named, "unsafe_actions": 0}
 
 
 def test_fuzzed_states_never_become_unsafe_actions(tmp_path):
@@ -153,6 +153,7 @@ def test_fuzzed_states_never_become_unsafe_actions(tmp_path):
     assert report["chunks"] > 0.2 * report["by_kind"]["valid"], report      # the rest: dropped (sensor QoS)
     for reason in ("non_finite", "malformed", "stale", "future_stamp", "out_of_range", "out_of_order"):
         assert report["refused"][reason] > 0, (reason, report["refused"])
+    assert report["last_out_of_range"].startswith("component "), report      # which value, for a person
     print(json.dumps(report))
 
 

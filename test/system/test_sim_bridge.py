@@ -99,6 +99,52 @@ def test_closed_loop_lift(bus):
         f"{successes}/{EPISODES} over the bus is not consistent with the offline evaluation {OFFLINE_CI}"
 
 
+def test_an_episode_the_server_will_not_act_in_ends_as_stalled(bus):
+    """Fast mode: once the server has acted, an episode whose states it then refuses (here:
+    disabled; in a fine-tuning run, a state outside the range it accepts) ends as stalled after
+    ``stall_timeout`` s, and the loop goes on with the next episode instead of waiting forever."""
+    from std_srvs.srv import SetBool
+    namespace = "/stall"
+    observer, _ = bus
+    node = observer.node
+    episodes, status = [], {}
+    node.create_subscription(String, f"{namespace}/episode", lambda m: episodes.append(json.loads(m.data)),
+                             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    node.create_subscription(String, f"{namespace}/sim_bridge/status", lambda m: status.update(json.loads(m.data)), 10)
+    enable = node.create_client(SetBool, f"{namespace}/policy_server/enable")
+    server = start_node("otpr_ros.nodes.policy_server", DOMAIN, namespace, "max_decision_rate:=1000.0")
+    bridge = start_node("otpr_ros.nodes.sim_bridge", DOMAIN, namespace, "stall_timeout:=2.0",
+                        f"first_seed:={FIRST_SEED}")
+
+    def switch(on: bool):
+        future = enable.call_async(SetBool.Request(data=on))
+        assert observer.wait_for(future.done, 30) and future.result().success
+
+    def stalled():
+        return [e for e in episodes if e["reason"] == "stalled"]
+
+    try:
+        assert enable.wait_for_service(timeout_sec=60.0)
+        assert observer.wait_for(lambda: status.get("chunks_executed", 0) >= 1 or bridge.poll() is not None, 300)
+        switch(False)
+        assert observer.wait_for(lambda: stalled() or bridge.poll() is not None, 120), "no episode ended as stalled"
+        switch(True)
+        assert observer.wait_for(lambda: episodes[-1]["reason"] != "stalled" or bridge.poll() is not None, 400), \
+            "no episode after the stalled one"
+        assert observer.wait_for(lambda: status.get("stalled") == 1, 30), status
+        assert bridge.poll() is None
+    finally:
+        for process in (server, bridge):
+            process.terminate()
+        server_output = server.communicate(timeout=30)[0]
+        output = bridge.communicate(timeout=60)[0]
+    assert server.returncode in (0, -15) and bridge.returncode in (0, -15), (server_output[-3000:], output[-3000:])
+    (first, *_), last = stalled(), episodes[-1]
+    assert len(stalled()) == 1 and (first["success"], first["truncated"]) == (False, True), episodes
+    assert last["reason"] in ("success", "horizon") and last["episode"] == first["episode"] + 1, episodes
+    assert "ends as stalled" in output
+
+
 def robot_messages(state, stamp):
     """What a Panda's drivers and a perception node publish, written by hand from numbers."""
     def pose(position, quaternion):

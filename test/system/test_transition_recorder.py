@@ -71,7 +71,9 @@ def test_the_recorders_transitions_are_the_simulations(robot):
                              any(p.poll() is not None for p in nodes), 600)
     assert done and all(p.poll() is None for p in nodes), [p.args[2] for p in nodes if p.poll() is not None]
     expected = sum(e["transitions"] for e in seen["episode"][:EPISODES])   # another topic: may trail the summary
-    observer.wait_for(lambda: min(len(seen["transition"]), len(seen["sim_bridge/transition"])) >= expected, 30)
+    counts = lambda: (len(seen["transition"]), len(seen["sim_bridge/transition"]))  # noqa: E731
+    assert observer.wait_for(lambda: min(counts()) >= expected, 60), \
+        f"(recorder's, simulation's) transitions {counts()} for the {expected} of the recorder's summaries"
     recorded = [transition_fields(m, obs_dim=19, action_size=28) for m in seen["transition"]]
     simulated = [transition_fields(m, obs_dim=19, action_size=28) for m in seen["sim_bridge/transition"]]
     episodes = seen["episode"][:EPISODES]

@@ -27,3 +27,4 @@ def test_implausible_observations_are_refused():
     assert gate.check(np.array([1e6, 1.0]), [10.05], now=10.1) == "out_of_range"
     assert gate.check(np.array([0.0, -0.1]), [10.06], now=10.1) == "out_of_range"
     assert gate.refused["out_of_range"] == 2 and gate.accepted == 1
+    assert gate.out_of_range == "component 1 = -0.1 outside [0, 2]"      # what a log names for a person
