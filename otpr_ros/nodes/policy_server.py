@@ -44,6 +44,7 @@ from otpr_ros.nodes.robot_state import RobotStateSync
 from otpr_ros.package_files import share_dir, shipped_model
 
 SOURCES = ("robot_state", "observation")
+SET_UP_ERRORS = (ModelError, ValueError, OSError)      # a bad model or parameter: refused at start, named
 
 
 # the server's parameters: name, default, description, (low, high) or None, read-only (node_main.declare_parameters)
@@ -330,7 +331,7 @@ class ManagedPolicyServer(PolicyServer, ManagedNode):
     deactivate stops (no chunk is published: the arm holds still); cleanup lets the model go.
     A watchdog deactivates it when no fresh observation has come for ``starved_after`` s while
     active: acting resumes only when someone activates it again."""
-    set_up_errors = (ModelError, ValueError, OSError)
+    set_up_errors = SET_UP_ERRORS
     active = False
 
     def __init__(self):
@@ -359,8 +360,7 @@ class ManagedPolicyServer(PolicyServer, ManagedNode):
 
 def main(args=None) -> int:
     managed = "--managed" in (sys.argv if args is None else args)
-    return run_node("policy_server", ManagedPolicyServer if managed else PolicyServer, args,
-                    (ModelError, ValueError, OSError))
+    return run_node("policy_server", ManagedPolicyServer if managed else PolicyServer, args, SET_UP_ERRORS)
 
 
 if __name__ == "__main__":

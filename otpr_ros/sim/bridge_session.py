@@ -174,13 +174,9 @@ class BridgeSession:
         return float(reward)
 
     def hold_action(self) -> np.ndarray:
-        """The action that holds the robot still: the environment's own (Franka Kitchen: zero joint
-        velocities), else zero end-effector motion and the last gripper command."""
-        if hasattr(self.env, "hold_action"):
-            return self.env.hold_action(self.gripper_command)
-        action = np.zeros(self.env.action_space.shape[0])
-        action[-1] = self.gripper_command
-        return action
+        """The action that holds the robot still, the environment's own (robomimic, CALVIN: zero
+        end-effector motion and the last gripper command; Franka Kitchen: zero joint velocities)."""
+        return self.env.hold_action(self.gripper_command)
 
     def run_chunk(self, decide) -> Transition:
         """One whole chunk without a bus: ``decide(observation)`` -> actions, executed to the

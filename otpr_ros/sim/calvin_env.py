@@ -15,7 +15,7 @@ calvin_env is not on PyPI; importing this module does not need it, constructing
 import gymnasium as gym
 import numpy as np
 
-from otpr_ros.sim.robomimic_env import checked_action
+from otpr_ros.sim.robomimic_env import RobomimicEnv, checked_action
 
 ROBOT_OBS_DIM, SCENE_OBS_DIM, ACTION_DIM = 15, 24, 7
 INSTALL_HINT = (
@@ -130,6 +130,8 @@ class CalvinEnv(gym.Env):
         truncated = not success and self.elapsed >= self.horizon
         return flatten_obs(obs), reward, success, truncated, {"success": success,
                                                                "tasks_completed": self.chain.completed}
+
+    hold_action = staticmethod(RobomimicEnv.hold_action)     # the same 7-dim relative actions, gripper last
 
     def close(self):
         self.sim.close()

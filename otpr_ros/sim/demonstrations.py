@@ -23,7 +23,7 @@ QUALITY_MIXES = {
 def env_args(task: str, otpr: dict) -> dict:
     """A dataset's ``env_args``: robomimic's environment description, and where it came from."""
     from otpr_ros.sim.robomimic_env import CONTROL_HZ, TASKS
-    if task not in TASKS:                      # Franka Kitchen: gymnasium-robotics' environment and its targets
+    if is_kitchen(task):                       # gymnasium-robotics' environment and its targets
         from otpr_ros.sim.kitchen_env import kitchen_targets
         return {"env_name": "FrankaKitchen-v1", "type": "gymnasium",
                 "env_kwargs": {"tasks_to_complete": list(kitchen_targets(task))}, "otpr": {"task": task, **otpr}}

@@ -44,7 +44,7 @@ class EndEffectorControl:
     #                             cannot be turned: measured 2026-12-01, joint 7 at 2.98 of 2.90)
 
     def __init__(self, env):
-        self.env, self.model, self.data = env, env.model, env.data
+        self.model, self.data = env.model, env.data
         self.site = self.model.site("end_effector").id
         self.low, self.high = self.model.jnt_range[:7, 0], self.model.jnt_range[:7, 1]
         self.dt = 1.0 / env.control_hz

@@ -152,6 +152,11 @@ class RobomimicEnv(gym.Env):
         truncated = not success and self.elapsed >= self.horizon
         return flatten_obs(self.raw_obs), float(success), success, truncated, {"success": success}
 
+    @staticmethod
+    def hold_action(gripper_command: float) -> np.ndarray:
+        """Holding still: zero end-effector motion, the gripper as last commanded."""
+        return np.array([0.0] * (ACTION_DIM - 1) + [gripper_command])
+
     def robot_state(self) -> RobotState:
         """What a robot and its perception would publish about the current state."""
         raw, name = self.raw_obs, self.spec_.object_name

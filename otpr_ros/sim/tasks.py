@@ -15,7 +15,6 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class SimTask:
     name: str
-    family: str              # robomimic | kitchen
     obs_keys: tuple          # the observation, as the keys of a demonstration file, concatenated in order
     obs_dim: int
     act_dim: int
@@ -25,9 +24,9 @@ class SimTask:
 
 def _tasks() -> dict:
     from otpr_ros.sim import kitchen_env, robomimic_env
-    tasks = {name: SimTask(name, "robomimic", robomimic_env.OBS_KEYS, spec.obs_dim, robomimic_env.ACTION_DIM,
+    tasks = {name: SimTask(name, robomimic_env.OBS_KEYS, spec.obs_dim, robomimic_env.ACTION_DIM,
                            robomimic_env.CONTROL_HZ, spec.horizon) for name, spec in robomimic_env.TASKS.items()}
-    tasks.update({name: SimTask(name, "kitchen", kitchen_env.OBS_KEYS, kitchen_env.OBS_DIM, kitchen_env.ACTION_DIM,
+    tasks.update({name: SimTask(name, kitchen_env.OBS_KEYS, kitchen_env.OBS_DIM, kitchen_env.ACTION_DIM,
                                 kitchen_env.CONTROL_HZ, kitchen_env.HORIZON) for name in kitchen_env.KITCHEN_TASKS})
     return tasks
 
@@ -43,7 +42,7 @@ def sim_task(name: str) -> SimTask:
 
 def is_kitchen(name: str) -> bool:
     """A Franka Kitchen task: a registered ``kitchen_<variant>`` or a ``kitchen:<sub-task>[,...]`` of the
-    scripted experts (the one place that asks)."""
+    scripted experts (the one place that asks; anything else is robomimic)."""
     return name.startswith("kitchen")
 
 
