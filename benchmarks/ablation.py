@@ -1,7 +1,9 @@
 """The paper's ablations, with identical seeds and budgets per task: BC only (the shipped
 model, no fine-tuning), OTPR (H guidance, masked OT), OTPR-U (unmasked), Q and advantage
 guidance, each fine-tuned by the in-process ``otpr-finetune`` (one process per variant) and
-evaluated on the same held-out seeds.
+evaluated on the same held-out seeds. ``--variants recipe`` adds the task's own fine-tuning recipe
+(``config/<task>.yaml``, what ``otpr-launch finetune`` and ``otpr-finetune`` run by default) for
+comparison.
 
     python benchmarks/ablation.py --tasks lift can
 
@@ -30,7 +32,9 @@ DEFAULT_VARIANTS = ["otpr", "unmasked", "q", "advantage"]
 # main job passes 90 %; Can's is where the unmasked 12 000-step run stood highest (docs/results.md)
 BUDGETS = {"lift": (3000, 1500), "can": (4000, 2000), "square": (6000, 3000)}
 LABELS = {"bc": "BC only (no fine-tuning)", "otpr": "OTPR: H, masked OT", "unmasked": "OTPR-U: H, unmasked OT",
-          "mask_without_g": "H, mask without keypoint cost", "q": "Q guidance", "advantage": "advantage guidance"}
+          "mask_without_g": "H, mask without keypoint cost", "q": "Q guidance", "advantage": "advantage guidance",
+          "recipe": "the task's recipe (config/<task>.yaml)"}
+CHOICES = [*VARIANTS, "recipe"]
 
 
 def bc_row(task: str, seeds, output: Path) -> dict:
@@ -50,8 +54,8 @@ def run_variant(args, task: str, budget: tuple, variant: str, output: Path) -> d
                    "--env-steps", str(budget[0]), "--eval-every", str(budget[1]), "--utd", str(args.utd),
                    "--eval-episodes", str(args.episodes), "--eval-seed", str(args.eval_seed),
                    "--train-seed", str(args.train_seed), "--seed", str(args.seed), "--device", args.device,
-                   "--no-offline-eval", "--recipe", "model"]
-        for override in CPU_SETTINGS + VARIANTS[variant]:
+                   "--no-offline-eval", "--recipe", "task" if variant == "recipe" else "model"]
+        for override in CPU_SETTINGS + VARIANTS.get(variant, []):
             command += ["--set", override]
         print(f"ablation {task}: {variant}: {' '.join(command)}", flush=True)
         subprocess.run(command, check=True)
@@ -108,7 +112,7 @@ def plot(tasks: dict, path: Path, args) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["lift", "can"], choices=sorted(BUDGETS))
-    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=CHOICES)
     parser.add_argument("--env-steps", type=int, help="every task's budget (default: BUDGETS)")
     parser.add_argument("--eval-every", type=int, help="every task's evaluation interval (default: BUDGETS)")
     parser.add_argument("--utd", type=float, default=0.25)
