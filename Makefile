@@ -52,4 +52,4 @@ models: setup
 	$(BIN)/otpr-collect-demos --task square --episodes 250 --quality mixed --seed 20000 --output data/square_mixed_b.hdf5
 	$(BIN)/otpr-collect-demos --task square --episodes 250 --quality mixed --seed 30000 --output data/square_mixed_c.hdf5
 	$(BIN)/otpr-pretrain --task square --dataset data/square_mixed.hdf5 data/square_mixed_b.hdf5 data/square_mixed_c.hdf5 \
-	  --output models/square --policy-steps 160000 --critic-steps 2000 --eval-episodes 50 --set diffusion.pretrain_lr=1e-4
+	  --output models/square --policy-steps 30000 --critic-steps 12000 --eval-episodes 50
