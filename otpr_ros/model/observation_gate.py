@@ -42,11 +42,11 @@ class ObservationGate:
             return self.refuse("wrong_size")
         if not np.isfinite(obs).all() or not np.isfinite(stamps).all() or stamps.size == 0:
             return self.refuse("non_finite")
-        if self.low is not None and ((obs < self.low) | (obs > self.high)).any():
-            outside = np.flatnonzero((obs < self.low) | (obs > self.high))
+        outside = np.flatnonzero((obs < self.low) | (obs > self.high)) if self.low is not None else ()
+        if len(outside):
             self.out_of_range = ", ".join(f"component {i} = {obs[i]:.4g} outside [{self.low[i]:.4g}, "
                                           f"{self.high[i]:.4g}]" for i in outside[:3]) + \
-                (f" (and {outside.size - 3} more)" if outside.size > 3 else "")
+                (f" (and {len(outside) - 3} more)" if len(outside) > 3 else "")
             return self.refuse("out_of_range")
         if stamps.max() > now + FUTURE_TOLERANCE:
             return self.refuse("future_stamp")

@@ -132,7 +132,6 @@ class SimBridge(Node):
         self.control_period = 1.0 / env.control_hz
         self.episodes, self.frame_id = value("episodes"), value("frame_id")
         self.chunk_timeout, self.stall_timeout = value("chunk_timeout"), value("stall_timeout")
-        self.asking_since = None        # monotonic s: the first state published since the last chunk
         self.holding_since = None       # fast mode: waiting for the learner since (monotonic s)
         self.held_s = 0.0
         self.counts = {"chunks_executed": 0, "chunks_dropped": 0, "chunks_malformed": 0, "timeouts": 0,
@@ -188,8 +187,6 @@ class SimBridge(Node):
         stamp = now.to_msg()
         obs = self.session.observation()
         if not self.session.executing:
-            if not self.waiting_for:
-                self.asking_since = time.monotonic()
             self.waiting_for[stamp_key(stamp)] = (obs, time.perf_counter())
         env = self.session.env
         if hasattr(env, "robot_state"):
@@ -270,7 +267,7 @@ class SimBridge(Node):
         ``stall_timeout`` s for a chunk (a server up and answering, refusing these states)."""
         return (self.mode == "fast" and self.stall_timeout > 0 and self.counts["chunks_executed"] > 0 and
                 not self.session.executing and not self.session.done and bool(self.waiting_for) and
-                time.monotonic() - self.asking_since > self.stall_timeout)
+                time.perf_counter() - min(t for _, t in self.waiting_for.values()) > self.stall_timeout)
 
     def _teleop_step(self) -> None:
         """teleop expert: one control step commanded by the simulated teleoperator."""
