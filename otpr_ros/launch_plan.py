@@ -36,6 +36,7 @@ from otpr_ros.model.update_auth import create_key
 from otpr_ros.package_files import node_parameters, share_dir
 from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE
 from otpr_ros.sim.robomimic_env import TASKS
+from otpr_ros.sim.tasks import SIM_TASKS, is_kitchen
 
 DISCOVERY = {"localhost": "LOCALHOST", "subnet": "SUBNET"}
 
@@ -115,8 +116,11 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
                          ("seed", seed)):
         if number < 0:
             raise ValueError(f"{name}: expected >= 0, got {number}")
-    if task not in TASKS:
-        raise ValueError(f"task: expected one of {tuple(TASKS)}, got {task!r}")
+    if task not in SIM_TASKS:
+        raise ValueError(f"task: expected one of {tuple(SIM_TASKS)}, got {task!r}")
+    if is_kitchen(task) and (mode == "robot" or not use_sim):
+        raise ValueError(f"task {task!r}: Franka Kitchen runs in simulation only (use_sim true, mode fast or "
+                         f"realtime): the robot path's recorder builds robomimic observations from poses")
     if not 1 <= num_envs <= 64:
         raise ValueError(f"num_envs: expected 1..64, got {num_envs}")
     if device != "auto" and device != "cpu" and not device.startswith("cuda"):
@@ -134,7 +138,7 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
                                                "eval_episodes": eval_episodes, "validation_seed": validation_seed,
                                                "training_seeds": [i * SEEDS_PER_BRIDGE for i in range(num_envs)],
                                                **({"output_dir": output_dir} if output_dir else {})})
-    recorder = {"task": task, "model_dir": model_dir, "max_episode_steps": TASKS[task].horizon}
+    recorder = {"task": task, "model_dir": model_dir, "max_episode_steps": SIM_TASKS[task].horizon}
     recorded = {topic: shared[topic] for topic in ("transition", "learner_progress")}
     if not use_sim:
         plan = [node_plan("policy_server", ns or "/", {**server, "start_enabled": False},
@@ -172,7 +176,7 @@ def with_environment(plan: list[NodePlan], environment: dict, enclaves: str = ""
 
 # the launch arguments of finetune.launch.py and ``otpr-launch finetune`` (strings, as launch has them)
 FINETUNE_ARGUMENTS = {
-    "task": ("lift", "lift | can | square"),
+    "task": ("lift", "lift | can | square | kitchen_complete | kitchen_partial | kitchen_mixed (simulation only)"),
     "num_envs": ("1", "simulation bridges, each with its policy server"),
     "device": ("auto", "auto (CUDA when present) | cpu | cuda[:i]"),
     "backend": ("torch", "torch | onnx | openvino"),

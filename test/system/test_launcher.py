@@ -102,3 +102,27 @@ def test_ctrl_c_stops_every_node_and_the_learner_keeps_every_transition(tiny, tm
     batches, report = ReplayLog(runs / "replay", TRANSITION_FIELDS).load()
     kept = {(int(stream), int(sequence)) for b in batches for stream, sequence in zip(b["stream"], b["sequence"])}
     assert sent and sent <= kept and not report["damaged"], (len(sent), len(kept), sorted(sent - kept)[:5])
+
+
+def test_finetune_runs_a_kitchen_task_through_the_learner(tmp_path):
+    """Franka Kitchen through the launcher: config/kitchen_complete.yaml's server settings (the
+    59-value observation, nine joints), the bridge's 280-step episode, the learner keeps it."""
+    pytest.importorskip("gymnasium_robotics", reason="the kitchen extra is not installed")
+    from model_fixtures import make_tiny_kitchen_model
+    model, _ = make_tiny_kitchen_model(tmp_path)
+    runs = tmp_path / "runs"
+    listener = Listener(domain(63), "/k63")
+    process = launch(domain(63), "finetune", "--task", "kitchen_complete", "--episodes", "1", "--namespace", "k63",
+                     "--model-dir", str(model), "--output-dir", str(runs))
+    try:
+        listener.wait_for(lambda: process.poll() is not None, 600)     # the bridge's one episode ends the run
+        output = process.communicate(timeout=60)[0]
+        assert process.returncode == 0, output[-3000:]
+    finally:
+        process.kill()
+        listener.close()
+    assert [e["length"] for e in listener.episodes] == [280]
+    transitions = [transition_fields(m, obs_dim=59, action_size=72) for m in listener.transitions]
+    assert sum(t["steps"] for t in transitions) + listener.episodes[0]["held_steps"] == 280
+    batches, report = ReplayLog(runs / "replay", TRANSITION_FIELDS).load()
+    assert sum(len(b["sequence"]) for b in batches) == len(transitions) and not report["damaged"]

@@ -97,3 +97,14 @@ def test_a_run_seed_reaches_the_learner_and_the_servers_and_leaves_the_episode_s
         plan_from_arguments("finetune", {**values, "seed": "x"})
     with pytest.raises(ValueError, match="seed: expected >= 0"):
         finetune_plan(seed=-1)
+
+
+def test_kitchen_tasks_run_in_simulation_and_refuse_the_robot_path(tmp_path):
+    plan = finetune_plan(task="kitchen_complete", output_dir=str(tmp_path))
+    assert [n.executable for n in plan] == ["sim_bridge", "policy_server", "learner"]
+    assert {n.parameters["task"] for n in plan} == {"kitchen_complete"}
+    for mode, use_sim in (("robot", True), ("fast", False)):
+        with pytest.raises(ValueError, match="kitchen_partial.*simulation only"):
+            finetune_plan(task="kitchen_partial", mode=mode, use_sim=use_sim)
+    with pytest.raises(ValueError, match="task: expected one of .*kitchen_mixed.*got 'kitchen'"):
+        finetune_plan(task="kitchen")
