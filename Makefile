@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# calvin_env's source (not on PyPI); installed from a writable copy when it is there
+CALVIN_SRC ?= ../shared/vendor/calvin_env
 
 .PHONY: setup run test test-unit models
 setup: $(VENV)/.installed
@@ -11,8 +13,11 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[ros,sim,kitchen,test]'
+	$(PY) -m pip install --quiet -e '.[ros,sim,kitchen,calvin,test]'
 	$(PY) -m pip install --quiet --no-deps robosuite==1.5.2
+	if [ -d "$(CALVIN_SRC)" ]; then rm -rf $(VENV)/src/calvin_env && mkdir -p $(VENV)/src && \
+	  cp -r "$(CALVIN_SRC)" $(VENV)/src/calvin_env && chmod -R u+w $(VENV)/src/calvin_env && \
+	  $(PY) -m pip install --quiet --no-deps -e $(VENV)/src/calvin_env; fi
 	touch $@
 
 # The main job: fine-tune the shipped Lift model online over ROS 2 (bridge, policy server and

@@ -60,6 +60,10 @@ setup(
                 "termcolor>=2"],
         # Franka Kitchen (FrankaKitchen-v1 on the same MuJoCo): otpr_ros/sim/kitchen_env.py
         "kitchen": ["gymnasium-robotics==1.4.2"],
+        # CALVIN: calvin_env's runtime dependencies (it is not on PyPI: `make setup` installs it from
+        # ../shared/vendor/calvin_env where that exists; elsewhere from its git repository, --no-deps)
+        "calvin": ["pybullet==3.2.7", "gym==0.26.2", "hydra-core==1.3.8", "omegaconf==2.3.1",
+                   "numpy-quaternion==2024.0.13", "GitPython==3.2.1"],
         # colcon: the packaging test builds the package the way a ROS workspace does
         "test": ["pytest>=8", "scipy>=1.11", "hypothesis>=6", "pot>=0.9.4", "colcon-common-extensions>=0.3"],
     },

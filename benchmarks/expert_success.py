@@ -5,7 +5,8 @@ mean episode length; then aggregate env steps/s (expert episodes, expert include
 and 2 worker processes, 20 episodes each, after the workers have started.
 
 Usage: python benchmarks/expert_success.py [--episodes 50] [--tasks lift can square]
-                                           [--throughput-only] [--json out.json]
+                                           [--throughput-tasks lift can] [--throughput-only] [--json out.json]
+       (CALVIN: --tasks calvin_open_drawer ... --throughput-tasks calvin_open_drawer)
 """
 
 import argparse
@@ -21,6 +22,7 @@ def main():
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--tasks", nargs="+", default=["lift", "can", "square"])
+    parser.add_argument("--throughput-tasks", nargs="*", default=["lift", "can"])
     parser.add_argument("--throughput-only", action="store_true")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -35,7 +37,7 @@ def main():
         print(f"| {task} | {stats.successes}/{stats.episodes} | {stats.steps / stats.episodes:.1f} | {stats.episodes} |")
     print("\n| task | processes | env steps/s |")
     print("|------|-----------|-------------|")
-    for task in ("lift", "can"):
+    for task in args.throughput_tasks:
         for processes in (1, 2):
             jobs = [EpisodeJob(1000 + seed, args.noise, 1.0) for seed in range(20)]
             stats = measure(task, jobs, processes)

@@ -36,7 +36,7 @@ from otpr_ros.model.update_auth import create_key
 from otpr_ros.package_files import node_parameters, share_dir
 from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE
 from otpr_ros.sim.robomimic_env import TASKS
-from otpr_ros.sim.tasks import SIM_TASKS, is_kitchen
+from otpr_ros.sim.tasks import SIM_TASKS, is_calvin, is_kitchen
 
 DISCOVERY = {"localhost": "LOCALHOST", "subnet": "SUBNET"}
 
@@ -118,9 +118,9 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
             raise ValueError(f"{name}: expected >= 0, got {number}")
     if task not in SIM_TASKS:
         raise ValueError(f"task: expected one of {tuple(SIM_TASKS)}, got {task!r}")
-    if is_kitchen(task) and (mode == "robot" or not use_sim):
-        raise ValueError(f"task {task!r}: Franka Kitchen runs in simulation only (use_sim true, mode fast or "
-                         f"realtime): the robot path's recorder builds robomimic observations from poses")
+    if (is_kitchen(task) or is_calvin(task)) and (mode == "robot" or not use_sim):
+        raise ValueError(f"task {task!r}: Franka Kitchen and CALVIN run in simulation only (use_sim true, mode fast "
+                         f"or realtime): the robot path's recorder builds robomimic observations from poses")
     if not 1 <= num_envs <= 64:
         raise ValueError(f"num_envs: expected 1..64, got {num_envs}")
     if device != "auto" and device != "cpu" and not device.startswith("cuda"):
@@ -176,7 +176,8 @@ def with_environment(plan: list[NodePlan], environment: dict, enclaves: str = ""
 
 # the launch arguments of finetune.launch.py and ``otpr-launch finetune`` (strings, as launch has them)
 FINETUNE_ARGUMENTS = {
-    "task": ("lift", "lift | can | square | kitchen_complete | kitchen_partial | kitchen_mixed (simulation only)"),
+    "task": ("lift", "lift | can | square | kitchen_complete | kitchen_partial | kitchen_mixed | calvin_<task> "
+                     "(Kitchen and CALVIN: simulation only)"),
     "num_envs": ("1", "simulation bridges, each with its policy server"),
     "device": ("auto", "auto (CUDA when present) | cpu | cuda[:i]"),
     "backend": ("torch", "torch | onnx | openvino"),

@@ -71,3 +71,22 @@ def make_tiny_kitchen_model(tmp_path):
                           "--config", str(config), "--policy-steps", "10", "--critic-steps", "10", "--batch-size",
                           "16", "--device", "cpu", "--eval-episodes", "1", "--logdir", str(tmp_path / "tb")]) == 0
     return output, demos
+
+
+def make_tiny_calvin_model(tmp_path, task="calvin_open_drawer"):
+    """Three demonstrations of a CALVIN task by otpr-collect-demos (real calvin_env), and a tiny
+    model pre-trained on them by otpr-pretrain and evaluated on one episode: (model, demonstrations)."""
+    from otpr_ros.tools.collect_demos import main as collect_demos
+    from otpr_ros.tools.pretrain import main as pretrain_main
+
+    demos = tmp_path / f"{task}.hdf5"
+    assert collect_demos(["--task", task, "--episodes", "3", "--seed", "0", "--processes", "1",
+                          "--output", str(demos)]) == 0
+    config = tmp_path / "tiny_calvin.yaml"
+    settings = {"otpr": {**TINY_KITCHEN_CONFIG["otpr"], "act_dim": 7, "chunk": 4}}
+    config.write_text(yaml.safe_dump(settings))
+    output = tmp_path / "calvin_model"
+    assert pretrain_main(["--task", task, "--dataset", str(demos), "--output", str(output), "--config", str(config),
+                          "--policy-steps", "10", "--critic-steps", "10", "--batch-size", "16", "--device", "cpu",
+                          "--eval-episodes", "1", "--logdir", str(tmp_path / "tb")]) == 0
+    return output, demos

@@ -83,7 +83,7 @@ RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 # the bridge's parameters: name, default, description, (low, high) or None, read-only (node_main.declare_parameters)
 PARAMETERS = (
     ("task", "lift", "lift | can | square (robomimic) | kitchen_complete | kitchen_partial | kitchen_mixed "
-     "(Franka Kitchen) | calvin (where calvin_env is installed)", None, True),
+     "(Franka Kitchen) | calvin_<task> (where calvin_env is installed)", None, True),
     ("mode", "fast", "fast | realtime | robot (what a robot shows; an operator resets)", None, True),
     ("first_seed", 0, "seed of the first episode; episode i uses first_seed + i", (0, 2**31 - 1), True),
     ("episodes", 0, "exit after this many episodes; 0: run until stopped", (0, 10**9), True),

@@ -32,11 +32,8 @@ TRANSITION_FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "truncat
 def make_environment(task: str, horizon: int | None):
     """(env, observe) for a task: robomimic observations are built from the published poses,
     exactly as the policy server builds them; CALVIN and Franka Kitchen publish their own vector."""
-    if task == "calvin":
-        from otpr_ros.sim.calvin_env import CalvinEnv
-        return CalvinEnv(horizon=horizon or 360), None
-    from otpr_ros.sim.tasks import is_kitchen, make_env
-    if is_kitchen(task):
+    from otpr_ros.sim.tasks import is_calvin, is_kitchen, make_env
+    if is_kitchen(task) or is_calvin(task):
         return make_env(task, horizon), None
     from otpr_ros.sim.robomimic_env import RobomimicEnv
     env = RobomimicEnv(task, horizon=horizon)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from otpr_ros.sim.tasks import is_kitchen
+from otpr_ros.sim.tasks import is_calvin, is_kitchen
 
 # "mixed quality" imitates robomimic's multi-human data: operators of several skills
 QUALITY_MIXES = {
@@ -27,6 +27,9 @@ def env_args(task: str, otpr: dict) -> dict:
         from otpr_ros.sim.kitchen_env import kitchen_targets
         return {"env_name": "FrankaKitchen-v1", "type": "gymnasium",
                 "env_kwargs": {"tasks_to_complete": list(kitchen_targets(task))}, "otpr": {"task": task, **otpr}}
+    if is_calvin(task):                        # calvin_env's scene D, the task its oracle judges
+        return {"env_name": "calvin_scene_D", "type": "calvin_env",
+                "env_kwargs": {"tasks": [task.removeprefix("calvin_")]}, "otpr": {"task": task, **otpr}}
     return {"env_name": TASKS[task].env_name, "type": 1,
             "env_kwargs": {"robots": ["Panda"], "control_freq": CONTROL_HZ, "has_renderer": False,
                            "has_offscreen_renderer": False, "use_camera_obs": False, "reward_shaping": False},
@@ -55,6 +58,9 @@ def make_task_expert(env, job: EpisodeJob):
     if job.plan or is_kitchen(env.task):
         from otpr_ros.sim.kitchen_experts import KitchenExpert
         return KitchenExpert(env, job.noise, job.speed, rng, plan=job.plan or None)
+    if is_calvin(env.task):
+        from otpr_ros.sim.calvin_experts import CalvinExpert
+        return CalvinExpert(env, job.noise, job.speed, rng)
     from otpr_ros.sim.experts import make_expert
     return make_expert(env, job.noise, job.speed, rng)
 

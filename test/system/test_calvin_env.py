@@ -1,11 +1,19 @@
+"""CALVIN on calvin_env (PyBullet, scene D): the environment, its start states and bounds, the
+scripted experts, demonstrations and a model through the package's tools. The parts that need
+calvin_env run where it is installed (`make setup` installs it from ../shared/vendor/calvin_env)."""
+
 import importlib.util
 
 import numpy as np
 import pytest
 
-from otpr_ros.sim.calvin_env import INSTALL_HINT, CalvinEnv, TaskChain, flatten_obs, to_calvin_action
+from otpr_ros.sim.calvin_env import (INSTALL_HINT, MAX_CHAIN, NEUTRAL_ROBOT_OBS, STEP_POSITION, TURN_LIMIT, WORKSPACE,
+                                     CalvinEnv, TaskChain, bounded_action, chain_conditions, flatten_obs, start_state,
+                                     to_calvin_action)
 
 HAS_CALVIN = importlib.util.find_spec("calvin_env") is not None
+needs_calvin = pytest.mark.skipif(not HAS_CALVIN, reason="calvin_env is not installed (not on PyPI; `make setup` "
+                                                         "installs it from ../shared/vendor/calvin_env)")
 
 
 def test_observation_is_robot_then_scene_state():
@@ -29,6 +37,30 @@ def test_action_is_clipped_and_the_gripper_binary():
         to_calvin_action([0, 0, 0, 0, 0, np.inf, 1])
 
 
+def test_the_tcp_target_stays_in_the_workspace_and_near_the_start_orientation():
+    start = NEUTRAL_ROBOT_OBS[3:6]
+    edge = WORKSPACE[1] - [0.01, 0.0, 0.005]
+    bounded = bounded_action(np.array([1.0, 1.0, -1.0, 1.0, 0.0, -1.0, 1.0]), edge, start + [TURN_LIMIT[0], 0, 0],
+                             start)
+    assert np.allclose(edge + STEP_POSITION * bounded[:3], [WORKSPACE[1][0], WORKSPACE[1][1], edge[2] - STEP_POSITION])
+    assert bounded[3] == 0.0 and bounded[5] == -1.0 and bounded[6] == 1.0     # at the roll limit; yaw free
+    inside = np.array([0.3, -0.2, 0.1, 0.2, -0.4, 0.5, -1.0])
+    assert np.allclose(bounded_action(inside, NEUTRAL_ROBOT_OBS[:3], start, start), inside)
+
+
+def test_start_states_give_each_chain_what_it_needs_and_follow_the_seed():
+    for seed in range(20):
+        _, scene = start_state(["open_drawer", "turn_on_led", "move_slider_right"], np.random.default_rng(seed))
+        assert scene[1] == 0.0 and scene[5] == 0.0 and scene[0] == 0.28      # drawer closed, led off, slider left
+        assert (scene[3] == 0.088) == (scene[4] == 1.0)                       # the switch says the lightbulb
+    a, b = (start_state(["open_drawer"], np.random.default_rng(7))[1] for _ in range(2))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, start_state(["open_drawer"], np.random.default_rng(8))[1])
+    assert chain_conditions(["open_drawer", "close_drawer", "open_drawer"]) == {"drawer": "closed"}
+    with pytest.raises(ValueError, match="open_drawer needs the drawer closed, but the chain before it leaves it open"):
+        chain_conditions(["turn_on_led", "open_drawer", "open_drawer"])
+
+
 def test_task_chain_rewards_tasks_in_order():
     chain = TaskChain(["open_drawer", "turn_on_lightbulb"])
     assert chain.update({"turn_on_lightbulb"}) == 0.0      # not the current task yet
@@ -50,11 +82,81 @@ def test_missing_calvin_env_says_how_to_install():
     assert str(error.value) == INSTALL_HINT and "git clone" in INSTALL_HINT
 
 
-@pytest.mark.skipif(not HAS_CALVIN, reason="calvin_env is not installed (not on PyPI; see docs/simulation.md)")
-def test_calvin_env_resets_and_steps():
+@needs_calvin
+def test_bad_chains_and_tasks_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"unknown to calvin_env: \['open_the_fridge'\]"):
+        CalvinEnv(["open_the_fridge"])
+    with pytest.raises(ValueError, match=f"at most {MAX_CHAIN} instructions, got 6"):
+        CalvinEnv(["turn_on_led", "turn_off_led"] * 3)
+    with pytest.raises(ValueError, match="move_slider_left needs the slider right"):
+        CalvinEnv(["move_slider_left", "move_slider_left"])
+
+
+@needs_calvin
+def test_calvin_env_resets_to_seeded_scenes_and_steps():
     env = CalvinEnv(["open_drawer"], horizon=5)
-    obs, info = env.reset(seed=0)
-    assert obs.shape == (39,) and info == {"success": False}
-    flags = [env.step(np.zeros(7))[3] for _ in range(5)]
-    assert flags == [False] * 4 + [True]
-    env.close()
+    try:
+        obs, info = env.reset(seed=3)
+        assert obs.shape == (39,) and info == {"success": False, "tasks_completed": 0}
+        robot, scene = start_state(["open_drawer"], np.random.default_rng(3))
+        assert np.allclose(obs[:3], robot[:3], atol=0.01)          # the neutral tcp
+        assert np.allclose(obs[15:21], scene[:6], atol=0.01)       # the articulated parts as drawn
+        assert np.allclose(env.reset(seed=3)[0], obs, atol=1e-4)
+        flags = [env.step(np.zeros(7))[3] for _ in range(5)]
+        assert flags == [False] * 4 + [True]
+        with pytest.raises(RuntimeError, match="reset"):
+            env.step(np.zeros(7))
+    finally:
+        env.close()
+
+
+@needs_calvin
+@pytest.mark.parametrize("task", ["move_slider_left", "move_slider_right", "open_drawer", "close_drawer",
+                                  "turn_on_led", "turn_off_led", "turn_on_lightbulb"])
+def test_each_scripted_expert_does_its_task_as_the_oracle_judges(task):
+    from otpr_ros.sim.calvin_experts import CalvinExpert
+    env = CalvinEnv([task])
+    try:
+        for seed in (0, 1):
+            env.reset(seed=seed)
+            expert, rewards = CalvinExpert(env, noise=0.1, rng=np.random.default_rng(seed)), []
+            for _ in range(env.horizon):
+                _, reward, terminated, truncated, info = env.step(expert.act())
+                rewards.append(reward)
+                if terminated or truncated:
+                    break
+            assert terminated and info["success"] and sum(rewards) == 1.0, (task, seed, env.elapsed)
+    finally:
+        env.close()
+
+
+@needs_calvin
+def test_a_chain_of_two_tasks_is_done_one_after_the_other():
+    from otpr_ros.sim.calvin_experts import CalvinExpert
+    env = CalvinEnv(["open_drawer", "turn_on_led"])
+    try:
+        env.reset(seed=0)
+        expert, completed = CalvinExpert(env, noise=0.1, rng=np.random.default_rng(0)), []
+        for _ in range(env.horizon):
+            _, _, terminated, truncated, info = env.step(expert.act())
+            completed.append(info["tasks_completed"])
+            if terminated or truncated:
+                break
+        assert terminated and completed[-1] == 2 and 1 in completed
+    finally:
+        env.close()
+
+
+@needs_calvin
+def test_demonstrations_and_a_model_through_the_packages_tools(tmp_path):
+    """collect-demos writes the robomimic layout (robot_obs, scene_obs), it reloads through the
+    loader, and otpr-pretrain / otpr-evaluate run on it."""
+    from model_fixtures import make_tiny_calvin_model
+    from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
+    from otpr_ros.sim.tasks import sim_task
+    model, demos = make_tiny_calvin_model(tmp_path)
+    data = RobomimicDataset(demos, obs_keys=sim_task("calvin_open_drawer").obs_keys)
+    assert data.obs_dim == 39 and len(data.demos) == 3 and sum(d.rewards.sum() for d in data.demos) == 3.0
+    first = data.demos[0]
+    assert np.allclose(first.next_obs[:-1], first.obs[1:])          # the episode's own steps, in order
+    assert (model / "MODEL_CARD.md").is_file() and "calvin_open_drawer" in (model / "MODEL_CARD.md").read_text()
