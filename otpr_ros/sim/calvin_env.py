@@ -110,6 +110,31 @@ def chain_conditions(tasks) -> dict:
     return needed
 
 
+def draw_chain(tasks, length: int, rng) -> tuple:
+    """``length`` distinct tasks of ``tasks`` in an order each finds what it needs (CALVIN's
+    evaluation chains are five), drawn from ``rng``."""
+    if not 1 <= length <= min(MAX_CHAIN, len(tasks)):
+        raise ValueError(f"length: expected 1..{min(MAX_CHAIN, len(tasks))}, got {length}")
+    for _ in range(1000):
+        chain = []
+        for _ in range(length):
+            fits = [t for t in tasks if t not in chain and _fits(chain + [t])]
+            if not fits:
+                break
+            chain.append(str(rng.choice(fits)))
+        if len(chain) == length:
+            return tuple(chain)
+    raise ValueError(f"no chain of {length} of {list(tasks)} where each task finds what it needs")
+
+
+def _fits(chain) -> bool:
+    try:
+        chain_conditions(chain)
+    except ValueError:
+        return False
+    return True
+
+
 def start_state(tasks, rng) -> tuple:
     """(robot_obs, scene_obs) of an episode: CALVIN's neutral robot and a scene drawn from ``rng``
     as CALVIN's initial conditions are, with what the chain needs."""
@@ -141,8 +166,9 @@ def calvin_config(scene: str = "calvin_scene_D"):
     robot = OmegaConf.merge(OmegaConf.load(conf / "robot" / "panda.yaml"),
                             OmegaConf.load(conf / "robot" / "panda_longer_finger.yaml"))
     robot.pop("defaults", None)
-    config = OmegaConf.create({"data_path": str(root / "data"), "scene": OmegaConf.load(conf / "scene" / f"{scene}.yaml"),
-                               "robot": robot, "tasks": OmegaConf.load(conf / "tasks" / "new_playtable_tasks.yaml")})
+    config = OmegaConf.create({"data_path": str(root / "data"),
+                               "scene": OmegaConf.load(conf / "scene" / f"{scene}.yaml"), "robot": robot,
+                               "tasks": OmegaConf.load(conf / "tasks" / "new_playtable_tasks.yaml")})
     OmegaConf.resolve(config)
     return config
 

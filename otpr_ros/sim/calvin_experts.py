@@ -1,7 +1,7 @@
 """Scripted experts for CALVIN's articulated tasks (scene D), in calvin_env's relative actions.
 
 Each task is a short list of waypoints for the tcp, placed from where the part's link is
-when the episode starts (read from PyBullet, so the slider's and the drawer's state and
+when the task starts (read from PyBullet, so the slider's and the drawer's state and
 the scene's own geometry place them), the gripper closed throughout (a pushing finger):
 
 - ``move_slider_left`` / ``_right``: beside the sliding door's handle, then along the door;
@@ -10,11 +10,12 @@ the scene's own geometry place them), the gripper closed throughout (a pushing f
 - ``turn_on_led`` / ``_off_led``: press the button down (it toggles the led);
 - ``turn_on_lightbulb``: under the switch's lever, push it up along its slide.
 
-Each step moves the tcp's target (calvin_env accumulates it) towards the waypoint by at most
-one action unit (2 cm) per axis; a waypoint is left when the target is within 5 mm of it or
-after its step budget. ``turn_off_lightbulb`` has no script: the lever, switched on, sits at
-the edge of the arm's reach with the hand pointing down (pressing it from above reached it in
-1 of 12 tries here).
+In a chain, the hand first rises 10 cm from where the last task ended. Each step moves the
+tcp's target (calvin_env accumulates it) towards the waypoint by at most one action unit
+(2 cm) per axis; a waypoint is left when the target is within 5 mm of it or after its step
+budget. ``turn_off_lightbulb`` has no script: the lever, switched on, sits at the edge of the
+arm's reach with the hand pointing down (pressing it from above reached it in 1 of 12 tries
+here).
 """
 
 import numpy as np
@@ -24,6 +25,7 @@ CLOSED = -1.0
 BUTTON, SWITCH, SLIDE, DRAWER = 0, 1, 2, 3
 SLIDE_HANDLE = np.array([0.28, -0.088, -0.013])      # the sliding door's handle from its link's origin (m)
 SWITCH_SLIDE = np.array([0.0, 0.5, 0.866])            # the switch lever's direction of travel (on: +)
+RETREAT = 0.10                                        # m up from where a task of a chain ended
 
 
 def _waypoints(task: str, link) -> list:
@@ -85,8 +87,10 @@ class CalvinExpert:
         if chain.done:
             return self.env.hold_action(CLOSED)
         if chain.completed != self.task_index:                   # a task begins: place its waypoints now
+            # after a task, first straight up: a hand hooked behind the drawer's handle would close it again
+            away = [(np.asarray(self.env.robot.target_pos) + [0.0, 0.0, RETREAT], 20)] if self.task_index >= 0 else []
             self.task_index, self.steps = chain.completed, 0
-            self.waypoints = _waypoints(chain.current, self._link)
+            self.waypoints = away + _waypoints(chain.current, self._link)
         if not self.waypoints:                                   # the script is spent: hold
             return self.env.hold_action(CLOSED)
         target, budget = self.waypoints[0]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from otpr_ros.sim.calvin_env import (INSTALL_HINT, MAX_CHAIN, NEUTRAL_ROBOT_OBS, STEP_POSITION, TURN_LIMIT, WORKSPACE,
-                                     CalvinEnv, TaskChain, bounded_action, chain_conditions, flatten_obs, start_state,
-                                     to_calvin_action)
+                                     CalvinEnv, TaskChain, bounded_action, chain_conditions, draw_chain, flatten_obs,
+                                     start_state, to_calvin_action)
 
 HAS_CALVIN = importlib.util.find_spec("calvin_env") is not None
 needs_calvin = pytest.mark.skipif(not HAS_CALVIN, reason="calvin_env is not installed (not on PyPI; `make setup` "
@@ -131,9 +131,12 @@ def test_each_scripted_expert_does_its_task_as_the_oracle_judges(task):
 
 
 @needs_calvin
-def test_a_chain_of_two_tasks_is_done_one_after_the_other():
+def test_a_chain_of_five_tasks_is_done_one_after_the_other():
+    """CALVIN's long-horizon protocol: five instructions, each judged from where the one before
+    ended (the hand rises between them: hooked behind the drawer's bar it would close it again)."""
     from otpr_ros.sim.calvin_experts import CalvinExpert
-    env = CalvinEnv(["open_drawer", "turn_on_led"])
+    chain = ["open_drawer", "turn_on_led", "move_slider_left", "turn_on_lightbulb", "close_drawer"]
+    env = CalvinEnv(chain, horizon=360 * 5)
     try:
         env.reset(seed=0)
         expert, completed = CalvinExpert(env, noise=0.1, rng=np.random.default_rng(0)), []
@@ -142,9 +145,18 @@ def test_a_chain_of_two_tasks_is_done_one_after_the_other():
             completed.append(info["tasks_completed"])
             if terminated or truncated:
                 break
-        assert terminated and completed[-1] == 2 and 1 in completed
+        assert terminated and sorted(set(completed)) == [0, 1, 2, 3, 4, 5], sorted(set(completed))
     finally:
         env.close()
+
+
+def test_drawn_chains_are_feasible_and_follow_the_seed():
+    from otpr_ros.sim.calvin_experts import SCRIPTED
+    chains = [draw_chain(SCRIPTED, MAX_CHAIN, np.random.default_rng(seed)) for seed in range(30)]
+    assert all(len(set(c)) == MAX_CHAIN and chain_conditions(c) is not None for c in chains)
+    assert len(set(chains)) > 20 and chains[3] == draw_chain(SCRIPTED, MAX_CHAIN, np.random.default_rng(3))
+    with pytest.raises(ValueError, match="length: expected 1..2"):
+        draw_chain(["open_drawer", "close_drawer"], 3, np.random.default_rng(0))
 
 
 @needs_calvin
