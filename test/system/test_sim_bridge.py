@@ -234,57 +234,13 @@ def test_realtime_bridge_holds_still_without_chunks_and_resets_on_request(bus):
     assert bridge.returncode in (0, -15), output[-3000:]
 
 
-def test_closed_loop_kitchen(tmp_path):
-    """Franka Kitchen over the bus: the bridge publishes the kitchen's 59-value observation, the
-    server (observation_source observation, config/kitchen_complete.yaml) answers with chunks of
-    8 x 9 joint velocities, and the bridge's transitions carry them."""
-    pytest.importorskip("gymnasium_robotics", reason="the kitchen extra is not installed")
-    from model_fixtures import make_tiny_kitchen_model
+def closed_loop_of_vector_task(model, task: str, namespace: str, episodes: int, horizon: int, obs_dim: int,
+                               action_size: int):
+    """A policy server and a bridge on DDS for a task whose bridge publishes its own observation
+    vector (Franka Kitchen, CALVIN): (episodes, transitions, chunks) as an observer saw them,
+    after the bridge's ``episodes`` are done; asserts that both processes ended cleanly."""
     from ros_fixtures import PrivateNode
-    model, _ = make_tiny_kitchen_model(tmp_path)
-    namespace, episodes, horizon = "/kitchen", 2, 40
-    server = start_node("otpr_ros.nodes.policy_server", DOMAIN, namespace, "max_decision_rate:=1000.0",
-                        f"model_dir:={model}", task="kitchen_complete")
-    observer = PrivateNode(DOMAIN, "observer", namespace)
-    seen = {"transition": [], "episode": [], "chunk": []}
-    observer.node.create_subscription(Float32MultiArray, "transition", seen["transition"].append, TRANSITION_QOS)
-    deep = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-    observer.node.create_subscription(String, "episode", lambda m: seen["episode"].append(json.loads(m.data)), deep)
-    observer.node.create_subscription(JointTrajectory, "action_chunk", seen["chunk"].append, deep)
-    bridge = start_node("otpr_ros.nodes.sim_bridge", DOMAIN, namespace, f"episodes:={episodes}",
-                        f"horizon:={horizon}", f"model_dir:={model}", task="kitchen_complete")
-    try:
-        done = observer.wait_for(lambda: len(seen["episode"]) >= episodes or bridge.poll() is not None, 400)
-        output = bridge.communicate(timeout=60)[0]
-        assert done and bridge.returncode == 0, output[-3000:]
-        observer.wait_for(lambda: len(seen["transition"]) >= 2 * horizon // 8, 30)
-    finally:
-        observer.close()
-        server.terminate()
-        server_output = server.communicate(timeout=30)[0]
-    assert server.returncode in (0, -15), server_output[-3000:]
-    assert [e["length"] for e in seen["episode"]] == [horizon] * episodes
-    transitions = [transition_fields(m, obs_dim=59, action_size=72) for m in seen["transition"]]
-    assert [t["sequence"] for t in transitions] == list(range(len(transitions))), "a transition was lost"
-    for e in seen["episode"]:
-        mine = [t for t in transitions if t["episode"] == e["episode"]]
-        assert sum(t["steps"] for t in mine) + e["held_steps"] == horizon and all(t["steps"] <= 8 for t in mine)
-        # sub-tasks done, each reward discounted inside its chunk by at most gamma ** 7
-        assert mine and mine[-1]["truncated"] and abs(e["return"] - sum(t["reward"] for t in mine)) < 0.05
-    assert all(len(c.joint_names) == 9 and len(c.points) == 8 for c in seen["chunk"])
-
-
-def test_closed_loop_calvin(tmp_path):
-    """CALVIN over the bus: the bridge publishes robot_obs and scene_obs as one 39-value vector,
-    the server (config/calvin.yaml: observation_source observation) answers with chunks of 4 x 7
-    relative tcp actions, and every transition of each episode reaches the bus."""
-    pytest.importorskip("calvin_env", reason="calvin_env is not installed (`make setup` installs it from "
-                                             "../shared/vendor/calvin_env)")
-    from model_fixtures import make_tiny_calvin_model
-    from ros_fixtures import PrivateNode
-    model, _ = make_tiny_calvin_model(tmp_path)
-    namespace, episodes, horizon, task = "/calvin", 2, 24, "calvin_open_drawer"
-    # config/calvin.yaml serves every calvin_<task>: the task comes with the node's own parameters
+    # the task goes with the nodes' own parameters too (config/calvin.yaml serves every calvin_<task>)
     server = start_node("otpr_ros.nodes.policy_server", DOMAIN, namespace, "max_decision_rate:=1000.0",
                         f"model_dir:={model}", f"task:={task}", task=task)
     observer = PrivateNode(DOMAIN, "observer", namespace)
@@ -295,24 +251,58 @@ def test_closed_loop_calvin(tmp_path):
     observer.node.create_subscription(JointTrajectory, "action_chunk", seen["chunk"].append, deep)
     bridge = start_node("otpr_ros.nodes.sim_bridge", DOMAIN, namespace, f"episodes:={episodes}",
                         f"horizon:={horizon}", f"model_dir:={model}", f"task:={task}", task=task)
+
+    def steps_seen():
+        return sum(transition_fields(m, obs_dim=obs_dim, action_size=action_size)["steps"] for m in seen["transition"])
     try:
         done = observer.wait_for(lambda: len(seen["episode"]) >= episodes or bridge.poll() is not None, 400)
         output = stopped(bridge, 60) if bridge.poll() is None else bridge.communicate(timeout=60)[0]
         assert done and bridge.returncode == 0, output[-3000:]
-        lengths = [e["length"] for e in seen["episode"]]
-        observer.wait_for(lambda: sum(t["steps"] for t in map(
-            lambda m: transition_fields(m, obs_dim=39, action_size=28), seen["transition"])) >= sum(lengths) -
-            sum(e["held_steps"] for e in seen["episode"]), 30)
+        observer.wait_for(lambda: steps_seen() + sum(e["held_steps"] for e in seen["episode"]) >=
+                          sum(e["length"] for e in seen["episode"]), 30)
     finally:
         observer.close()
         server.terminate()
         server_output = server.communicate(timeout=30)[0]
     assert server.returncode in (0, -15), server_output[-3000:]
-    transitions = [transition_fields(m, obs_dim=39, action_size=28) for m in seen["transition"]]
+    transitions = [transition_fields(m, obs_dim=obs_dim, action_size=action_size) for m in seen["transition"]]
     assert [t["sequence"] for t in transitions] == list(range(len(transitions))), "a transition was lost"
-    for e in seen["episode"]:
+    return seen["episode"], transitions, seen["chunk"]
+
+
+def test_closed_loop_kitchen(tmp_path):
+    """Franka Kitchen over the bus: the bridge publishes the kitchen's 59-value observation, the
+    server (observation_source observation, config/kitchen_complete.yaml) answers with chunks of
+    8 x 9 joint velocities, and the bridge's transitions carry them."""
+    pytest.importorskip("gymnasium_robotics", reason="the kitchen extra is not installed")
+    from model_fixtures import make_tiny_kitchen_model
+    model, _ = make_tiny_kitchen_model(tmp_path)
+    episodes, horizon = 2, 40
+    seen, transitions, chunks = closed_loop_of_vector_task(model, "kitchen_complete", "/kitchen", episodes, horizon,
+                                                           obs_dim=59, action_size=72)
+    assert [e["length"] for e in seen] == [horizon] * episodes
+    for e in seen:
+        mine = [t for t in transitions if t["episode"] == e["episode"]]
+        assert sum(t["steps"] for t in mine) + e["held_steps"] == horizon and all(t["steps"] <= 8 for t in mine)
+        # sub-tasks done, each reward discounted inside its chunk by at most gamma ** 7
+        assert mine and mine[-1]["truncated"] and abs(e["return"] - sum(t["reward"] for t in mine)) < 0.05
+    assert all(len(c.joint_names) == 9 and len(c.points) == 8 for c in chunks)
+
+
+def test_closed_loop_calvin(tmp_path):
+    """CALVIN over the bus: the bridge publishes robot_obs and scene_obs as one 39-value vector,
+    the server (config/calvin.yaml: observation_source observation) answers with chunks of 4 x 7
+    relative tcp actions, and every transition of each episode reaches the bus."""
+    pytest.importorskip("calvin_env", reason="calvin_env is not installed (`make setup` installs it from "
+                                             "../shared/vendor/calvin_env)")
+    from model_fixtures import make_tiny_calvin_model
+    model, _ = make_tiny_calvin_model(tmp_path)
+    seen, transitions, chunks = closed_loop_of_vector_task(model, "calvin_open_drawer", "/calvin", 2, 24,
+                                                           obs_dim=39, action_size=28)
+    assert len(seen) == 2
+    for e in seen:
         mine = [t for t in transitions if t["episode"] == e["episode"]]
         assert sum(t["steps"] for t in mine) + e["held_steps"] == e["length"] and all(t["steps"] <= 4 for t in mine)
         assert abs(e["return"] - sum(t["reward"] for t in mine)) < 0.05
         assert mine[-1]["truncated"] or mine[-1]["terminal"]
-    assert all(len(c.joint_names) == 7 and len(c.points) == 4 for c in seen["chunk"])
+    assert all(len(c.joint_names) == 7 and len(c.points) == 4 for c in chunks)
