@@ -51,9 +51,8 @@ PROGRESS_PERIOD = 30.0     # s between two progress lines in the log
 SEEDS = (0, 2**31 - 1)
 # the learner's parameters: name, default, description, (low, high) or None, read-only
 PARAMETERS = (
-    ("task", "lift", "simulated task: lift | can | square | kitchen_complete | kitchen_partial | kitchen_mixed | "
-     "calvin_<task>",
-     None, True),
+    ("task", "lift", "simulated task: lift | can | square | kitchen_complete | kitchen_partial | kitchen_mixed "
+     "| calvin_<task>", None, True),
     ("model_dir", "", "model to fine-tune; empty: the shipped model of the task", None, True),
     ("datasets", [""], "expert demonstrations (HDF5); empty: the model's pre-training datasets", None, True),
     ("device", "auto", "auto (CUDA when present) | cpu | cuda[:i]", None, True),

@@ -1,4 +1,4 @@
-"""sim_bridge: a robomimic task (robosuite, MuJoCo) that behaves on the bus like a robot.
+"""sim_bridge: a simulated task (robomimic, Franka Kitchen, CALVIN) that behaves on the bus like a robot.
 
 Publishes what a robot and its perception publish (``joint_states``, ``eef_pose``,
 ``gripper_state``, ``object_poses``, all of one instant with one stamp from the node's
