@@ -20,6 +20,8 @@ here).
 
 import numpy as np
 
+from otpr_ros.sim.calvin_env import STEP_POSITION
+
 CLOSED = -1.0
 # the table's links in calvin_table_D.urdf (PyBullet link index)
 BUTTON, SWITCH, SLIDE, DRAWER = 0, 1, 2, 3
@@ -95,7 +97,7 @@ class CalvinExpert:
             return self.env.hold_action(CLOSED)
         target, budget = self.waypoints[0]
         position = np.asarray(self.env.robot.target_pos)
-        move = np.clip((np.asarray(target) - position) / 0.02, -self.speed, self.speed)
+        move = np.clip((np.asarray(target) - position) / STEP_POSITION, -self.speed, self.speed)
         self.steps += 1
         if np.linalg.norm(np.asarray(target) - position) < 0.005 or self.steps >= budget:
             self.waypoints, self.steps = self.waypoints[1:], 0
