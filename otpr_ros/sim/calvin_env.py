@@ -2,7 +2,10 @@
 
 Observation: ``robot_obs`` (15: tcp position, tcp euler, gripper width, 7 arm joints,
 gripper action) then ``scene_obs`` (24: sliding door, drawer, button, switch, lightbulb, led,
-then the red, blue and pink blocks' positions and euler angles), float32. Action: 7-dim
+then the red, blue and pink blocks' positions and euler angles), float32. A multi-task
+environment (``vocabulary``: the instructions it knows) draws each episode's chain from the
+seed and appends ``task_id``, the current instruction one-hot over the vocabulary: the
+policy's instruction, as CALVIN's language goal is its policies'. Action: 7-dim
 relative (tcp position and euler deltas in [-1, 1], calvin_env's 2 cm and 0.05 rad per step;
 gripper -1 close / 1 open); the tcp's target is kept inside ``WORKSPACE`` and its orientation
 within ``TURN_LIMIT`` of the start (calvin_env bounds neither). Reward: 1 each time the next
@@ -27,6 +30,7 @@ from otpr_ros.sim.robomimic_env import RobomimicEnv, checked_action
 
 ROBOT_OBS_DIM, SCENE_OBS_DIM, ACTION_DIM = 15, 24, 7
 OBS_KEYS = ("robot_obs", "scene_obs")     # a demonstration file's observation keys, in order
+TASK_ID_KEY = "task_id"                  # a multi-task environment's instruction, one-hot, after OBS_KEYS
 CONTROL_HZ = 30.0                        # calvin_env's control rate (8 PyBullet substeps at 240 Hz)
 HORIZON = 360                            # CALVIN's steps per instruction
 MAX_CHAIN = 5                            # CALVIN's long-horizon protocol: five instructions in a row
@@ -60,10 +64,20 @@ TASK_STATES = {
 }
 
 
-def flatten_obs(obs: dict) -> np.ndarray:
-    """robot_obs (15) + scene_obs (24) as one float32 vector."""
+def task_id(task: str, vocabulary) -> np.ndarray:
+    """``task`` one-hot over ``vocabulary`` (a multi-task environment's instruction)."""
+    vocabulary = list(vocabulary)
+    if task not in vocabulary:
+        raise ValueError(f"task: {task!r} is not one of the instructions {vocabulary}")
+    return np.eye(len(vocabulary))[vocabulary.index(task)]
+
+
+def flatten_obs(obs: dict, vocabulary=()) -> np.ndarray:
+    """robot_obs (15) + scene_obs (24) (+ task_id, one per instruction of ``vocabulary``) as one
+    float32 vector."""
     parts = []
-    for key, dim in (("robot_obs", ROBOT_OBS_DIM), ("scene_obs", SCENE_OBS_DIM)):
+    dims = (("robot_obs", ROBOT_OBS_DIM), ("scene_obs", SCENE_OBS_DIM))
+    for key, dim in dims + (((TASK_ID_KEY, len(vocabulary)),) if vocabulary else ()):
         if key not in obs:
             raise ValueError(f"observation: key {key!r} missing")
         value = np.asarray(obs[key], dtype=np.float32).ravel()
@@ -210,8 +224,11 @@ class CalvinEnv(gym.Env):
     control_hz = CONTROL_HZ
 
     def __init__(self, tasks=("open_drawer",), horizon: int = HORIZON, scene: str = "calvin_scene_D",
-                 task: str | None = None):
-        """``task``: the package's name of this environment (``calvin_<task>``), for its records."""
+                 task: str | None = None, vocabulary=(), chain_length: int = 1):
+        """``task``: the package's name of this environment (``calvin_<task>``), for its records.
+        ``vocabulary``: a multi-task environment's instructions; each reset draws a chain of
+        ``chain_length`` of them from the seed (``tasks`` is then ignored) and the observation
+        ends with the current one's ``task_id``."""
         try:
             import hydra
             from calvin_env.envs import play_table_env
@@ -219,6 +236,9 @@ class CalvinEnv(gym.Env):
             raise ModuleNotFoundError(INSTALL_HINT) from error
         if horizon < 1:
             raise ValueError(f"horizon: expected >= 1, got {horizon}")
+        self.vocabulary, self.chain_length = tuple(vocabulary), chain_length
+        if self.vocabulary:
+            tasks = draw_chain(self.vocabulary, chain_length, np.random.default_rng(0))
         self.chain, self.horizon = TaskChain(tasks), horizon
         if len(self.chain.tasks) > MAX_CHAIN:
             raise ValueError(f"tasks: a CALVIN chain has at most {MAX_CHAIN} instructions, got "
@@ -227,7 +247,7 @@ class CalvinEnv(gym.Env):
         self.task = task or f"calvin_{'+'.join(self.chain.tasks)}"
         config = calvin_config(scene)
         self.oracle = hydra.utils.instantiate(config.tasks)
-        unknown = sorted(set(self.chain.tasks) - set(self.oracle.tasks))
+        unknown = sorted(set(self.chain.tasks + self.vocabulary) - set(self.oracle.tasks))
         if unknown:
             raise ValueError(f"tasks: unknown to calvin_env: {unknown} (it knows {sorted(self.oracle.tasks)})")
         # it labels its log with the git commit of its checkout, and fails outside a git repository
@@ -236,7 +256,7 @@ class CalvinEnv(gym.Env):
         self.sim = play_table_env.PlayTableSimEnv(
             robot_cfg=config.robot, seed=0, use_vr=False, bullet_time_step=240, cameras={}, show_gui=False,
             scene_cfg=config.scene, use_scene_info=True, use_egl=False, control_freq=int(CONTROL_HZ))
-        dim = ROBOT_OBS_DIM + SCENE_OBS_DIM
+        dim = ROBOT_OBS_DIM + SCENE_OBS_DIM + len(self.vocabulary)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         self.elapsed = 0
@@ -246,18 +266,26 @@ class CalvinEnv(gym.Env):
         return self.sim.robot
 
     def reset(self, *, seed: int | None = None, options=None):
-        """The scene of ``start_state`` drawn from ``seed``; ``options`` may carry ``robot_obs``
-        and ``scene_obs`` to start from instead (as CALVIN's evaluation does from recorded states)."""
+        """The scene of ``start_state`` drawn from ``seed`` (a multi-task environment's chain first);
+        ``options`` may carry ``robot_obs`` and ``scene_obs`` to start from instead (as CALVIN's
+        evaluation does from recorded states), and a multi-task environment's ``tasks``."""
         super().reset(seed=seed)
-        options = options or {}
-        robot_obs, scene_obs = start_state(self.chain.tasks, np.random.default_rng(seed))
+        options, rng = options or {}, np.random.default_rng(seed)
+        if self.vocabulary:
+            tasks = tuple(options.get("tasks") or draw_chain(self.vocabulary, self.chain_length, rng))
+            unknown = sorted(set(tasks) - set(self.vocabulary))
+            if unknown or len(tasks) > MAX_CHAIN:
+                raise ValueError(f"tasks: expected at most {MAX_CHAIN} of {list(self.vocabulary)}, got {list(tasks)}")
+            chain_conditions(tasks)
+            self.chain = TaskChain(tasks)
+        robot_obs, scene_obs = start_state(self.chain.tasks, rng)
         obs = self.sim.reset(robot_obs=options.get("robot_obs", robot_obs),
                              scene_obs=options.get("scene_obs", scene_obs))
         self.start_orn = np.array(self.robot.target_orn, dtype=np.float64)
         self.chain.reset()
         self.start_info, self.elapsed = self.sim.get_info(), 0
         self._obs = obs
-        return flatten_obs(obs), {"success": False, "tasks_completed": 0}
+        return self._flat(), {"success": False, "tasks_completed": 0}
 
     def step(self, action):
         if self.elapsed >= self.horizon or self.chain.done:
@@ -273,8 +301,8 @@ class CalvinEnv(gym.Env):
         self._obs = obs
         success = self.chain.done
         truncated = not success and self.elapsed >= self.horizon
-        return flatten_obs(obs), reward, success, truncated, {"success": success,
-                                                               "tasks_completed": self.chain.completed}
+        return self._flat(), reward, success, truncated, {"success": success,
+                                                          "tasks_completed": self.chain.completed}
 
     def sim_state(self) -> np.ndarray:
         """robot_obs and scene_obs: what ``reset(options=...)`` restores (the robomimic layout's ``states``)."""
@@ -282,7 +310,19 @@ class CalvinEnv(gym.Env):
 
     def stored_observation(self) -> dict:
         """The observation as a demonstration file keeps it (robomimic layout: key -> values)."""
-        return {key: np.asarray(self._obs[key], dtype=np.float64) for key in OBS_KEYS}
+        return {key: np.asarray(value, dtype=np.float64) for key, value in self._observation().items()}
+
+    def _observation(self) -> dict:
+        """calvin_env's state vectors, and a multi-task environment's instruction (the current
+        task; the last one once the chain is done)."""
+        observation = {key: self._obs[key] for key in OBS_KEYS}
+        if self.vocabulary:
+            tasks = self.chain.tasks
+            observation[TASK_ID_KEY] = task_id(tasks[min(self.chain.completed, len(tasks) - 1)], self.vocabulary)
+        return observation
+
+    def _flat(self) -> np.ndarray:
+        return flatten_obs(self._observation(), self.vocabulary)
 
     hold_action = staticmethod(RobomimicEnv.hold_action)     # the same 7-dim relative actions, gripper last
 

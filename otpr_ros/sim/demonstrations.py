@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from otpr_ros.sim.tasks import is_calvin, is_kitchen
+from otpr_ros.sim.tasks import calvin_env_kwargs, is_calvin, is_kitchen
 
 # "mixed quality" imitates robomimic's multi-human data: operators of several skills
 QUALITY_MIXES = {
@@ -27,9 +27,9 @@ def env_args(task: str, otpr: dict) -> dict:
         from otpr_ros.sim.kitchen_env import kitchen_targets
         return {"env_name": "FrankaKitchen-v1", "type": "gymnasium",
                 "env_kwargs": {"tasks_to_complete": list(kitchen_targets(task))}, "otpr": {"task": task, **otpr}}
-    if is_calvin(task):                        # calvin_env's scene D, the task its oracle judges
+    if is_calvin(task):                        # calvin_env's scene D, the task(s) its oracle judges
         return {"env_name": "calvin_scene_D", "type": "calvin_env",
-                "env_kwargs": {"tasks": [task.removeprefix("calvin_")]}, "otpr": {"task": task, **otpr}}
+                "env_kwargs": calvin_env_kwargs(task), "otpr": {"task": task, **otpr}}
     return {"env_name": TASKS[task].env_name, "type": 1,
             "env_kwargs": {"robots": ["Panda"], "control_freq": CONTROL_HZ, "has_renderer": False,
                            "has_offscreen_renderer": False, "use_camera_obs": False, "reward_shaping": False},
@@ -89,6 +89,8 @@ def run_expert_episode(job: EpisodeJob) -> dict:
     attrs = {"seed": job.seed, "noise": job.noise, "speed": job.speed}
     if job.plan:
         attrs["plan"] = ",".join(job.plan)
+    if is_calvin(env.task):
+        attrs["tasks"] = ",".join(env.chain.tasks)
     return {
         "obs": {k: np.stack([o[k] for o in obs]) for k in obs[0]},
         "next_obs": {k: np.stack([o[k] for o in next_obs]) for k in obs[0]},

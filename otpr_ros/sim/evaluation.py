@@ -24,6 +24,7 @@ class EvalSettings:
     selection: str = "argmax"
     horizon: int | None = None
     overrides: tuple = ()        # acting settings (``otpr-finetune --set`` form), e.g. ("transport.beta=0",)
+    chain_length: int = 1        # calvin_multi: instructions per episode (CALVIN's long-horizon evaluation: 5)
 
 
 def acting_model(settings: EvalSettings):
@@ -56,7 +57,7 @@ def _init_worker(settings: EvalSettings):
     from otpr_ros.model.policy import ChunkPolicy
     from otpr_ros.sim.tasks import make_env
     torch.set_num_threads(1)
-    _worker["env"] = make_env(settings.task, settings.horizon)
+    _worker["env"] = make_env(settings.task, settings.horizon, settings.chain_length)
     _worker["policy"] = ChunkPolicy(acting_model(settings), settings.backend, settings.num_candidates,
                                     settings.selection)
 
@@ -71,8 +72,12 @@ def run_policy_episode(seed: int) -> dict:
     while not session.done:
         session.run_chunk(policy.decide)
     summary, _ = session.end_episode()
-    return {"seed": seed, "success": summary.success, "length": summary.length, "return": summary.return_,
-            "provider": policy.backend.provider}
+    record = {"seed": seed, "success": summary.success, "length": summary.length, "return": summary.return_,
+              "provider": policy.backend.provider}
+    chain = getattr(_worker["env"], "chain", None)         # CALVIN: the instructions and how many were done
+    if chain is not None:
+        record.update(tasks=list(chain.tasks), tasks_completed=chain.completed)
+    return record
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96):
@@ -117,6 +122,25 @@ def score_cell(summary: "EvalSummary") -> str:
     from otpr_ros.sim.kitchen_env import normalised_score
     low, high = (normalised_score([max(0.0, r)]) for r in summary.return_ci95)
     return f"normalised score {normalised_score([summary.mean_return]):.1f} ({low:.1f}-{high:.1f})"
+
+
+def instruction_cells(records) -> str:
+    """CALVIN episodes by instruction: the first instruction's success per task, e.g.
+    'open_drawer 5/7, turn_on_led 6/6'."""
+    counts = {}
+    for record in records:
+        done = counts.setdefault(record["tasks"][0], [0, 0])
+        done[0] += record["tasks_completed"] >= 1
+        done[1] += 1
+    return ", ".join(f"{task} {done}/{n}" for task, (done, n) in sorted(counts.items()))
+
+
+def chain_cells(records, length: int) -> str:
+    """CALVIN's long-horizon metric: the share of chains with at least i instructions done in a
+    row (i = 1..length) and the average number done, e.g. '1: 90% 2: 70% ... average 2.80 of 5'."""
+    done = np.array([r["tasks_completed"] for r in records])
+    return " ".join(f"{i}: {np.mean(done >= i):.0%}" for i in range(1, length + 1)) + \
+        f", average {done.mean():.2f} of {length}"
 
 
 SEEDS_PER_BRIDGE = 1_000_000       # bridge i starts from seed i * this: bridges never share a scene

@@ -6,7 +6,9 @@ action are and how to build their environment.
 - Franka Kitchen: ``kitchen_complete``, ``kitchen_partial``, ``kitchen_mixed``; the 59-value
   ``observation``, 9 joint velocities, 12.5 Hz;
 - CALVIN (scene D): ``calvin_<task>`` for each task with a scripted expert (``calvin_open_drawer``
-  ...); ``robot_obs`` and ``scene_obs``, 7-dim relative tcp actions, 30 Hz.
+  ...); ``robot_obs`` and ``scene_obs``, 7-dim relative tcp actions, 30 Hz. ``calvin_multi``:
+  each episode one of those tasks, drawn from the seed, its ``task_id`` (one-hot) in the
+  observation: one policy for all of them.
 
 Nothing here imports a simulator; ``make_env`` does, for the one task asked for.
 """
@@ -34,7 +36,13 @@ def _tasks() -> dict:
                                             calvin_env.ROBOT_OBS_DIM + calvin_env.SCENE_OBS_DIM, calvin_env.ACTION_DIM,
                                             calvin_env.CONTROL_HZ, calvin_env.HORIZON)
                   for name in calvin_experts.SCRIPTED})
+    tasks[CALVIN_MULTI] = SimTask(CALVIN_MULTI, calvin_env.OBS_KEYS + (calvin_env.TASK_ID_KEY,),
+                                  calvin_env.ROBOT_OBS_DIM + calvin_env.SCENE_OBS_DIM + len(calvin_experts.SCRIPTED),
+                                  calvin_env.ACTION_DIM, calvin_env.CONTROL_HZ, calvin_env.HORIZON)
     return tasks
+
+
+CALVIN_MULTI = "calvin_multi"     # one policy for every scripted CALVIN task, told which by a task id
 
 
 SIM_TASKS = _tasks()
@@ -57,14 +65,29 @@ def is_calvin(name: str) -> bool:
     return name.startswith("calvin_")
 
 
-def make_env(name: str, horizon: int | None = None):
-    """A fresh environment of the task (``horizon``: None for the task's own)."""
+def calvin_env_kwargs(name: str) -> dict:
+    """``CalvinEnv``'s arguments for a CALVIN task of the registry (a demonstration file keeps them)."""
+    if name == CALVIN_MULTI:
+        from otpr_ros.sim.calvin_experts import SCRIPTED
+        return {"vocabulary": list(SCRIPTED), "chain_length": 1}
+    return {"tasks": [name.removeprefix("calvin_")]}
+
+
+def make_env(name: str, horizon: int | None = None, chain_length: int = 1):
+    """A fresh environment of the task (``horizon``: None for the task's own, per instruction of a
+    chain). ``chain_length``: ``calvin_multi`` episodes of that many instructions in a row
+    (CALVIN's long-horizon evaluation: five)."""
     task = sim_task(name)
+    if chain_length != 1 and name != CALVIN_MULTI:
+        raise ValueError(f"chain_length {chain_length}: only {CALVIN_MULTI} draws chains of instructions, not {name}")
     if is_kitchen(task.name):
         from otpr_ros.sim.kitchen_env import KitchenEnv
         return KitchenEnv(name, horizon=horizon or task.horizon)
     if is_calvin(task.name):
         from otpr_ros.sim.calvin_env import CalvinEnv
-        return CalvinEnv([name.removeprefix("calvin_")], horizon=horizon or task.horizon, task=name)
+        kwargs = calvin_env_kwargs(name)
+        if chain_length != 1:
+            kwargs["chain_length"] = chain_length
+        return CalvinEnv(horizon=(horizon or task.horizon) * chain_length, task=name, **kwargs)
     from otpr_ros.sim.robomimic_env import RobomimicEnv
     return RobomimicEnv(name, horizon=horizon)

@@ -9,7 +9,7 @@ import pytest
 
 from otpr_ros.sim.calvin_env import (INSTALL_HINT, MAX_CHAIN, NEUTRAL_ROBOT_OBS, STEP_POSITION, TURN_LIMIT, WORKSPACE,
                                      CalvinEnv, TaskChain, bounded_action, chain_conditions, draw_chain, flatten_obs,
-                                     start_state, to_calvin_action)
+                                     start_state, task_id, to_calvin_action)
 
 HAS_CALVIN = importlib.util.find_spec("calvin_env") is not None
 needs_calvin = pytest.mark.skipif(not HAS_CALVIN, reason="calvin_env is not installed (not on PyPI; `make setup` "
@@ -25,6 +25,18 @@ def test_observation_is_robot_then_scene_state():
         flatten_obs({"robot_obs": robot, "scene_obs": scene[:23]})
     with pytest.raises(ValueError, match="'robot_obs' missing"):
         flatten_obs({"scene_obs": scene})
+
+
+def test_a_multi_task_observation_ends_with_the_instruction_one_hot():
+    vocabulary = ("open_drawer", "turn_on_led", "move_slider_left")
+    robot, scene = np.arange(15, dtype=np.float64), 100 + np.arange(24, dtype=np.float64)
+    flat = flatten_obs({"robot_obs": robot, "scene_obs": scene, "task_id": task_id("turn_on_led", vocabulary)},
+                       vocabulary)
+    assert flat.shape == (42,) and np.array_equal(flat[39:], [0, 1, 0]) and np.array_equal(flat[15:39], scene)
+    with pytest.raises(ValueError, match="'close_drawer' is not one of the instructions"):
+        task_id("close_drawer", vocabulary)
+    with pytest.raises(ValueError, match="'task_id' missing"):
+        flatten_obs({"robot_obs": robot, "scene_obs": scene}, vocabulary)
 
 
 def test_action_is_clipped_and_the_gripper_binary():
@@ -150,6 +162,39 @@ def test_a_chain_of_five_tasks_is_done_one_after_the_other():
         env.close()
 
 
+@needs_calvin
+def test_the_multi_task_environment_draws_each_episodes_task_from_the_seed_and_says_it():
+    """calvin_multi: one of the scripted tasks per episode, drawn from the seed, its one-hot
+    after robot_obs and scene_obs; the expert does whichever it is; a chain can be given."""
+    from otpr_ros.sim.calvin_experts import SCRIPTED, CalvinExpert
+    from otpr_ros.sim.tasks import make_env, sim_task
+    env = make_env("calvin_multi")
+    try:
+        assert sim_task("calvin_multi").obs_dim == env.observation_space.shape[0] == 39 + len(SCRIPTED)
+        drawn = {}
+        for seed in range(12):
+            obs, _ = env.reset(seed=seed)
+            (task,) = env.chain.tasks
+            drawn[seed] = task
+            assert np.array_equal(obs[39:], task_id(task, SCRIPTED)), (seed, task)
+        assert len(set(drawn.values())) >= 4
+        obs, _ = env.reset(seed=5)
+        assert env.chain.tasks == (drawn[5],)
+        expert = CalvinExpert(env, noise=0.1, rng=np.random.default_rng(5))
+        while True:
+            obs, reward, terminated, truncated, info = env.step(expert.act())
+            if terminated or truncated:
+                break
+        assert terminated and reward == 1.0 and np.array_equal(obs[39:], task_id(drawn[5], SCRIPTED))
+        assert set(env.stored_observation()) == {"robot_obs", "scene_obs", "task_id"}
+        obs, _ = env.reset(seed=5, options={"tasks": ["open_drawer", "turn_on_led"]})
+        assert env.chain.tasks == ("open_drawer", "turn_on_led") and obs[39 + SCRIPTED.index("open_drawer")] == 1
+        with pytest.raises(ValueError, match="expected at most 5 of"):
+            env.reset(seed=5, options={"tasks": ["stack_block"]})
+    finally:
+        env.close()
+
+
 def test_drawn_chains_are_feasible_and_follow_the_seed():
     from otpr_ros.sim.calvin_experts import SCRIPTED
     chains = [draw_chain(SCRIPTED, MAX_CHAIN, np.random.default_rng(seed)) for seed in range(30)]
@@ -172,3 +217,24 @@ def test_demonstrations_and_a_model_through_the_packages_tools(tmp_path):
     first = data.demos[0]
     assert np.allclose(first.next_obs[:-1], first.obs[1:])          # the episode's own steps, in order
     assert (model / "MODEL_CARD.md").is_file() and "calvin_open_drawer" in (model / "MODEL_CARD.md").read_text()
+
+
+@needs_calvin
+def test_a_multi_task_model_is_evaluated_on_chains_of_instructions(tmp_path, capsys):
+    """otpr-evaluate --chain: each episode a chain drawn from its seed, the instructions and how
+    many were done in a row recorded, CALVIN's long-horizon metric printed."""
+    import json
+
+    from model_fixtures import make_tiny_calvin_model
+    from otpr_ros.sim.calvin_experts import SCRIPTED
+    from otpr_ros.tools.evaluate import main as evaluate_main
+    model, _ = make_tiny_calvin_model(tmp_path, task="calvin_multi")
+    output = tmp_path / "chains.json"
+    assert evaluate_main(["--model", str(model), "--episodes", "2", "--chain", "3", "--horizon", "6",
+                          "--processes", "1", "--seed", "4", "--output", str(output)]) == 0
+    result = json.loads(output.read_text())
+    assert result["chain"] == 3 and result["task"] == "calvin_multi"
+    for record in result["episodes_detail"]:
+        assert len(record["tasks"]) == 3 and 0 <= record["tasks_completed"] <= 3 and record["length"] <= 18
+        assert record["tasks"] == list(draw_chain(SCRIPTED, 3, np.random.default_rng(record["seed"])))
+    assert "chains of 3, instructions done in a row: 1:" in capsys.readouterr().out

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from otpr_ros.sim.evaluation import success_cell, summarise, wilson_interval
+from otpr_ros.sim.evaluation import chain_cells, instruction_cells, success_cell, summarise, wilson_interval
 
 pytest.importorskip("robosuite", reason="the simulation extra is not installed")
 
@@ -25,6 +25,15 @@ def test_a_benchmark_record_and_its_table_cell():
     assert success_cell(record["success_rate"], record["ci95"]) == "74% (60%-84%)"
 
 
+def test_calvins_cells_count_instructions_done_in_a_row():
+    records = [{"tasks": ["open_drawer", "turn_on_led"], "tasks_completed": 2},
+               {"tasks": ["open_drawer", "move_slider_left"], "tasks_completed": 0},
+               {"tasks": ["turn_on_led", "open_drawer"], "tasks_completed": 1},
+               {"tasks": ["close_drawer", "turn_on_led"], "tasks_completed": 1}]
+    assert chain_cells(records, 2) == "1: 75% 2: 25%, average 1.00 of 2"
+    assert instruction_cells(records) == "close_drawer 1/1, open_drawer 1/2, turn_on_led 1/1"
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
 def test_evaluate_runs_the_shipped_lift_model(tmp_path, backend):
     output = tmp_path / "eval.json"
@@ -44,6 +53,8 @@ def test_evaluate_runs_the_shipped_lift_model(tmp_path, backend):
 def test_evaluate_refuses_a_model_of_another_task(capsys):
     assert evaluate_main(["--model", str(shipped_model("lift")), "--task", "can", "--episodes", "1"]) == 2
     assert "trained for 'lift', not 'can'" in capsys.readouterr().err
+    assert evaluate_main(["--task", "lift", "--episodes", "1", "--chain", "3"]) == 2
+    assert "only a calvin_multi model follows chains of instructions, not 'lift'" in capsys.readouterr().err
 
 
 def test_evaluate_acts_with_changed_settings_and_refuses_bad_ones(tmp_path, capsys):

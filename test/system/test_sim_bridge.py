@@ -290,16 +290,19 @@ def test_closed_loop_kitchen(tmp_path):
 
 
 def test_closed_loop_calvin(tmp_path):
-    """CALVIN over the bus: the bridge publishes robot_obs and scene_obs as one 39-value vector,
-    the server (config/calvin.yaml: observation_source observation) answers with chunks of 4 x 7
-    relative tcp actions, and every transition of each episode reaches the bus."""
+    """CALVIN over the bus, the multi-task setting: the bridge publishes robot_obs, scene_obs and
+    the episode's task id as one 46-value vector, the server (config/calvin.yaml: observation_source
+    observation) answers with chunks of 4 x 7 relative tcp actions, and every transition of each
+    episode reaches the bus, its task id one instruction."""
     pytest.importorskip("calvin_env", reason="calvin_env is not installed (`make setup` installs it from "
                                              "../shared/vendor/calvin_env)")
     from model_fixtures import make_tiny_calvin_model
-    model, _ = make_tiny_calvin_model(tmp_path)
-    seen, transitions, chunks = closed_loop_of_vector_task(model, "calvin_open_drawer", "/calvin", 2, 24,
-                                                           obs_dim=39, action_size=28)
+    model, _ = make_tiny_calvin_model(tmp_path, task="calvin_multi")
+    seen, transitions, chunks = closed_loop_of_vector_task(model, "calvin_multi", "/calvin", 2, 24,
+                                                           obs_dim=46, action_size=28)
     assert len(seen) == 2
+    for t in transitions:
+        assert sorted(t["obs"][39:]) == [0.0] * 6 + [1.0] and np.array_equal(t["obs"][39:], t["next_obs"][39:])
     for e in seen:
         mine = [t for t in transitions if t["episode"] == e["episode"]]
         assert sum(t["steps"] for t in mine) + e["held_steps"] == e["length"] and all(t["steps"] <= 4 for t in mine)
