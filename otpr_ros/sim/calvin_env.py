@@ -11,7 +11,8 @@ gripper -1 close / 1 open); the tcp's target is kept inside ``WORKSPACE`` and it
 within ``TURN_LIMIT`` of the start (calvin_env bounds neither). Reward: 1 each time the next
 task of the chain is completed, as judged by calvin_env's task oracle comparing ``get_info()``
 at the start of that task with now (CALVIN's multistep evaluation); the episode terminates
-when the chain is done and truncates at the horizon (CALVIN gives each instruction 360 steps).
+when the chain is done and truncates at the horizon, or when an instruction has had
+``instruction_horizon`` steps (CALVIN gives each instruction 360 and ends the chain there).
 
 Resets follow CALVIN's evaluation protocol: the robot at its neutral pose, the scene from an
 initial condition (slider left or right, drawer open or closed, lightbulb and led on or off,
@@ -224,11 +225,13 @@ class CalvinEnv(gym.Env):
     control_hz = CONTROL_HZ
 
     def __init__(self, tasks=("open_drawer",), horizon: int = HORIZON, scene: str = "calvin_scene_D",
-                 task: str | None = None, vocabulary=(), chain_length: int = 1):
+                 task: str | None = None, vocabulary=(), chain_length: int = 1,
+                 instruction_horizon: int | None = HORIZON):
         """``task``: the package's name of this environment (``calvin_<task>``), for its records.
         ``vocabulary``: a multi-task environment's instructions; each reset draws a chain of
         ``chain_length`` of them from the seed (``tasks`` is then ignored) and the observation
-        ends with the current one's ``task_id``."""
+        ends with the current one's ``task_id``. ``instruction_horizon``: the steps each
+        instruction of a chain may take (None: only ``horizon`` bounds the episode)."""
         try:
             import hydra
             from calvin_env.envs import play_table_env
@@ -237,6 +240,7 @@ class CalvinEnv(gym.Env):
         if horizon < 1:
             raise ValueError(f"horizon: expected >= 1, got {horizon}")
         self.vocabulary, self.chain_length = tuple(vocabulary), chain_length
+        self.instruction_horizon = instruction_horizon or horizon
         if self.vocabulary:
             tasks = draw_chain(self.vocabulary, chain_length, np.random.default_rng(0))
         self.chain, self.horizon = TaskChain(tasks), horizon
@@ -283,12 +287,13 @@ class CalvinEnv(gym.Env):
                              scene_obs=options.get("scene_obs", scene_obs))
         self.start_orn = np.array(self.robot.target_orn, dtype=np.float64)
         self.chain.reset()
-        self.start_info, self.elapsed = self.sim.get_info(), 0
+        self.start_info, self.elapsed, self.instruction_start = self.sim.get_info(), 0, 0
         self._obs = obs
         return self._flat(), {"success": False, "tasks_completed": 0}
 
     def step(self, action):
-        if self.elapsed >= self.horizon or self.chain.done:
+        if self.elapsed >= self.horizon or self.chain.done or \
+                self.elapsed - self.instruction_start >= self.instruction_horizon:
             raise RuntimeError("step after the episode ended: call reset()")
         action = bounded_action(to_calvin_action(action), self.robot.target_pos, self.robot.target_orn,
                                 self.start_orn)
@@ -297,10 +302,11 @@ class CalvinEnv(gym.Env):
         completed = self.oracle.get_task_info_for_set(self.start_info, info, {self.chain.current})
         reward = self.chain.update(completed)
         if reward:
-            self.start_info = info          # the next task is judged from here
+            self.start_info, self.instruction_start = info, self.elapsed   # the next task is judged from here
         self._obs = obs
         success = self.chain.done
-        truncated = not success and self.elapsed >= self.horizon
+        truncated = not success and (self.elapsed >= self.horizon or
+                                     self.elapsed - self.instruction_start >= self.instruction_horizon)
         return self._flat(), reward, success, truncated, {"success": success,
                                                           "tasks_completed": self.chain.completed}
 

@@ -88,6 +88,7 @@ def make_env(name: str, horizon: int | None = None, chain_length: int = 1):
         kwargs = calvin_env_kwargs(name)
         if chain_length != 1:
             kwargs["chain_length"] = chain_length
-        return CalvinEnv(horizon=(horizon or task.horizon) * chain_length, task=name, **kwargs)
+        return CalvinEnv(horizon=(horizon or task.horizon) * chain_length, instruction_horizon=horizon or task.horizon,
+                         task=name, **kwargs)
     from otpr_ros.sim.robomimic_env import RobomimicEnv
     return RobomimicEnv(name, horizon=horizon)

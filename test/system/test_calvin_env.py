@@ -120,6 +120,13 @@ def test_calvin_env_resets_to_seeded_scenes_and_steps():
             env.step(np.zeros(7))
     finally:
         env.close()
+    # CALVIN ends a chain when an instruction is not done in its steps, whatever the chain's horizon
+    env = CalvinEnv(["open_drawer", "turn_on_led"], horizon=20, instruction_horizon=3)
+    try:
+        env.reset(seed=3)
+        assert [env.step(np.zeros(7))[3] for _ in range(3)] == [False, False, True]
+    finally:
+        env.close()
 
 
 @needs_calvin
