@@ -263,7 +263,7 @@ class CalvinEnv(gym.Env):
         dim = ROBOT_OBS_DIM + SCENE_OBS_DIM + len(self.vocabulary)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
-        self.elapsed = 0
+        self.elapsed = self.instruction_start = 0
 
     @property
     def robot(self):

@@ -9,7 +9,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 @pytest.mark.parametrize("task, obs_dim, settings", [("lift", 19, ["diffusion.pretrain_lr=1e-4"]), ("can", 23, []),
-                                                      ("square", 23, [])])
+                                                      ("square", 23, []), ("calvin_multi", 46, [])])
 def test_the_pretraining_config_is_each_shipped_model_s(task, obs_dim, settings):
     """config/otpr.yaml (obs_dim from the task) with the --set of the model's command in the
     Makefile (Lift: made before 1e-3 became the pre-training rate) is what every
@@ -113,6 +113,6 @@ def test_the_benchmarks_cpu_settings_are_the_shared_learner_overrides():
 def test_a_task_without_a_shipped_model_asks_for_a_model_directory():
     from otpr_ros.package_files import shipped_model
     assert (shipped_model("lift") / "weights.pt").is_file()
-    with pytest.raises(FileNotFoundError, match=r"no shipped model for task 'calvin' \(shipped: can, "
-                                                r"kitchen_complete, lift, square\): give a model directory"):
+    with pytest.raises(FileNotFoundError, match=r"no shipped model for task 'calvin' \(shipped: calvin_multi, "
+                                                r"can, kitchen_complete, lift, square\): give a model directory"):
         shipped_model("calvin")

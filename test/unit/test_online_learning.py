@@ -108,7 +108,7 @@ def test_the_replay_log_restores_the_buffer_and_the_sequence_numbers(tiny, tmp_p
     assert second.add({**transition(30), "stream": 3.0}) == "added" and second.counts.summary()["lost"] == 0
 
 
-@pytest.mark.parametrize("task", ["lift", "can", "square"])
+@pytest.mark.parametrize("task", ["lift", "can", "square", "calvin_multi"])
 def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
     from otpr_ros.package_files import node_parameters, shipped_model
     from otpr_ros.training.online_learning import apply_overrides
@@ -117,9 +117,10 @@ def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
     apply_overrides(model, [o for o in overrides if o])
     assert model.config.agent.actor_batch == 256
     # Can's actor learns only from stored chunks, weighted by advantage; its training episodes act by Q
-    # (docs/experiments/2026-11-30-can-stored-action-updates.md): H guidance drifted it
-    assert model.config.transport.masked is (task != "can")
-    recipe = ("awr", "q", 8, "fixed") if task == "can" else ("compatibility", "compatibility", 1, "uniform")
+    # (docs/experiments/2026-11-30-can-stored-action-updates.md): H guidance drifted it. CALVIN took it too.
+    cans = task in ("can", "calvin_multi")
+    assert model.config.transport.masked is not cans
+    recipe = ("awr", "q", 8, "fixed") if cans else ("compatibility", "compatibility", 1, "uniform")
     assert (model.config.agent.guidance, model.config.agent.acting_weights, model.config.critic.steps_per_update,
             model.config.critic.batch_mix) == recipe
 

@@ -10,10 +10,13 @@ from otpr_ros.sim.tasks import SIM_TASKS, is_calvin, is_kitchen, sim_task
 def test_every_task_says_its_observation_action_and_horizon():
     calvin = {"calvin_move_slider_left", "calvin_move_slider_right", "calvin_open_drawer", "calvin_close_drawer",
               "calvin_turn_on_led", "calvin_turn_off_led", "calvin_turn_on_lightbulb"}
-    assert set(SIM_TASKS) == {"lift", "can", "square", "kitchen_complete", "kitchen_partial", "kitchen_mixed"} | calvin
+    assert set(SIM_TASKS) == {"lift", "can", "square", "kitchen_complete", "kitchen_partial", "kitchen_mixed",
+                              "calvin_multi"} | calvin
     drawer = sim_task("calvin_open_drawer")
     assert (drawer.obs_keys, drawer.obs_dim, drawer.act_dim, drawer.control_hz, drawer.horizon) == \
         (("robot_obs", "scene_obs"), 39, 7, 30.0, 360)
+    multi = sim_task("calvin_multi")          # one policy for the seven, told which by a one-hot task id
+    assert (multi.obs_keys, multi.obs_dim, multi.horizon) == (("robot_obs", "scene_obs", "task_id"), 46, 360)
     assert (sim_task("can").obs_dim, sim_task("can").act_dim, sim_task("can").horizon) == (23, 7, 300)
     kitchen = sim_task("kitchen_mixed")
     assert (kitchen.obs_keys, kitchen.obs_dim, kitchen.act_dim, kitchen.control_hz, kitchen.horizon) == \
