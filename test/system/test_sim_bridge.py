@@ -249,6 +249,8 @@ def closed_loop_of_vector_task(model, task: str, namespace: str, episodes: int, 
     deep = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
     observer.node.create_subscription(String, "episode", lambda m: seen["episode"].append(json.loads(m.data)), deep)
     observer.node.create_subscription(JointTrajectory, "action_chunk", seen["chunk"].append, deep)
+    # the observer on the bus before the bridge starts (a loaded machine discovers slowly)
+    observer.wait_for(lambda: observer.node.count_publishers(f"{namespace}/action_chunk") > 0, 120)
     bridge = start_node("otpr_ros.nodes.sim_bridge", DOMAIN, namespace, f"episodes:={episodes}",
                         f"horizon:={horizon}", f"model_dir:={model}", f"task:={task}", task=task)
 
@@ -256,8 +258,12 @@ def closed_loop_of_vector_task(model, task: str, namespace: str, episodes: int, 
         return sum(transition_fields(m, obs_dim=obs_dim, action_size=action_size)["steps"] for m in seen["transition"])
     try:
         done = observer.wait_for(lambda: len(seen["episode"]) >= episodes or bridge.poll() is not None, 400)
+        # a bridge that has ended may leave its last messages to be taken: keep spinning for them
+        observer.wait_for(lambda: len(seen["episode"]) >= episodes, 15)
         output = stopped(bridge, 60) if bridge.poll() is None else bridge.communicate(timeout=60)[0]
         assert done and bridge.returncode == 0, output[-3000:]
+        assert len(seen["episode"]) == episodes, f"the observer saw {len(seen['episode'])} of {episodes} " \
+                                                 f"episodes; the bridge said: {output[-3000:]}"
         observer.wait_for(lambda: steps_seen() + sum(e["held_steps"] for e in seen["episode"]) >=
                           sum(e["length"] for e in seen["episode"]), 30)
     finally:
