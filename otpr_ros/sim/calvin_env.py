@@ -243,11 +243,7 @@ class CalvinEnv(gym.Env):
         self.instruction_horizon = instruction_horizon or horizon
         if self.vocabulary:
             tasks = draw_chain(self.vocabulary, chain_length, np.random.default_rng(0))
-        self.chain, self.horizon = TaskChain(tasks), horizon
-        if len(self.chain.tasks) > MAX_CHAIN:
-            raise ValueError(f"tasks: a CALVIN chain has at most {MAX_CHAIN} instructions, got "
-                             f"{len(self.chain.tasks)}: {list(self.chain.tasks)}")
-        chain_conditions(self.chain.tasks)
+        self.chain, self.horizon = self._checked_chain(tasks), horizon
         self.task = task or f"calvin_{'+'.join(self.chain.tasks)}"
         config = calvin_config(scene)
         self.oracle = hydra.utils.instantiate(config.tasks)
@@ -265,6 +261,20 @@ class CalvinEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         self.elapsed = self.instruction_start = 0
 
+    @staticmethod
+    def _checked_chain(tasks) -> TaskChain:
+        """``tasks`` as a chain: at most ``MAX_CHAIN``, each finding what it needs (ValueError naming why not)."""
+        chain = TaskChain(tasks)
+        if len(chain.tasks) > MAX_CHAIN:
+            raise ValueError(f"tasks: a CALVIN chain has at most {MAX_CHAIN} instructions, got "
+                             f"{len(chain.tasks)}: {list(chain.tasks)}")
+        chain_conditions(chain.tasks)
+        return chain
+
+    def _out_of_steps(self) -> bool:
+        """The episode's horizon or the current instruction's steps are spent."""
+        return self.elapsed >= self.horizon or self.elapsed - self.instruction_start >= self.instruction_horizon
+
     @property
     def robot(self):
         return self.sim.robot
@@ -278,10 +288,9 @@ class CalvinEnv(gym.Env):
         if self.vocabulary:
             tasks = tuple(options.get("tasks") or draw_chain(self.vocabulary, self.chain_length, rng))
             unknown = sorted(set(tasks) - set(self.vocabulary))
-            if unknown or len(tasks) > MAX_CHAIN:
+            if unknown:
                 raise ValueError(f"tasks: expected at most {MAX_CHAIN} of {list(self.vocabulary)}, got {list(tasks)}")
-            chain_conditions(tasks)
-            self.chain = TaskChain(tasks)
+            self.chain = self._checked_chain(tasks)
         robot_obs, scene_obs = start_state(self.chain.tasks, rng)
         obs = self.sim.reset(robot_obs=options.get("robot_obs", robot_obs),
                              scene_obs=options.get("scene_obs", scene_obs))
@@ -292,8 +301,7 @@ class CalvinEnv(gym.Env):
         return self._flat(), {"success": False, "tasks_completed": 0}
 
     def step(self, action):
-        if self.elapsed >= self.horizon or self.chain.done or \
-                self.elapsed - self.instruction_start >= self.instruction_horizon:
+        if self.chain.done or self._out_of_steps():
             raise RuntimeError("step after the episode ended: call reset()")
         action = bounded_action(to_calvin_action(action), self.robot.target_pos, self.robot.target_orn,
                                 self.start_orn)
@@ -305,8 +313,7 @@ class CalvinEnv(gym.Env):
             self.start_info, self.instruction_start = info, self.elapsed   # the next task is judged from here
         self._obs = obs
         success = self.chain.done
-        truncated = not success and (self.elapsed >= self.horizon or
-                                     self.elapsed - self.instruction_start >= self.instruction_horizon)
+        truncated = not success and self._out_of_steps()
         return self._flat(), reward, success, truncated, {"success": success,
                                                           "tasks_completed": self.chain.completed}
 
