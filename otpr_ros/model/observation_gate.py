@@ -2,9 +2,11 @@
 
 An observation is refused, counted by reason and never acted on when it is the wrong
 size, not finite, outside the plausible range (a sensor glitch, or a state far from any the
-policy was trained on), older than ``max_obs_age``, stamped in the future, not newer than the
-last one acted on (out of order or repeated), or arrives while the server is inactive (a
-managed server not activated), disabled, or a person has the arm (an intervention).
+policy was trained on), older than ``max_obs_age``, stamped in the future, stamped before the
+server was last enabled (a state from before an episode's start, delivered late: the robot
+would execute a chunk its transition recorder refuses), not newer than the last one acted on
+(out of order or repeated), or arrives while the server is inactive (a managed server not
+activated), disabled, or a person has the arm (an intervention).
 """
 
 from collections import Counter
@@ -12,7 +14,7 @@ from collections import Counter
 import numpy as np
 
 REASONS = ("inactive", "disabled", "intervention", "incomplete", "malformed", "wrong_size", "non_finite",
-           "out_of_range", "stale", "future_stamp", "out_of_order", "unsafe_output")
+           "out_of_range", "stale", "future_stamp", "before_enable", "out_of_order", "unsafe_output")
 FUTURE_TOLERANCE = 0.05   # s: clocks of two machines disagree a little
 
 
@@ -27,6 +29,7 @@ class ObservationGate:
         self.refused = Counter({reason: 0 for reason in REASONS})
         self.accepted = 0
         self.last_stamp = -np.inf
+        self.not_before = -np.inf    # s: the moment the server was last enabled (no older state is acted on)
         self.out_of_range = None     # the last observation refused as out of range: where, as text
 
     def refuse(self, reason: str) -> str:
@@ -35,8 +38,9 @@ class ObservationGate:
 
     def check(self, obs, stamps, now: float) -> str | None:
         """None if ``obs`` may be acted on at ``now``; else the reason. ``stamps`` (seconds) are
-        those of every message the observation was built from: the oldest must be fresh, none
-        may be from the future, and the newest must be newer than the last one acted on."""
+        those of every message the observation was built from: the oldest must be fresh and
+        not older than ``not_before``, none may be from the future, and the newest must be newer
+        than the last one acted on."""
         obs, stamps = np.asarray(obs), np.atleast_1d(np.asarray(stamps, dtype=np.float64))
         if obs.shape != (self.obs_dim,):
             return self.refuse("wrong_size")
@@ -52,6 +56,8 @@ class ObservationGate:
             return self.refuse("future_stamp")
         if now - stamps.min() > self.max_obs_age:
             return self.refuse("stale")
+        if stamps.min() < self.not_before:
+            return self.refuse("before_enable")
         if stamps.max() <= self.last_stamp:
             return self.refuse("out_of_order")
         self.last_stamp = float(stamps.max())

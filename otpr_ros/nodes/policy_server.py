@@ -257,6 +257,8 @@ class PolicyServer(Node):
     def _on_enable(self, request, response):
         changed = self.enabled != bool(request.data)
         self.enabled = bool(request.data)
+        if changed and self.enabled:        # a state from before this moment is not of the episode now starting
+            self.gate.not_before = self.get_clock().now().nanoseconds * 1e-9
         response.success, response.message = True, "enabled" if self.enabled else "disabled"
         if changed:
             self.get_logger().info(f"policy server {response.message}")

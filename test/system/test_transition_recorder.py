@@ -34,14 +34,14 @@ def robot():
              start_node("otpr_ros.nodes.transition_recorder", DOMAIN, NAMESPACE, "max_episode_steps:=300")]
     observer = PrivateNode(DOMAIN, "observer", NAMESPACE)
     seen = {"transition": [], "sim_bridge/transition": [], "episode": [], "sim_bridge/episode": [],
-            "policy_server/status": []}
+            "policy_server/status": [], "transition_recorder/status": []}
     for topic in ("transition", "sim_bridge/transition"):
         observer.node.create_subscription(Float32MultiArray, topic, seen[topic].append, TRANSITION_QOS)
     deep = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
     for topic in ("episode", "sim_bridge/episode"):
         observer.node.create_subscription(String, topic, lambda m, t=topic: seen[t].append(json.loads(m.data)), deep)
-    observer.node.create_subscription(String, "policy_server/status",
-                                      lambda m: seen["policy_server/status"].append(json.loads(m.data)), 10)
+    for topic in ("policy_server/status", "transition_recorder/status"):
+        observer.node.create_subscription(String, topic, lambda m, t=topic: seen[t].append(json.loads(m.data)), 10)
     yield observer, seen, nodes
     observer.close()
     for process in nodes:
@@ -82,7 +82,10 @@ def test_the_recorders_transitions_are_the_simulations(robot):
     assert [e["success"] for e in episodes] == [e["success"] for e in seen["sim_bridge/episode"][:EPISODES]]
     simulated = [t for t in simulated if t["episode"] < EPISODES]
     recorded = recorded[:len(simulated)]
-    assert len(recorded) == len(simulated) == sum(e["transitions"] for e in episodes) > 10 * EPISODES
+    per_episode = lambda transitions: [sum(t["episode"] == e for t in transitions) for e in range(EPISODES)]  # noqa
+    assert len(recorded) == len(simulated) == sum(e["transitions"] for e in episodes) > 10 * EPISODES, \
+        (f"transitions per episode: recorded {per_episode(recorded)}, simulated {per_episode(simulated)}; the "
+         f"recorder's refusals {seen['transition_recorder/status'][-1:]}, the server's {seen['policy_server/status'][-1:]}")
     for mine, theirs in zip(recorded, simulated):
         for name in FIELDS:
             np.testing.assert_array_equal(mine[name], theirs[name], err_msg=f"{name} of transition {theirs['sequence']}")

@@ -21,6 +21,15 @@ def test_each_reason():
         ObservationGate(3, max_obs_age=0.0)
 
 
+def test_a_state_from_before_the_server_was_enabled_is_refused():
+    gate = ObservationGate(3, max_obs_age=0.5)
+    gate.not_before = 10.0                  # the server was enabled at 10.0 s
+    assert gate.check(np.zeros(3), [9.99], now=10.05) == "before_enable"     # fresh, yet from before
+    assert gate.check(np.zeros(3), [10.01, 9.99], now=10.05) == "before_enable"  # any of its messages
+    assert gate.check(np.zeros(3), [10.0, 10.01], now=10.05) is None
+    assert gate.refused["before_enable"] == 2 and gate.accepted == 1
+
+
 def test_implausible_observations_are_refused():
     gate = ObservationGate(2, max_obs_age=0.5, low=[-1.0, 0.0], high=[1.0, 2.0])
     assert gate.check(np.array([0.5, 1.0]), [10.0], now=10.1) is None
