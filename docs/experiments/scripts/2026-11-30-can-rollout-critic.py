@@ -1,9 +1,10 @@
-"""Can: a critic that has seen the policy's own failures, as a model to fine-tune from.
+"""A critic that has seen the policy's own failures, as a model to fine-tune from (Can,
+2026-11-30; Square with --model models/square, 2026-12-02: docs/experiments/2026-12-02-square-critic-ranking.md).
 
 Run from the project root with its venv:
     python docs/experiments/scripts/2026-11-30-can-rollout-critic.py --output runs/can_rollout_critic/model
 
-1. The shipped Can model acts (L = 1, as its card's offline evaluation) for --episodes
+1. The model (default the shipped Can model) acts (L = 1, as its card's offline evaluation) for --episodes
    episodes on seeds from 600000 (apart from the demonstrations' 10000.., the held-out
    100000.., fine-tuning's 200000..); every transition goes through the same path as
    fine-tuning's (BridgeSession -> OnlineLearner.add), successes and failures alike.
@@ -45,7 +46,7 @@ config = copy.deepcopy(model.config)
 learner = OnlineLearner(model, expert_demonstrations(model), expert_demonstrations(model, split="valid"))
 print("shipped critic:", learner.critic_diagnostic(), flush=True)
 
-env, observe = make_environment("can", None)
+env, observe = make_environment(model.info.task, None)
 session = BridgeSession(env, observe, config.critic.gamma, args.seed)
 policy = ChunkPolicy(model, "torch", 1, "sample", seed=args.policy_seed)
 start, successes = time.perf_counter(), []
@@ -73,7 +74,8 @@ for _ in range(config.transport.warmup_steps):
     model.agent.dual_step(learner.buffer)
 config.agent.compile_updates = False        # the saved model: the shipped configuration
 print(f"potentials: {config.transport.warmup_steps} dual steps ({time.perf_counter() - start:.0f} s)", flush=True)
-card = (f"# Can with a critic that has seen the policy's own rollouts\nThe shipped Can policy; its critic trained "
+card = (f"# {model.info.task} with a critic that has seen the policy's own rollouts\n"
+        f"The model's policy ({args.model}); its critic trained "
         f"{args.critic_steps} more IQL steps on the demonstrations plus {args.episodes} rollouts of the policy "
         f"(L = 1, seeds from {args.seed}: {sum(successes)} successes), half of each batch from the rollouts; "
         f"potentials re-fitted ({config.transport.warmup_steps} dual steps). "
