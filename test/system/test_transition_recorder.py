@@ -111,11 +111,13 @@ def test_an_intervention_reaches_the_learner_as_expert_chunks_and_the_server_hol
     namespace = "/helped"
     # a person's device sends commands at a steady rate; the simulated one is a timer of a process
     # that a loaded machine can hold back for more than the 0.5 s default hold (a CI run on a
-    # loaded machine saw the server act between two of its commands)
+    # loaded machine saw the server act between two of its commands). The bridge sends its state
+    # again only after 10 s without a chunk: at the default 1 s a loaded machine let it do so between
+    # the operator's start and its teleop call, and the server acted on it (a policy chunk first)
     nodes = [start_node("otpr_ros.nodes.policy_server", DOMAIN, namespace, "max_decision_rate:=1000.0",
                         "starved_after:=60.0", "start_enabled:=false", "intervention_hold:=3.0"),
              start_node("otpr_ros.nodes.sim_bridge", DOMAIN, namespace, "mode:=robot", "teleop:=expert",
-                        "teleop_steps:=8", f"first_seed:={FIRST_SEED}"),
+                        "teleop_steps:=8", f"first_seed:={FIRST_SEED}", "chunk_timeout:=10.0"),
              start_node("otpr_ros.nodes.transition_recorder", DOMAIN, namespace, "max_episode_steps:=300"),
              start_node("otpr_ros.nodes.sim_operator", DOMAIN, namespace, "teleop:=true")]
     observer = PrivateNode(DOMAIN, "observer", namespace)
