@@ -43,7 +43,7 @@ test-unit: setup
 # The shipped models in models/, exactly as their cards say: mixed-quality scripted
 # demonstrations, pre-training, evaluation on 50 held-out seeds (100000-100049), ONNX export.
 # Lift and Square were made when config/otpr.yaml pre-trained at 1e-4 (1e-3 since 2026-12-01).
-# About 10-20 min a task on 2 cores (Square about 60); data/ is not committed.
+# About 10-20 min a task on 2 cores (Square about 60, Kitchen about 30); data/ is not committed.
 BIN := $(VENV)/bin
 models: setup
 	$(BIN)/otpr-collect-demos --task lift --episodes 100 --quality mixed --seed 10000 --output data/lift_mixed.hdf5
@@ -62,3 +62,7 @@ models: setup
 	  --output data/calvin_multi_mixed.hdf5
 	$(BIN)/otpr-pretrain --task calvin_multi --dataset data/calvin_multi_mixed.hdf5 --output models/calvin_multi \
 	  --policy-steps 3000 --critic-steps 3000 --eval-episodes 50
+	$(BIN)/otpr-collect-demos --task kitchen_complete --episodes 150 --quality expert --seed 10000 \
+	  --output data/kitchen_complete.hdf5
+	$(BIN)/otpr-pretrain --task kitchen_complete --dataset data/kitchen_complete.hdf5 --output models/kitchen_complete \
+	  --policy-steps 30000 --critic-steps 3000 --eval-episodes 50 --logdir runs/pretrain_kitchen_complete
