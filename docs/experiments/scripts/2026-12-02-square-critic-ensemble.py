@@ -7,7 +7,7 @@ and a re-run skips what is there (resumable):
 
 1. rollouts.pt: the model acts (L = 1) for --episodes episodes on seeds from 600000, as
    2026-11-30-can-rollout-critic.py does (the same seeds and policy seed: the same rollouts).
-2. member_<k>.pt: --members critics, each freshly initialised (torch seed k) and trained
+2. member_<k>.pt: --members critics, each freshly initialised (torch seed 1000 + k) and trained
    --critic-steps IQL steps on the demonstrations plus the rollouts, half of each batch from
    the rollouts; each one's diagnostic (Q against the return on held-out demonstrations).
 3. eval_<rule>.json: the policy acts by the arg-max over --candidates of its candidates of
