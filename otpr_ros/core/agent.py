@@ -27,6 +27,7 @@ GUIDANCES = ("compatibility", "q", "advantage", "uniform", "bc", "awr")
 ACTING_WEIGHTS = ("compatibility", "q")
 ACT_MODES = ("sample", "argmax", "single")
 BATCH_MIXES = ("uniform", "fixed")
+TRUNCATIONS = ("bootstrap", "failure")
 Q_NORMALISATIONS = ("scale", "candidates")
 
 
@@ -67,6 +68,8 @@ def check_config(config: OTPRConfig) -> None:
     for name, mix in (("critic.batch_mix", critic.batch_mix), ("agent.actor_batch_mix", config.agent.actor_batch_mix)):
         if mix not in BATCH_MIXES:
             raise ValueError(f"{name}: expected one of {BATCH_MIXES}, got {mix!r}")
+    if critic.truncation not in TRUNCATIONS:
+        raise ValueError(f"critic.truncation: expected one of {TRUNCATIONS}, got {critic.truncation!r}")
     if not 0.0 <= critic.online_fraction <= 1.0:
         raise ValueError(f"critic.online_fraction: expected a share in [0, 1], got {critic.online_fraction}")
     if critic.steps_per_update < 1:

@@ -37,6 +37,9 @@ class CriticConfig:
     steps_per_update: int = 1                # IQL steps in each fine-tuning update (cheap beside the actor's)
     batch_mix: str = "uniform"               # uniform: every stored transition alike | fixed: online_fraction
     online_fraction: float = 0.5             # batch_mix fixed: share of each critic batch from online data
+    truncation: str = "bootstrap"            # an online episode cut short (horizon, reset): bootstrap from its
+                                             # last next state (time-limit convention) | failure: it ends there,
+                                             # no value after (running out of time is failing: success-only reward)
 
 
 @dataclass

@@ -33,7 +33,7 @@ TUNABLE = {"agent": ("num_candidates", "guidance", "actor_batch", "actor_batch_m
                      "acting_weights"),
            "transport": ("masked", "beta", "rho", "distance", "ot_every", "ot_steps", "batch_states", "batch_actions",
                          "lr"),
-           "critic": ("batch_size", "lr", "steps_per_update", "batch_mix", "online_fraction"),
+           "critic": ("batch_size", "lr", "steps_per_update", "batch_mix", "online_fraction", "truncation"),
            "diffusion": ("finetune_lr",)}
 
 
@@ -255,10 +255,13 @@ class OnlineLearner:
                              f"values, got {obs.shape[1:]}, {next_obs.shape[1:]}, {action.shape[1:]}")
         normalise = self.model.obs_normalizer.normalize
         scalar = lambda name: np.asarray(fields[name], np.float32).reshape(n)  # noqa: E731
+        terminal = scalar("terminal") != 0
+        if self.model.config.critic.truncation == "failure":
+            terminal |= scalar("truncated") != 0         # cut short without success: nothing after
         return (np.clip(normalise(obs), -OBS_CLIP, OBS_CLIP).astype(np.float32),
                 normalise_chunks(self.model.action_normalizer, action, self.model.info.act_dim).astype(np.float32),
                 scalar("reward"), np.clip(normalise(next_obs), -OBS_CLIP, OBS_CLIP).astype(np.float32),
-                (scalar("terminal") != 0).astype(np.float32), scalar("steps"))
+                terminal.astype(np.float32), scalar("steps"))
 
     @property
     def online_size(self) -> int:

@@ -171,6 +171,24 @@ def test_critic_settings_can_be_overridden_and_the_critic_is_measured_on_held_ou
     assert set(measured) == {"critic_error", "q_start", "return_start"} and measured["critic_error"] > 0
 
 
+def test_truncation_failure_ends_an_episode_cut_at_the_horizon_and_bootstrap_does_not(tiny):
+    """``critic.truncation``: a chunk that ran out the horizon without success is stored with
+    terminal 0 (IQL bootstraps from its next state) by default, terminal 1 (nothing after it)
+    with ``failure``; a success stays terminal and a mid-episode chunk stays open in both."""
+    from otpr_ros.training.online_learning import apply_overrides
+    stored = {}
+    for truncation in ("bootstrap", "failure"):
+        learner = learner_for(tiny)
+        apply_overrides(learner.model, [f"critic.truncation={truncation}"])
+        cut = {**transition(1), "truncated": 1.0}
+        for sent in (transition(0), cut, {**transition(2), "episode": 1.0, "reward": 0.99, "terminal": 1.0}):
+            assert learner.add(sent) == "added"
+        stored[truncation] = learner.buffer.online.data["terminal"][:3].tolist()
+    assert stored == {"bootstrap": [0.0, 0.0, 1.0], "failure": [0.0, 1.0, 1.0]}
+    with pytest.raises(ValueError, match="critic.truncation"):
+        apply_overrides(learner.model, ["critic.truncation=sometimes"])
+
+
 def test_a_persons_chunks_join_the_demonstrations_and_survive_the_replay_log(tiny, tmp_path):
     """An intervention's chunks (``expert`` 1) go beside the demonstrations, the policy's to the
     online replay; a replay log from before the field reads it as 0 (the policy's)."""
