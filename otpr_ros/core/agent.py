@@ -28,6 +28,7 @@ ACTING_WEIGHTS = ("compatibility", "q")
 ACT_MODES = ("sample", "argmax", "single")
 BATCH_MIXES = ("uniform", "fixed")
 TRUNCATIONS = ("bootstrap", "failure")
+ADVANTAGE_SOURCES = ("critic", "return")
 Q_NORMALISATIONS = ("scale", "candidates")
 
 
@@ -68,6 +69,9 @@ def check_config(config: OTPRConfig) -> None:
     for name, mix in (("critic.batch_mix", critic.batch_mix), ("agent.actor_batch_mix", config.agent.actor_batch_mix)):
         if mix not in BATCH_MIXES:
             raise ValueError(f"{name}: expected one of {BATCH_MIXES}, got {mix!r}")
+    if config.agent.advantage_source not in ADVANTAGE_SOURCES:
+        raise ValueError(f"agent.advantage_source: expected one of {ADVANTAGE_SOURCES}, "
+                         f"got {config.agent.advantage_source!r}")
     if critic.truncation not in TRUNCATIONS:
         raise ValueError(f"critic.truncation: expected one of {TRUNCATIONS}, got {critic.truncation!r}")
     if not 0.0 <= critic.online_fraction <= 1.0:
@@ -216,14 +220,15 @@ class OTPRAgent:
         ``bc`` and ``awr``: over the stored actions alone)."""
         a = self.config.agent
         batch, _ = self.draw(buffer, a.actor_batch, a.actor_batch_mix)
-        states, stored = batch.obs, batch.action
+        states, stored, earned = batch.obs, batch.action, batch.mc_return
         stored_ids = torch.full((states.shape[0],), -1, device=self.device)
         if self.config.transport.masked and buffer.num_keypoints:
             states = torch.cat([buffer.keypoint_obs, states])
             stored = torch.cat([buffer.keypoint_actions, stored])
+            earned = torch.cat([torch.full((buffer.num_keypoints,), float("nan"), device=self.device), earned])
             stored_ids = torch.cat([torch.arange(buffer.num_keypoints, device=self.device), stored_ids])
         if a.guidance in ("bc", "awr"):      # the stored actions only: no candidates drawn
-            weights = self.stored_action_weights(states, stored) if a.guidance == "awr" else None
+            weights = self.stored_action_weights(states, stored, earned) if a.guidance == "awr" else None
             loss = self.policy.noise_matching_loss(states, stored, weights, self.generator, compiled=a.compile_updates)
             self.step_actor(loss)
             metrics = {"actor/loss": float(loss.detach()), "actor/stored_weight": 1.0, "actor/guidance_ess": 1.0}
@@ -243,13 +248,17 @@ class OTPRAgent:
                 "actor/guidance_ess": float(effective_sample_size(weights).mean())}
 
     @torch.no_grad()
-    def stored_action_weights(self, states, stored) -> torch.Tensor:
+    def stored_action_weights(self, states, stored, earned=None) -> torch.Tensor:
         """Guidance ``awr``: advantage-weighted regression on the stored actions (AWR, AWAC),
         ``min(exp(advantage_temperature * A / std(A)), advantage_clip)`` with ``A = Q(s, a) - V(s)``
         standardised over the batch: the critic reweights data that was executed or
-        demonstrated and never trains the policy on its own candidates."""
+        demonstrated and never trains the policy on its own candidates. With
+        ``agent.advantage_source: return``, ``A = G - V(s)`` where ``earned`` (G) is known."""
         a = self.config.agent
-        advantage = self.critic.target_q(states[:, None, :], stored[:, None, :])[:, 0] - self.critic.value(states)
+        q = self.critic.target_q(states[:, None, :], stored[:, None, :])[:, 0]
+        if a.advantage_source == "return" and earned is not None:
+            q = torch.where(torch.isnan(earned), q, earned)
+        advantage = q - self.critic.value(states)
         scaled = advantage / advantage.std().clamp_min(1e-8)
         return torch.exp(a.advantage_temperature * scaled).clamp(max=a.advantage_clip)
 

@@ -79,6 +79,9 @@ class AgentConfig:
     advantage_temperature: float = 3.0       # guidance advantage: exp(temperature * (Q - V) / scale); awr:
                                              # exp(temperature * (Q - V) / std over the batch)
     advantage_clip: float = 100.0
+    advantage_source: str = "critic"         # awr: A = Q(s, a) - V(s) | return: A = G - V(s), G the discounted
+                                             # return the stored chunk's episode earned from it on (AWR's own
+                                             # estimate; Q - V while its episode is still open)
     compile_updates: bool = False            # torch.compile the updates' dense parts (target Q and g, training
                                              # candidates, score matching): same losses, faster after a one-off
                                              # compilation (benchmarks/learner_updates.py)

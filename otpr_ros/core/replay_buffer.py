@@ -2,7 +2,8 @@
 
 Expert transitions are kept for good (never evicted); online transitions go round a ring
 of ``capacity``. Some expert pairs are chosen as keypoints of masked OT: they are what
-the mask and the relation cost g refer to, by index.
+the mask and the relation cost g refer to, by index. Each transition may carry the
+discounted return its episode earned from it on (``mc_return``, NaN until the episode ends).
 """
 
 from dataclasses import dataclass, fields
@@ -11,7 +12,7 @@ import torch
 
 from otpr_ros.core.checks import check_batch, check_count, check_finite
 
-FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "steps")
+FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "steps", "mc_return")
 
 
 @dataclass
@@ -22,9 +23,11 @@ class TransitionBatch:
     next_obs: torch.Tensor
     terminal: torch.Tensor
     steps: torch.Tensor
+    mc_return: torch.Tensor | None = None    # NaN where the episode's return is not known (yet)
 
     def to(self, device) -> "TransitionBatch":
-        return TransitionBatch(*(getattr(self, f.name).to(device) for f in fields(self)))
+        return TransitionBatch(*(None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                                 for f in fields(self)))
 
 
 class _Store:
@@ -36,7 +39,8 @@ class _Store:
                      for name in FIELDS}
         self.capacity, self.ring, self.size, self.cursor = capacity, ring, 0, 0
 
-    def add(self, batch: dict) -> None:
+    def add(self, batch: dict) -> torch.Tensor:
+        """Store ``batch``; the rows it went to."""
         n = batch["obs"].shape[0]
         if not self.ring and self.size + n > self.capacity:
             raise ValueError(f"expert transitions: {self.size + n} exceed the capacity {self.capacity}")
@@ -45,6 +49,7 @@ class _Store:
             self.data[name][index.to(self.data[name].device)] = batch[name].to(self.data[name])
         self.cursor = (self.cursor + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+        return index
 
     def gather(self, index: torch.Tensor) -> dict:
         return {name: self.data[name][index] for name in FIELDS}
@@ -63,16 +68,24 @@ class ReplayBuffer:
         return self.online.size + self.expert.size
 
     # -- adding --------------------------------------------------------------------------
-    def add(self, obs, action, reward, next_obs, terminal, steps) -> None:
-        """Add a batch of online transitions (first dimension = batch)."""
-        self.online.add(self._checked(obs, action, reward, next_obs, terminal, steps))
+    def add(self, obs, action, reward, next_obs, terminal, steps, mc_return=None) -> torch.Tensor:
+        """Add a batch of online transitions (first dimension = batch); the rows they went to."""
+        return self.online.add(self._checked(obs, action, reward, next_obs, terminal, steps, mc_return))
 
-    def add_expert(self, obs, action, reward, next_obs, terminal, steps) -> None:
-        self.expert.add(self._checked(obs, action, reward, next_obs, terminal, steps))
+    def add_expert(self, obs, action, reward, next_obs, terminal, steps, mc_return=None) -> torch.Tensor:
+        return self.expert.add(self._checked(obs, action, reward, next_obs, terminal, steps, mc_return))
 
-    def _checked(self, obs, action, reward, next_obs, terminal, steps) -> dict:
+    def set_returns(self, store: str, rows: torch.Tensor, mc_return) -> None:
+        """The return each of ``rows`` of ``store`` ("online" or "expert") earned, once its episode ended."""
+        target = {"online": self.online, "expert": self.expert}[store].data["mc_return"]
+        target[torch.as_tensor(rows, device=target.device)] = torch.as_tensor(mc_return, dtype=torch.float32,
+                                                                              device=target.device)
+
+    def _checked(self, obs, action, reward, next_obs, terminal, steps, mc_return=None) -> dict:
+        if mc_return is None:
+            mc_return = torch.full((len(obs),), float("nan"))
         batch = {name: torch.as_tensor(value, dtype=torch.float32) for name, value in
-                 zip(FIELDS, (obs, action, reward, next_obs, terminal, steps))}
+                 zip(FIELDS, (obs, action, reward, next_obs, terminal, steps, mc_return))}
         check_batch("obs", batch["obs"], self.obs_dim)
         check_batch("action", batch["action"], self.action_dim)
         check_batch("next_obs", batch["next_obs"], self.obs_dim)
@@ -81,6 +94,8 @@ class ReplayBuffer:
             if batch[name].shape[0] != n or (name in ("reward", "terminal", "steps") and batch[name].dim() != 1):
                 raise ValueError(f"{name}: expected {n} rows like obs, got shape {tuple(batch[name].shape)}")
             check_finite(name, batch[name])
+        if batch["mc_return"].shape != (n,):
+            raise ValueError(f"mc_return: expected {n} values like obs, got shape {tuple(batch['mc_return'].shape)}")
         if not bool(((batch["terminal"] == 0) | (batch["terminal"] == 1)).all()):
             raise ValueError("terminal: expected 0 or 1")
         if not bool((batch["steps"] >= 1).all()):
@@ -164,6 +179,7 @@ class ReplayBuffer:
             if saved["size"] > store.capacity:
                 raise ValueError(f"{store_name}: {saved['size']} saved transitions exceed capacity {store.capacity}")
             for name in FIELDS:
-                store.data[name][:saved["size"]] = saved[name].to(self.device)
+                if name in saved:       # a state saved before mc_return existed leaves it unknown
+                    store.data[name][:saved["size"]] = saved[name].to(self.device)
             store.size, store.cursor = saved["size"], saved["cursor"]
         self.keypoint_index = state["keypoint_index"].to(self.device)

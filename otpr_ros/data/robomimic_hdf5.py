@@ -172,10 +172,15 @@ class RobomimicDataset:
 
     def chunk_transitions(self, chunk: int, gamma: float):
         """Chunked transitions from every t, as the chunk runner would produce them online:
-        the reward is the discounted sum over the executed steps, which stop at a done."""
-        out = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminal", "steps")}
+        the reward is the discounted sum over the executed steps, which stop at a done;
+        ``mc_return``: the discounted return the demonstration earned from t on (to its next done)."""
+        out = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminal", "steps", "mc_return")}
         for d in self.demos:
             length = len(d.actions)
+            earned, running = np.zeros(length), 0.0
+            for t in range(length - 1, -1, -1):
+                running = float(d.rewards[t]) + gamma * running * float(d.dones[t] == 0)
+                earned[t] = running
             for t in range(length):
                 end = min(t + chunk, length)
                 done_at = np.flatnonzero(d.dones[t:end])
@@ -188,6 +193,7 @@ class RobomimicDataset:
                 out["next_obs"].append(d.next_obs[end - 1])
                 out["terminal"].append(float(d.dones[end - 1] > 0 and d.rewards[end - 1] > 0))
                 out["steps"].append(float(steps))
+                out["mc_return"].append(earned[t])
         return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
 
     def chunked_episodes(self, chunk: int, gamma: float):

@@ -29,8 +29,8 @@ from otpr_ros.training.pretraining import OBS_CLIP, expert_buffer, held_out_epis
 RECENT_STREAMS = 16   # streams listed one by one in the status (a bridge restart adds one)
 # what may differ from the pre-training configuration when fine-tuning (no network shape)
 TUNABLE = {"agent": ("num_candidates", "guidance", "actor_batch", "actor_batch_mix", "actor_sampler", "actor_ddim_steps",
-                     "q_normalisation", "q_temperature", "advantage_temperature", "advantage_clip", "compile_updates",
-                     "acting_weights"),
+                     "q_normalisation", "q_temperature", "advantage_temperature", "advantage_clip", "advantage_source",
+                     "compile_updates", "acting_weights"),
            "transport": ("masked", "beta", "rho", "distance", "ot_every", "ot_steps", "batch_states", "batch_actions",
                          "lr"),
            "critic": ("batch_size", "lr", "steps_per_update", "batch_mix", "online_fraction", "truncation"),
@@ -158,6 +158,7 @@ class OnlineLearner:
             held_out, config, model.obs_normalizer, model.action_normalizer, self.agent.device)
         self.keypoints_reused = self._reuse_keypoints()
         self.counts = TransitionCounts()
+        self.open_episodes = {}     # (source, stream) -> [(store, row, reward, steps)] of its open episode
         self.log = None             # a ReplayLog, where transitions must survive a crash
         self.action_size = config.chunk * config.act_dim
         self.overrides = []         # the fine-tuning settings applied to the model's (``for_task``)
@@ -238,11 +239,35 @@ class OnlineLearner:
 
     def _store(self, batch: dict) -> None:
         """A batch of transitions into the replay: a person's chunks (``expert``: an
-        intervention) beside the demonstrations, the policy's with the online data."""
-        expert = np.asarray(batch.get("expert", np.zeros(len(batch["sequence"]))), dtype=bool)
-        for rows, add in ((~expert, self.buffer.add), (expert, self.buffer.add_expert)):
+        intervention) beside the demonstrations, the policy's with the online data. Once an
+        episode ends (terminal or truncated), its transitions get the discounted return they
+        earned (``mc_return``: nothing after its end)."""
+        n = len(batch["sequence"])
+        expert = np.asarray(batch.get("expert", np.zeros(n)), dtype=bool)
+        placed = [None] * n
+        for rows, store, add in ((~expert, "online", self.buffer.add), (expert, "expert", self.buffer.add_expert)):
             if rows.any():
-                add(*self._normalised({k: np.asarray(v)[rows] for k, v in batch.items()}))
+                index = add(*self._normalised({k: np.asarray(v)[rows] for k, v in batch.items()}))
+                for i, row in zip(np.flatnonzero(rows), index.tolist()):
+                    placed[i] = (store, row)
+        gamma = self.model.config.critic.gamma
+        for i in range(n):
+            key = (int(batch["source"][i]), int(np.asarray(batch.get("stream", np.zeros(n)))[i]))
+            if key not in self.open_episodes:       # a restarted bridge's open episode never ends: dropped
+                for old in [k for k in self.open_episodes if k[0] == key[0]]:
+                    del self.open_episodes[old]
+            episode = self.open_episodes.setdefault(key, [])
+            episode.append((*placed[i], float(batch["reward"][i]), float(batch["steps"][i])))
+            if batch["terminal"][i] or batch["truncated"][i]:
+                del self.open_episodes[key]
+                earned, returns = 0.0, {"online": ([], []), "expert": ([], [])}
+                for store, row, reward, steps in reversed(episode):
+                    earned = reward + gamma ** steps * earned
+                    returns[store][0].append(row)
+                    returns[store][1].append(earned)
+                for store, (rows, values) in returns.items():
+                    if rows:
+                        self.buffer.set_returns(store, rows, values)
 
     def _normalised(self, fields: dict):
         """A batch of transitions (first dimension) in the buffer's units."""

@@ -43,7 +43,7 @@ def expert_buffer(dataset, config: OTPRConfig, obs_normalizer, action_normalizer
     buffer.add_expert(obs_normalizer.normalize(transitions["obs"]).astype(np.float32),
                       normalise_chunks(action_normalizer, transitions["action"], config.act_dim).astype(np.float32),
                       transitions["reward"], obs_normalizer.normalize(transitions["next_obs"]).astype(np.float32),
-                      transitions["terminal"], transitions["steps"])
+                      transitions["terminal"], transitions["steps"], transitions["mc_return"])
     return buffer
 
 

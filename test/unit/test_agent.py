@@ -188,6 +188,25 @@ def test_awr_weighs_the_stored_actions_by_their_advantage_and_draws_no_candidate
     assert 0 < metrics["actor/batch_ess_share"] <= 1 and metrics["actor/stored_weight"] == 1.0
 
 
+def test_awr_from_returns_uses_the_earned_return_where_it_is_known_and_q_elsewhere():
+    """``agent.advantage_source: return``: A = G - V(s) for rows whose episode ended (G known),
+    Q(s, a) - V(s) for the others (NaN); the default ignores G."""
+    agent = small_agent(masked=False, beta=0.0)
+    agent.config.agent.guidance, agent.config.agent.advantage_temperature = "awr", 1.0
+    states, stored = torch.rand(64, 1) * 2 - 1, torch.rand(64, 2) * 2 - 1
+    earned = torch.rand(64)
+    earned[::2] = float("nan")
+    q = agent.critic.target_q(states[:, None], stored[:, None])[:, 0]
+    by_critic = agent.stored_action_weights(states, stored, earned)
+    assert torch.allclose(by_critic, agent.stored_action_weights(states, stored))     # default: G ignored
+    agent.config.agent.advantage_source = "return"
+    advantage = torch.where(torch.isnan(earned), q, earned) - agent.critic.value(states)
+    assert torch.allclose(agent.stored_action_weights(states, stored, earned).log(), advantage / advantage.std(),
+                          atol=1e-5)
+    with pytest.raises(ValueError, match="agent.advantage_source"):
+        OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(advantage_source="oracle")))
+
+
 def test_fixed_actor_batch_mix_gives_the_actor_its_online_share():
     agent = small_agent(masked=False, beta=0.0)
     agent.config.agent.guidance = "bc"

@@ -189,6 +189,26 @@ def test_truncation_failure_ends_an_episode_cut_at_the_horizon_and_bootstrap_doe
         apply_overrides(learner.model, ["critic.truncation=sometimes"])
 
 
+def test_an_ended_episode_s_transitions_get_the_return_they_earned_and_an_open_one_none(tiny):
+    """``mc_return``: once an episode ends, each of its transitions holds the discounted return
+    from it on (the reward of each chunk, gamma^steps between them; a person's chunks in the
+    expert store too); a failed (truncated) episode earned 0; an open episode's stay NaN; a
+    restarted bridge's open episode never gets one."""
+    learner = learner_for(tiny)
+    gamma = learner.model.config.critic.gamma
+    experts = learner.buffer.expert.size
+    success = [transition(0, steps=4), {**transition(1, steps=3), "expert": 1.0}, transition(2, steps=2, reward=0.9)]
+    failure = [{**t, "episode": 1.0} for t in (transition(3), {**transition(4), "truncated": 1.0})]
+    for sent in success + failure + [{**transition(5), "episode": 2.0}]:
+        assert learner.add(sent) == "added"
+    online, expert = learner.buffer.online.data["mc_return"], learner.buffer.expert.data["mc_return"]
+    assert online[:2].tolist() == pytest.approx([0.9 * gamma ** 3 * gamma ** 4, 0.9])
+    assert float(expert[experts]) == pytest.approx(0.9 * gamma ** 3)
+    assert online[2:4].tolist() == [0.0, 0.0] and torch.isnan(online[4])
+    learner.add({**transition(0), "episode": 3.0, "stream": 1.0})          # the bridge restarted
+    assert list(learner.open_episodes) == [(0, 1)]
+
+
 def test_a_persons_chunks_join_the_demonstrations_and_survive_the_replay_log(tiny, tmp_path):
     """An intervention's chunks (``expert`` 1) go beside the demonstrations, the policy's to the
     online replay; a replay log from before the field reads it as 0 (the policy's)."""

@@ -67,6 +67,8 @@ def test_chunk_transitions_discount_and_stop_at_done(dataset_file):
     assert t["steps"][3] == 3 and t["terminal"][3] == 1 and t["reward"][3] == pytest.approx(0.25)
     assert t["steps"][0] == 4 and t["terminal"][0] == 0 and t["reward"][0] == 0
     assert np.array_equal(t["next_obs"][0], data.demos[0].next_obs[3].astype(np.float32))
+    # the return earned from each step on: 0.5^(5 - t) to the success at step 5
+    assert t["mc_return"][:6] == pytest.approx([0.5 ** (5 - k) for k in range(6)])
 
 
 def test_normalizers_cover_the_data(dataset_file):
