@@ -65,6 +65,14 @@ class Demo:
     rewards: np.ndarray    # (T,)
     dones: np.ndarray      # (T,)
 
+    def earned_returns(self, gamma: float) -> np.ndarray:
+        """(T,): the discounted return earned from each step on, up to the next done."""
+        earned, running = np.zeros(len(self.rewards)), 0.0
+        for t in range(len(self.rewards) - 1, -1, -1):
+            running = float(self.rewards[t]) + gamma * running * float(self.dones[t] == 0)
+            earned[t] = running
+        return earned
+
 
 def _demo_order(name: str) -> int:
     return int(name.split("_")[-1]) if name.split("_")[-1].isdigit() else 0
@@ -177,10 +185,7 @@ class RobomimicDataset:
         out = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminal", "steps", "mc_return")}
         for d in self.demos:
             length = len(d.actions)
-            earned, running = np.zeros(length), 0.0
-            for t in range(length - 1, -1, -1):
-                running = float(d.rewards[t]) + gamma * running * float(d.dones[t] == 0)
-                earned[t] = running
+            earned = d.earned_returns(gamma)
             for t in range(length):
                 end = min(t + chunk, length)
                 done_at = np.flatnonzero(d.dones[t:end])
@@ -205,10 +210,5 @@ class RobomimicDataset:
             done = np.flatnonzero(d.dones)
             length = int(done[0]) + 1 if done.size else len(d.actions)
             index = np.minimum(np.arange(length)[:, None] + np.arange(chunk), length - 1)
-            returns = np.zeros(length)
-            running = 0.0
-            for t in range(length - 1, -1, -1):
-                running = float(d.rewards[t]) + gamma * running
-                returns[t] = running
-            episodes.append((d.obs[:length], d.actions[index].reshape(length, -1), returns))
+            episodes.append((d.obs[:length], d.actions[index].reshape(length, -1), d.earned_returns(gamma)[:length]))
         return episodes

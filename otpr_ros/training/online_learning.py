@@ -251,8 +251,9 @@ class OnlineLearner:
                 for i, row in zip(np.flatnonzero(rows), index.tolist()):
                     placed[i] = (store, row)
         gamma = self.model.config.critic.gamma
+        sources, streams = np.asarray(batch["source"]), np.asarray(batch.get("stream", np.zeros(n)))
         for i in range(n):
-            key = (int(batch["source"][i]), int(np.asarray(batch.get("stream", np.zeros(n)))[i]))
+            key = (int(sources[i]), int(streams[i]))
             if key not in self.open_episodes:       # a restarted bridge's open episode never ends: dropped
                 for old in [k for k in self.open_episodes if k[0] == key[0]]:
                     del self.open_episodes[old]

@@ -28,14 +28,15 @@ def auc(positive, negative) -> float:
     return float((positive > negative).mean() + 0.5 * (positive == negative).mean())
 
 
-def episodes(replay_dir, gamma):
-    """The replay's transitions in order and each one's episode outcome and MC return."""
+def episodes(replay_dir):
+    """The replay's policy transitions, each one's episode outcome, the env steps after it to
+    the episode's success (its MC return is gamma to that power), and its episode's first row."""
     parts = [dict(np.load(f)) for f in sorted(glob.glob(f"{replay_dir}/*.npz"))]
     data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     data = {k: v[~data["expert"].astype(bool)] for k, v in data.items()}
     key = np.stack([data["source"], data["stream"], data["episode"]], 1)
     success = np.zeros(len(key), bool)
-    ret = np.zeros(len(key))
+    to_go = np.zeros(len(key))
     first = np.zeros(len(key), bool)
     for k in np.unique(key, axis=0):
         rows = np.nonzero((key == k).all(1))[0]
@@ -43,9 +44,8 @@ def episodes(replay_dir, gamma):
         first[rows[0]] = True
         if data["terminal"][rows].any():
             success[rows] = True
-            to_go = np.cumsum(data["steps"][rows][::-1])[::-1] - data["steps"][rows]   # steps after this chunk
-            ret[rows] = gamma ** to_go
-    return data, success, ret, first
+            to_go[rows] = np.cumsum(data["steps"][rows][::-1])[::-1] - data["steps"][rows]   # after this chunk
+    return data, success, to_go, first
 
 
 def main():
@@ -54,9 +54,10 @@ def main():
     parser.add_argument("--critics", nargs="+", required=True)
     args = parser.parse_args()
     torch.set_grad_enabled(False)
+    data, success, to_go, first = episodes(args.replay)
     for path in args.critics:
         model = load_model(path, "cpu")
-        data, success, ret, first = episodes(args.replay, model.config.critic.gamma)
+        ret = np.where(success, model.config.critic.gamma ** to_go, 0.0)
         shim = SimpleNamespace(model=model, action_size=model.config.chunk * model.info.act_dim)
         obs, action, *_ = OnlineLearner._normalised(shim, data)
         obs, action = torch.as_tensor(obs), torch.as_tensor(action)
