@@ -8,6 +8,7 @@ Learning (ALGORITHM.md, "The loop"): every ``ot_every`` updates ``ot_steps`` asc
 on J(u, v), then an IQL step, then the OT-guided weighted score-matching step.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,7 @@ BATCH_MIXES = ("uniform", "fixed")
 TRUNCATIONS = ("bootstrap", "failure")
 ADVANTAGE_SOURCES = ("critic", "return")
 Q_NORMALISATIONS = ("scale", "candidates")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -57,6 +59,9 @@ def check_config(config: OTPRConfig) -> None:
     for name, rate in rates.items():
         if not rate > 0:
             raise ValueError(f"{name}: a learning rate must be positive, got {rate}")
+    if config.diffusion.finetune_lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"diffusion.finetune_lr_schedule: expected one of {LR_SCHEDULES}, "
+                         f"got {config.diffusion.finetune_lr_schedule!r}")
     if config.transport.distance not in ("sqeuclidean", "cosine"):
         raise ValueError(f"transport.distance: expected 'sqeuclidean' or 'cosine', got {config.transport.distance!r}")
     if config.agent.q_normalisation not in Q_NORMALISATIONS:
@@ -104,16 +109,33 @@ class OTPRAgent:
         self.cost = TransportCost(self.critic, self.q_scale)
         self.dual_steps = 0
         self.updates = 0
+        self.progress = 0.0         # share of the run's env-step budget done (the actor's rate schedule)
 
     def set_learning_rates(self) -> None:
         """The optimisers take the configuration's rates: fine-tuning overrides change the
         configuration after they were built, and a restored optimiser state brings its own."""
-        rates = ((self.actor_optimizer, self.config.diffusion.finetune_lr),
+        rates = ((self.actor_optimizer, self.actor_rate),
                  (self.potential_optimizer, self.config.transport.lr),
                  (self.iql.v_optimizer, self.config.critic.lr), (self.iql.q_optimizer, self.config.critic.lr))
         for optimizer, rate in rates:
             for group in optimizer.param_groups:
                 group["lr"] = rate
+
+    @property
+    def actor_rate(self) -> float:
+        """The actor's learning rate where the run stands: ``diffusion.finetune_lr``, or with the
+        cosine schedule that rate times (1 + cos(pi progress)) / 2, 0 at the budget's end."""
+        d = self.config.diffusion
+        if d.finetune_lr_schedule == "constant":
+            return d.finetune_lr
+        return d.finetune_lr * 0.5 * (1.0 + math.cos(math.pi * min(max(self.progress, 0.0), 1.0)))
+
+    def set_progress(self, progress: float) -> None:
+        """Where the run stands, as the share of its env-step budget done: the actor's optimiser
+        takes ``actor_rate`` there."""
+        self.progress = progress
+        for group in self.actor_optimizer.param_groups:
+            group["lr"] = self.actor_rate
 
     # -- keypoints ---------------------------------------------------------------------------
     def set_keypoints(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
@@ -181,6 +203,7 @@ class OTPRAgent:
         for _ in range(self.config.critic.steps_per_update):
             metrics.update(self.critic_step(buffer))
         metrics.update(self.actor_step(buffer))
+        metrics["actor/lr"] = self.actor_rate
         self.updates += 1
         return metrics
 

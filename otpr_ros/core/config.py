@@ -22,6 +22,8 @@ class DiffusionConfig:
     compile: bool = False                    # torch.compile the acting sampler (~25 s once, ~40 % faster)
     pretrain_lr: float = 1e-3                # ALGORITHM.md 1e-4; 1e-3 measured better (docs/method.md)
     finetune_lr: float = 1e-5
+    finetune_lr_schedule: str = "constant"   # constant | cosine: the actor's rate annealed to 0 over the run's
+                                             # env-step budget (a run without a budget refuses cosine)
     weight_decay: float = 1e-6
     ema_decay: float = 0.995
 

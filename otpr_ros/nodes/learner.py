@@ -116,7 +116,8 @@ class Learner(Node):
         self.core.log = ReplayLog(self.output / "replay", TRANSITION_FIELDS)
         from torch.utils.tensorboard import SummaryWriter
         self.writer = SummaryWriter(str(self.output / "tensorboard"))
-        self.run = OnlineRun(self.core, value("updates_per_transition"), value("warmup_transitions"), self.writer)
+        self.run = OnlineRun(self.core, value("updates_per_transition"), value("warmup_transitions"), self.writer,
+                             value("max_env_steps"))
         resumed = self._resume() if value("resume") else None
         self.finished = Future()
 

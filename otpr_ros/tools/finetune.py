@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     env, observe = make_environment(args.task, None)
     session = BridgeSession(env, observe, config.critic.gamma, args.train_seed)
     policy = ChunkPolicy(model, "torch", "train", "sample", seed=args.seed)
-    run = OnlineRun(learner, utd, args.warmup, writer)
+    run = OnlineRun(learner, utd, args.warmup, writer, args.env_steps)
     schedule = EvaluationSchedule(output, args.task, args.eval_episodes, args.eval_seed, args.validation_seed,
                                   args.eval_every, args.env_steps, args.processes, args.keep_evaluated,
                                   f"OTPR fine-tuning, {args.task}")

@@ -2,8 +2,9 @@
 
 Transitions in robot units are added as they come (``add``); once ``warmup`` have been
 received, an OTPR update is due whenever ``updates < utd * received`` (the update-to-data
-ratio, counted on every transition received, not on what the replay ring still holds). The
-run counts environment steps, episodes and update time, logs each tenth update's metrics to
+ratio, counted on every transition received, not on what the replay ring still holds). Each
+update tells the agent where the run stands in its env-step ``budget`` (the actor's rate
+schedule, ``diffusion.finetune_lr_schedule``). The run counts environment steps, episodes and update time, logs each tenth update's metrics to
 TensorBoard, and gives the rows of the learning curve. The learner node calls it from its
 timer between bus work; ``otpr-finetune`` after each chunk it runs.
 """
@@ -20,8 +21,14 @@ ROW_MEANS = {"guidance_ess": "actor/guidance_ess", "online_share": "critic/onlin
 
 
 class OnlineRun:
-    def __init__(self, core: OnlineLearner, utd: float, warmup: int, writer=None):
-        self.core, self.utd, self.warmup, self.writer = core, utd, warmup, writer
+    def __init__(self, core: OnlineLearner, utd: float, warmup: int, writer=None, budget: int = 0):
+        """``budget``: the run's env steps (0: unbounded, which a rate schedule refuses)."""
+        schedule = core.model.config.diffusion.finetune_lr_schedule
+        if schedule != "constant" and budget <= 0:
+            raise ValueError(f"diffusion.finetune_lr_schedule={schedule} anneals the actor's rate over the run's "
+                             "env-step budget, and this run has none: set its budget (max_env_steps, --env-steps) "
+                             "or use the constant rate")
+        self.core, self.utd, self.warmup, self.writer, self.budget = core, utd, warmup, writer, budget
         self.updates, self.update_seconds, self.metrics = 0, 0.0, {}
         self.since_row = dict.fromkeys(ROW_MEANS, (0.0, 0))     # sums and counts since the last row
         self.env_steps = self.episodes = 0
@@ -58,6 +65,8 @@ class OnlineRun:
 
     def update(self) -> dict:
         start = time.perf_counter()
+        if self.budget:
+            self.core.agent.set_progress(self.env_steps / self.budget)
         self.metrics = self.core.update()
         self.update_seconds += time.perf_counter() - start
         self.updates += 1

@@ -3,7 +3,7 @@ import torch
 
 from learning_fixtures import filled_buffer, small_agent
 from otpr_ros.core.agent import OTPRAgent
-from otpr_ros.core.config import AgentConfig, CriticConfig, OTPRConfig
+from otpr_ros.core.config import AgentConfig, CriticConfig, DiffusionConfig, OTPRConfig
 
 
 # -- acting --------------------------------------------------------------------------------
@@ -231,6 +231,33 @@ def test_bad_critic_settings_are_refused():
         OTPRAgent(OTPRConfig(obs_dim=1, critic=CriticConfig(batch_mix="fixed", online_fraction=1.5)))
     with pytest.raises(ValueError, match="critic.steps_per_update"):
         OTPRAgent(OTPRConfig(obs_dim=1, critic=CriticConfig(steps_per_update=0)))
+
+
+def test_cosine_schedule_anneals_the_actors_rate_to_zero_and_constant_ignores_progress():
+    """The actor's Adam steps with lr(p) = finetune_lr (1 + cos(pi p)) / 2 at progress p; the
+    critic's rate stays; with the constant schedule progress changes nothing."""
+    agent = small_agent()
+    buffer = filled_buffer(agent)
+    rate = agent.config.diffusion.finetune_lr
+    agent.config.diffusion.finetune_lr_schedule = "cosine"
+    seen = []
+    for progress in (0.0, 0.5, 1.0, 1.5):
+        agent.set_progress(progress)
+        metrics = agent.update(buffer)
+        seen.append((agent.actor_optimizer.param_groups[0]["lr"], metrics["actor/lr"]))
+    assert [s[0] for s in seen] == pytest.approx([rate, rate / 2, 0.0, 0.0], abs=1e-15)
+    assert [s[1] for s in seen] == [s[0] for s in seen]
+    assert agent.iql.q_optimizer.param_groups[0]["lr"] == agent.config.critic.lr
+    before = [p.detach().clone() for p in agent.policy.net.parameters()]
+    agent.update(buffer)                                      # at the budget's end the actor holds still
+    assert all(torch.equal(b, p) for b, p in zip(before, agent.policy.net.parameters()))
+    agent.set_learning_rates()                                # a restored optimiser gets the scheduled rate
+    assert agent.actor_optimizer.param_groups[0]["lr"] == 0.0
+    agent.config.diffusion.finetune_lr_schedule = "constant"
+    agent.set_progress(0.9)
+    assert agent.actor_optimizer.param_groups[0]["lr"] == rate
+    with pytest.raises(ValueError, match="diffusion.finetune_lr_schedule"):
+        OTPRAgent(OTPRConfig(obs_dim=1, diffusion=DiffusionConfig(finetune_lr_schedule="linear")))
 
 
 @pytest.mark.parametrize("guidance", ["q", "advantage"])

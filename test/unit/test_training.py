@@ -55,6 +55,26 @@ def test_updates_follow_the_update_to_data_ratio_after_the_warmup(tiny):
     assert "training success 80% (last 5)" in run.progress() and "/" not in run.progress().split(" env")[0]
 
 
+def test_the_run_anneals_the_actors_rate_over_its_budget_and_an_unbounded_run_refuses(tiny):
+    from otpr_ros.training.online_learning import apply_overrides
+    model = load_model(tiny, "cpu")
+    apply_overrides(model, ["diffusion.finetune_lr_schedule=cosine"])
+    learner = OnlineLearner(model, expert_demonstrations(model))
+    with pytest.raises(ValueError, match="finetune_lr_schedule=cosine .* has none"):
+        OnlineRun(learner, utd=1.0, warmup=2)
+    run = OnlineRun(learner, utd=0.5, warmup=2, budget=40)
+    rates, steps = [], []
+    for sequence in range(10):                      # 4 env steps each
+        run.add(transition(sequence))
+        while run.update_due:
+            steps.append(run.env_steps)
+            rates.append(run.update()["actor/lr"])
+    assert steps == [8, 12, 20, 28, 36]
+    rate = model.config.diffusion.finetune_lr
+    assert rates == pytest.approx([rate * 0.5 * (1 + np.cos(np.pi * s / 40)) for s in steps], rel=1e-9)
+    assert learner.agent.actor_optimizer.param_groups[0]["lr"] == rates[-1] < rate / 40
+
+
 def test_the_schedule_evaluates_every_interval_and_finishes_at_the_budget(tmp_path):
     schedule = EvaluationSchedule(tmp_path, "lift", 1, 100000, every=100, budget=250)
     due = {steps: schedule.due(steps) for steps in (0, 99, 104, 150, 200, 240, 252, 300, 400)}
