@@ -4,9 +4,10 @@ Transitions in robot units are added as they come (``add``); once ``warmup`` hav
 received, an OTPR update is due whenever ``updates < utd * received`` (the update-to-data
 ratio, counted on every transition received, not on what the replay ring still holds). Each
 update tells the agent where the run stands in its env-step ``budget`` (the actor's rate
-schedule, ``diffusion.finetune_lr_schedule``). The run counts environment steps, episodes and update time, logs each tenth update's metrics to
-TensorBoard, and gives the rows of the learning curve. The learner node calls it from its
-timer between bus work; ``otpr-finetune`` after each chunk it runs.
+schedule, ``diffusion.finetune_lr_schedule``). The run counts environment steps, episodes and
+update time, logs each tenth update's metrics to TensorBoard, and gives the rows of the
+learning curve. The learner node calls it from its timer between bus work; ``otpr-finetune``
+after each chunk it runs.
 """
 
 import time
