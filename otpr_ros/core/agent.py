@@ -132,10 +132,9 @@ class OTPRAgent:
 
     def set_progress(self, progress: float) -> None:
         """Where the run stands, as the share of its env-step budget done: the actor's optimiser
-        takes ``actor_rate`` there."""
+        takes ``actor_rate`` there (``set_learning_rates``)."""
         self.progress = progress
-        for group in self.actor_optimizer.param_groups:
-            group["lr"] = self.actor_rate
+        self.set_learning_rates()
 
     # -- keypoints ---------------------------------------------------------------------------
     def set_keypoints(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
