@@ -134,10 +134,11 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
               **server_security}     # the model's L: acting for training
     learner = node_plan("learner", ns or "/", {"task": task, "model_dir": model_dir, "device": device, "seed": seed,
                                                **learner_security,
-                                               "max_env_steps": env_steps, "eval_every": eval_every,
+                                               "eval_every": eval_every,
                                                "eval_episodes": eval_episodes, "validation_seed": validation_seed,
                                                "training_seeds": [i * SEEDS_PER_BRIDGE for i in range(num_envs)],
-                                               **({"output_dir": output_dir} if output_dir else {})})
+                                               **({"output_dir": output_dir} if output_dir else {}),
+                                               **({"max_env_steps": env_steps} if env_steps else {})})
     recorder = {"task": task, "model_dir": model_dir, "max_episode_steps": SIM_TASKS[task].horizon}
     recorded = {topic: shared[topic] for topic in ("transition", "learner_progress")}
     if not use_sim:
@@ -188,7 +189,8 @@ FINETUNE_ARGUMENTS = {
     "mode": ("fast", "fast | realtime (the bridges' clock) | robot (the robot path in simulation: bridges show "
                      "only a robot's topics, recorders and an operator make the transitions)"),
     "output_dir": ("", "the learner's snapshots and TensorBoard logs; empty: the config's"),
-    "env_steps": ("0", "the learner stops after this many environment steps (final evaluation); 0: never"),
+    "env_steps": ("0", "the learner stops after this many environment steps (final evaluation); 0: the "
+                        "config's budget (Can: 30 000, over which its actor's rate anneals), else never"),
     "eval_every": ("0", "environment steps between the learner's held-out evaluations; 0: none"),
     "eval_episodes": ("50", "episodes per held-out evaluation"),
     "validation_seed": ("-1", "first seed of validation episodes run beside each held-out evaluation; the "

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from otpr_ros.launch_plan import FINETUNE_ARGUMENTS, SERVE_ARGUMENTS, finetune_plan, plan_from_arguments, prepare
-from otpr_ros.package_files import share_dir
+from otpr_ros.package_files import node_parameters, share_dir
+from otpr_ros.sim.tasks import SIM_TASKS
 
 
 def by_name(plan):
@@ -97,6 +98,20 @@ def test_a_run_seed_reaches_the_learner_and_the_servers_and_leaves_the_episode_s
         plan_from_arguments("finetune", {**values, "seed": "x"})
     with pytest.raises(ValueError, match="seed: expected >= 0"):
         finetune_plan(seed=-1)
+
+
+def test_a_launch_without_env_steps_leaves_the_budget_to_the_task_config():
+    """Can's recipe anneals the actor's rate over config/can.yaml's 30 000 env steps (an
+    unbounded run refuses a schedule): --env-steps replaces that budget, 0 keeps it."""
+    assert "max_env_steps" not in by_name(finetune_plan(task="can"))["learner"].parameters
+    assert by_name(finetune_plan(task="can", env_steps=5000))["learner"].parameters["max_env_steps"] == 5000
+    can = node_parameters("can", "learner")
+    assert can["max_env_steps"] == 30000 and "diffusion.finetune_lr_schedule=cosine" in can["overrides"]
+    for task in SIM_TASKS:     # every task whose recipe anneals has a budget to anneal over
+        learner = node_parameters(task, "learner")
+        schedules = [o for o in learner.get("overrides") or () if o.startswith("diffusion.finetune_lr_schedule=")]
+        if schedules and schedules[-1] != "diffusion.finetune_lr_schedule=constant":
+            assert learner.get("max_env_steps", 0) > 0, task
 
 
 def test_kitchen_tasks_run_in_simulation_and_refuse_the_robot_path(tmp_path):
