@@ -103,7 +103,8 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
                   model_dir: str = "", use_sim: bool = True, namespace: str = "otpr",
                   episodes: int = 0, mode: str = "fast", output_dir: str = "", env_steps: int = 0,
                   eval_every: int = 0, eval_episodes: int = 50, validation_seed: int = -1, update_key: str = "",
-                  discovery: str = "auto", enclaves: str = "", seed: int = 0) -> list[NodePlan]:
+                  discovery: str = "auto", enclaves: str = "", seed: int = 0,
+                  keep_evaluated: bool = False) -> list[NodePlan]:
     if mode not in ("fast", "realtime", "robot"):
         raise ValueError(f"mode: expected fast, realtime or robot, got {mode!r}")
     if backend not in ("torch", "onnx", "openvino"):
@@ -136,6 +137,7 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
                                                **learner_security,
                                                "eval_every": eval_every,
                                                "eval_episodes": eval_episodes, "validation_seed": validation_seed,
+                                               "keep_evaluated": keep_evaluated,
                                                "training_seeds": [i * SEEDS_PER_BRIDGE for i in range(num_envs)],
                                                **({"output_dir": output_dir} if output_dir else {}),
                                                **({"max_env_steps": env_steps} if env_steps else {})})
@@ -193,6 +195,8 @@ FINETUNE_ARGUMENTS = {
                         "config's budget (Can: 30 000, over which its actor's rate anneals), else never"),
     "eval_every": ("0", "environment steps between the learner's held-out evaluations; 0: none"),
     "eval_episodes": ("50", "episodes per held-out evaluation"),
+    "keep_evaluated": ("false", "true: keep every evaluated snapshot under <output_dir>/evaluated (else the newest "
+                                "and the final), e.g. to evaluate a curve's points on more episodes"),
     "validation_seed": ("-1", "first seed of validation episodes run beside each held-out evaluation; the "
                               "weights they rate best are kept as <output_dir>/selected; -1: none"),
     "update_key": ("", "key file signing the learner's policy updates (servers take only those); empty: "
@@ -244,7 +248,8 @@ def plan_from_arguments(kind: str, values: dict) -> list:
                          values["output_dir"], whole(values["env_steps"], "env_steps"),
                          whole(values["eval_every"], "eval_every"), whole(values["eval_episodes"], "eval_episodes"),
                          whole(values["validation_seed"], "validation_seed"), values["update_key"],
-                         values["discovery"], values["enclaves"], whole(values["seed"], "seed"))
+                         values["discovery"], values["enclaves"], whole(values["seed"], "seed"),
+                         flag(values["keep_evaluated"], "keep_evaluated"))
 
 
 def serve_plan(task: str = "lift", backend: str = "torch", model_dir: str = "", namespace: str = "",

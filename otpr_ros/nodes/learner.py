@@ -77,6 +77,8 @@ PARAMETERS = (
      "tasks); 0: none", (0, 10**9), True),
     ("eval_episodes", 50, "episodes per evaluation", (1, 10000), True),
     ("eval_seed", 100000, "first held-out seed", SEEDS, True),
+    ("keep_evaluated", False, "keep every evaluated snapshot under <output_dir>/evaluated (else the newest and the "
+     "final)", None, True),
     ("training_seeds", [0], "first episode seed of each bridge feeding this learner (the launch sets them); each "
      f"uses up to max_env_steps seeds from it ({SEEDS_PER_BRIDGE} when unbounded)", None, True),
     ("update_key", "", "file holding the key that signs each policy_update (otpr-keygen); empty: unsigned, and "
@@ -106,7 +108,7 @@ class Learner(Node):
         self.snapshots = PolicySnapshots(self.output / "policy")
         self.schedule = EvaluationSchedule(self.output, value("task"), episodes, held_out, validation,
                                            value("eval_every"), value("max_env_steps"),
-                                           title=f"OTPR fine-tuning over ROS 2, {value('task')}")
+                                           keep_evaluated=value("keep_evaluated"), title=f"OTPR fine-tuning over ROS 2, {value('task')}")
         check_fresh_output(self.output, value("resume"))
         self.key = load_key(value("update_key")) if value("update_key") else None
         self.run_id = run_id(self.output, value("resume"))

@@ -114,6 +114,15 @@ def test_a_launch_without_env_steps_leaves_the_budget_to_the_task_config():
             assert learner.get("max_env_steps", 0) > 0, task
 
 
+def test_keep_evaluated_reaches_the_learner():
+    values = {name: default for name, (default, _) in FINETUNE_ARGUMENTS.items()}
+    learner = lambda plan: by_name(plan)["learner"].parameters["keep_evaluated"]  # noqa: E731
+    assert learner(plan_from_arguments("finetune", values)) is False
+    assert learner(plan_from_arguments("finetune", {**values, "keep_evaluated": "true"})) is True
+    with pytest.raises(ValueError, match="keep_evaluated: expected true or false"):
+        plan_from_arguments("finetune", {**values, "keep_evaluated": "yes"})
+
+
 def test_kitchen_tasks_run_in_simulation_and_refuse_the_robot_path(tmp_path):
     plan = finetune_plan(task="kitchen_complete", output_dir=str(tmp_path))
     assert [n.executable for n in plan] == ["sim_bridge", "policy_server", "learner"]
