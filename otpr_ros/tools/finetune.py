@@ -10,11 +10,13 @@ as a model directory (<output>/evaluated/step_<env steps>, evaluated/final) and 
 row is the model before fine-tuning (BC only).
 
     otpr-finetune --task lift --env-steps 40000 --output runs/finetune_lift
+    otpr-finetune --task can --output runs/finetune_can    # config/can.yaml's recipe and 30 000-step budget
     otpr-finetune --task can --recipe model --set agent.guidance=q --output runs/can_q   # an ablation
 
 Settings, in the order they win: the model's config.yaml; with --recipe task (the default) the
 learner's ``overrides`` and ``updates_per_transition`` of config/nodes.yaml then
-config/<task>.yaml (what the learner node of ``otpr-launch finetune`` reads); --set and --utd.
+config/<task>.yaml (what the learner node of ``otpr-launch finetune`` reads; its
+``max_env_steps`` is the default --env-steps where the task sets one); --set and --utd.
 The resolved settings are printed at start.
 
 Writes <output>/curve.csv and curve.png (env steps vs held-out success), summary.json,
@@ -50,6 +52,8 @@ from otpr_ros.training.loop import OnlineRun
 from otpr_ros.training.online_learning import OnlineLearner
 from otpr_ros.training.schedule import EvaluationSchedule
 
+DEFAULT_ENV_STEPS = 40_000     # a run's budget when neither --env-steps nor the task's config sets one
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="otpr-finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,7 +61,9 @@ def parse_args(argv=None):
     parser.add_argument("--model", help="model directory (default: the shipped model of --task)")
     parser.add_argument("--datasets", nargs="+", help="expert HDF5 (default: the model's pre-training datasets)")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--env-steps", type=int, default=40_000, help="budget of environment steps")
+    parser.add_argument("--env-steps", type=int,
+                        help="budget of environment steps (default: with --recipe task the learner's max_env_steps "
+                             f"of config/<task>.yaml when it sets one, e.g. Can's 30 000; else {DEFAULT_ENV_STEPS})")
     parser.add_argument("--recipe", choices=("task", "model"), default="task",
                         help="task (default): the learner node's overrides and updates_per_transition from "
                              "config/nodes.yaml and config/<task>.yaml, as `otpr-launch finetune` runs; model: the "
@@ -87,6 +93,9 @@ def parse_args(argv=None):
                         help="seed of the learner's draws (batches, noise) and of the acting policy's sampling; "
                              "episode seeds come from --train-seed")
     args = parser.parse_args(argv)
+    if args.env_steps is None:
+        configured = node_parameters(args.task, "learner").get("max_env_steps") if args.recipe == "task" else 0
+        args.env_steps = configured or DEFAULT_ENV_STEPS
     if min(args.env_steps, args.eval_every, args.eval_episodes, args.processes) < 1 or (args.utd or 0) < 0:
         parser.error("--env-steps, --eval-every, --eval-episodes and --processes must be >= 1, --utd >= 0")
     return args

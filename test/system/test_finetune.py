@@ -55,6 +55,11 @@ def test_each_task_s_recipe_is_the_learner_node_s_unless_asked_otherwise():
     assert overrides == [*learner["overrides"], "agent.q_temperature=0.1"] and utd == 0.25
     assert "agent.guidance=awr" in overrides
     assert recipe(parse_args(["--task", "can", "--output", "x", "--utd", "2"]))[1] == 2.0
+    # the budget too: Can's rate anneals over config/can.yaml's 30 000 env steps, as on the node
+    assert parse_args(["--task", "can", "--output", "x"]).env_steps == learner["max_env_steps"] == 30000
+    assert parse_args(["--task", "can", "--output", "x", "--env-steps", "500"]).env_steps == 500
+    assert parse_args(["--task", "can", "--output", "x", "--recipe", "model"]).env_steps == 40000
+    assert parse_args(["--task", "lift", "--output", "x"]).env_steps == 40000
     assert recipe(parse_args(["--task", "can", "--output", "x", "--recipe", "model", "--set", "a.b=1"])) == (["a.b=1"],
                                                                                                           1.0)
 
