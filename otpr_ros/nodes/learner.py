@@ -108,7 +108,8 @@ class Learner(Node):
         self.snapshots = PolicySnapshots(self.output / "policy")
         self.schedule = EvaluationSchedule(self.output, value("task"), episodes, held_out, validation,
                                            value("eval_every"), value("max_env_steps"),
-                                           keep_evaluated=value("keep_evaluated"), title=f"OTPR fine-tuning over ROS 2, {value('task')}")
+                                           keep_evaluated=value("keep_evaluated"),
+                                           title=f"OTPR fine-tuning over ROS 2, {value('task')}")
         check_fresh_output(self.output, value("resume"))
         self.key = load_key(value("update_key")) if value("update_key") else None
         self.run_id = run_id(self.output, value("resume"))

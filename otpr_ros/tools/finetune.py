@@ -54,6 +54,7 @@ from otpr_ros.training.schedule import EvaluationSchedule
 
 DEFAULT_ENV_STEPS = 40_000     # a run's budget when neither --env-steps nor the task's config sets one
 
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="otpr-finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
