@@ -38,6 +38,10 @@ STREAM_IDS = 2**24          # float32 holds them exactly
 TRANSITION_HISTORY = 10000
 TRANSITION_QOS = QoSProfile(depth=TRANSITION_HISTORY, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# episode summaries: a subscriber asking for TRANSIENT_LOCAL also gets the last 100 published
+# before it matched (a fast bridge can end an episode before a new observer is discovered);
+# volatile subscribers see only new ones, as before
+EPISODE_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # policy_update, learner_progress: the last one reaches whoever joins later
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 

@@ -69,7 +69,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from otpr_ros.model.directory import read_config
-from otpr_ros.nodes.bus_messages import ACTION_NAMES, episode_message
+from otpr_ros.nodes.bus_messages import ACTION_NAMES, EPISODE_QOS, episode_message
 from otpr_ros.nodes.learner_link import LearnerLink, link_parameters
 from otpr_ros.nodes.node_main import declare_parameters, percentiles, run_node
 from otpr_ros.package_files import shipped_model
@@ -149,7 +149,7 @@ class SimBridge(Node):
         self.gripper_pub = self.create_publisher(JointState, "gripper_state", sensor)
         self.objects_pub = self.create_publisher(PoseArray, "object_poses", sensor)
         self.reward_pub = self.create_publisher(Float32, "reward", RELIABLE)
-        self.episode_pub = self.create_publisher(String, "~/episode" if self.robot else "episode", RELIABLE)
+        self.episode_pub = self.create_publisher(String, "~/episode" if self.robot else "episode", EPISODE_QOS)
         self.status_pub = self.create_publisher(String, "~/status", 10)
         self.create_subscription(JointTrajectory, "action_chunk", self._on_chunk,
                                  QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))

@@ -35,7 +35,7 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from otpr_ros.model.directory import read_config, read_info
-from otpr_ros.nodes.bus_messages import episode_message
+from otpr_ros.nodes.bus_messages import EPISODE_QOS, episode_message
 from otpr_ros.nodes.learner_link import LearnerLink, link_parameters
 from otpr_ros.nodes.managed_node import ManagedNode
 from otpr_ros.nodes.node_main import declare_parameters, run_node
@@ -93,7 +93,7 @@ class TransitionRecorder(Node):
         self.pending_start = None       # an operator's confirmed start, waiting for the learner (monotonic s)
 
         self.link = LearnerLink(self, finished=self.finished)
-        self.episode_pub = self.create_publisher(String, "episode", RELIABLE)
+        self.episode_pub = self.create_publisher(String, "episode", EPISODE_QOS)
         self.status_pub = self.create_publisher(String, "~/status", 10)
         self.robot_state.subscribe(self, self._on_state)
         self.create_subscription(JointTrajectory, "action_chunk", self._on_chunk, RELIABLE)

@@ -18,7 +18,7 @@ from std_msgs.msg import Float32MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from otpr_ros.nodes.bus_messages import TRANSITION_QOS, transition_fields  # noqa: E402
+from otpr_ros.nodes.bus_messages import EPISODE_QOS, TRANSITION_QOS, transition_fields  # noqa: E402
 from ros_fixtures import domain, start_node, stopped  # noqa: E402
 from otpr_ros.sim.evaluation import wilson_interval  # noqa: E402
 from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES, RobomimicEnv  # noqa: E402
@@ -247,7 +247,9 @@ def closed_loop_of_vector_task(model, task: str, namespace: str, episodes: int, 
     seen = {"transition": [], "episode": [], "chunk": []}
     observer.node.create_subscription(Float32MultiArray, "transition", seen["transition"].append, TRANSITION_QOS)
     deep = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-    observer.node.create_subscription(String, "episode", lambda m: seen["episode"].append(json.loads(m.data)), deep)
+    # the bridge may end its first episode before it discovers the observer: ask for its history
+    observer.node.create_subscription(String, "episode", lambda m: seen["episode"].append(json.loads(m.data)),
+                                      EPISODE_QOS)
     observer.node.create_subscription(JointTrajectory, "action_chunk", seen["chunk"].append, deep)
     # the observer on the bus before the bridge starts (a loaded machine discovers slowly)
     observer.wait_for(lambda: observer.node.count_publishers(f"{namespace}/action_chunk") > 0, 120)
