@@ -262,6 +262,7 @@ class PolicyServer(Node):
         response.success, response.message = True, "enabled" if self.enabled else "disabled"
         if changed:
             self.get_logger().info(f"policy server {response.message}")
+            self._publish_status()           # an operator waits for a disabled server before a reset
         return response
 
     def _on_reload(self, request, response):

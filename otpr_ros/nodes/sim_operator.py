@@ -2,7 +2,9 @@
 
 Does what an operator does on a real arm, through the same services: when the transition
 recorder says an episode is over (its ``episode`` topic), resets the scene (the bridge's
-``~/reset``) and confirms the next start (the recorder's ``~/start_episode``), the first
+``~/reset``) once the policy server says it is disabled (the arm holds still: the
+recorder disables it at each end, and a server still acting would move the arm in the new
+scene before the episode starts) and confirms the next start (the recorder's ``~/start_episode``), the first
 episode too; with ``teleop`` it then hands the arm to the bridge's simulated teleoperator
 (``~/teleop``: an intervention, or a demonstration); with
 ``report_outcomes`` it also watches the simulation (the bridge's ``~/episode``, what a person
@@ -25,6 +27,8 @@ RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 PARAMETERS = (
     ("bridge", "sim_bridge", "the simulated robot: its ~/reset and ~/episode", None, True),
     ("recorder", "transition_recorder", "the recorder: its ~/start_episode and reports", None, True),
+    ("server", "policy_server", "the policy server: the scene is reset only while its ~/status says disabled (or "
+     "none is heard)", None, True),
     ("report_outcomes", False, "report each episode's end from what the simulation shows (no success detector)",
      None, True),
     ("teleop", False, "after each start, hand the arm to the bridge's simulated teleoperator (its ~/teleop)", None,
@@ -45,17 +49,22 @@ class SimOperator(Node):
         self.reports = {outcome: self.create_client(Trigger, f"{recorder}/{service}")
                         for outcome, service in (("success", "report_success"), ("stopped", "stop_episode"))}
         self.create_subscription(String, "episode", self._on_recorded, RELIABLE)
+        self.server_enabled = None      # as the server's last status says; None: none heard
+        self.create_subscription(String, f"{value('server')}/status", self._on_server_status, 10)
         if value("report_outcomes"):
             self.create_subscription(String, f"{bridge}/episode", self._on_seen, RELIABLE)
         self.cycle = ["reset", "start", *(["teleop"] if self.teleop else [])]
         self.todo = list(self.cycle)    # what the operator does next, in order
         self.calling = None             # the call in flight
-        self.counts = {"resets": 0, "starts": 0, "teleops": 0, "reports": 0, "refused": 0}
+        self.counts = {"resets": 0, "starts": 0, "teleops": 0, "reports": 0, "refused": 0, "held": 0}
         self.create_timer(value("retry_every"), self._work)
 
     def _on_recorded(self, msg: String) -> None:
         """The recorder closed an episode: reset the scene, then confirm the next start."""
         self.todo += self.cycle
+
+    def _on_server_status(self, msg: String) -> None:
+        self.server_enabled = bool(json.loads(msg.data).get("enabled"))
 
     def _on_seen(self, msg: String) -> None:
         episode = json.loads(msg.data)
@@ -80,6 +89,9 @@ class SimOperator(Node):
         if not self.todo:
             return
         what = self.todo[0]
+        if what == "reset" and self.server_enabled:
+            self.counts["held"] += 1    # the server may still act on the old episode's states: wait for it
+            return
         client = {"reset": self.reset, "start": self.start, "teleop": self.teleop}.get(what) or self.reports[what]
         if client.service_is_ready():
             self.calling = (client.call_async(Trigger.Request()), what)

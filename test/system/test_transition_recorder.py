@@ -154,6 +154,48 @@ def test_an_intervention_reaches_the_learner_as_expert_chunks_and_the_server_hol
     assert seen["status"][-1]["refused"]["intervention"] > 0
 
 
+def test_the_operator_resets_the_scene_only_once_the_server_is_disabled():
+    """A server still enabled after an episode ended may act on the next scene before that
+    episode starts (a CI run saw the recorder miss an intervention's first steps so): the
+    operator resets only once the server's status says it is disabled. The test plays the
+    bridge's reset, the recorder's start and the server's status."""
+    namespace = "/resetting"
+    operator = start_node("otpr_ros.nodes.sim_operator", DOMAIN, namespace, "retry_every:=0.05")
+    scene = PrivateNode(DOMAIN, "scene", namespace)
+    calls = []
+
+    def answer(what):
+        def handler(request, response):
+            calls.append(what)
+            response.success = True
+            return response
+        return handler
+
+    scene.node.create_service(Trigger, "sim_bridge/reset", answer("reset"))
+    scene.node.create_service(Trigger, "transition_recorder/start_episode", answer("start"))
+    status = scene.node.create_publisher(String, "policy_server/status", 10)
+    episode = scene.node.create_publisher(String, "episode", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    server_says = lambda enabled: status.publish(String(data=json.dumps({"enabled": enabled})))  # noqa: E731
+    try:
+        # no server heard: the first episode is reset and started at once
+        assert scene.wait_for(lambda: calls == ["reset", "start"], 120), calls
+        assert scene.wait_for(lambda: status.get_subscription_count() and episode.get_subscription_count(), 60)
+        for _ in range(20):                             # the episode runs, the server enabled
+            server_says(True)
+            scene.spin(0.05)
+        episode.publish(String(data=json.dumps({"episode": 0, "reason": "success", "success": True})))
+        for _ in range(40):                             # 2 s, 40 of the operator's tries
+            server_says(True)
+            scene.spin(0.05)
+        assert calls == ["reset", "start"], f"the operator reset the scene under an enabled server: {calls}"
+        server_says(False)
+        assert scene.wait_for(lambda: calls == ["reset", "start"] * 2, 60), calls
+    finally:
+        scene.close()
+        output = stopped(operator)
+    assert operator.returncode in (0, -15), output[-2000:]
+
+
 def test_a_managed_recorder_starts_episodes_only_while_active():
     """``transition_recorder --managed``: configured but inactive it refuses an operator's
     start; active it starts the episode and enables the server; deactivated it ends the
