@@ -86,27 +86,34 @@ def task_table(task: str, budget: tuple, bc: dict, results: dict, output: Path) 
     return lines
 
 
-def plot(tasks: dict, path: Path, args) -> None:
-    """``tasks``: task -> (bc row, {variant: finetune summary})."""
+def plot_panels(panels: list, path: Path, ylabel: str, legend: str = "lower right") -> None:
+    """``panels``: (title, bc row, {variant: evaluation rows}) per panel; rows hold env_steps,
+    success_rate, ci_low, ci_high (numbers)."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
-    for ax, (task, (bc, results)) in zip(axes[0], tasks.items()):
-        for variant, summary in results.items():
-            curve = [bc] + summary["curve"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (title, bc, results) in zip(axes[0], panels):
+        for variant, rows in results.items():
+            curve = [bc] + rows
             ax.errorbar([row["env_steps"] for row in curve], [row["success_rate"] for row in curve], capsize=3,
-                        marker="o", label=LABELS[variant], alpha=0.85,
+                        marker="o", label=LABELS.get(variant, variant), alpha=0.85,
                         yerr=[[row["success_rate"] - row["ci_low"] for row in curve],
                               [row["ci_high"] - row["success_rate"] for row in curve]])
         ax.axhline(bc["success_rate"], color="grey", linestyle="--", label=LABELS["bc"])
-        ax.set(xlabel="environment steps", ylabel=f"held-out success ({args.episodes} episodes)", ylim=(0, 1.02),
-               title=f"{task} (utd {args.utd:g}, 2-core CPU)")
+        ax.set(xlabel="environment steps", ylabel=ylabel, ylim=(0, 1.02), title=title)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(loc="lower right", fontsize=8)
+    axes[0][0].legend(loc=legend, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot(tasks: dict, path: Path, args) -> None:
+    """``tasks``: task -> (bc row, {variant: finetune summary})."""
+    panels = [(f"{task} (utd {args.utd:g}, 2-core CPU)", bc, {v: s["curve"] for v, s in results.items()})
+              for task, (bc, results) in tasks.items()]
+    plot_panels(panels, path, f"held-out success ({args.episodes} episodes)")
 
 
 def main():

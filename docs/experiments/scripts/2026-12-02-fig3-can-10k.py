@@ -12,44 +12,28 @@ import csv
 import sys
 from pathlib import Path
 
-import matplotlib
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+from ablation import LABELS, plot_panels  # noqa: E402
 
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt  # noqa: E402
-
-LABELS = {"bc": "BC only (no fine-tuning)", "otpr": "OTPR: H, masked OT", "unmasked": "OTPR-U: H, unmasked OT",
-          "q": "Q guidance", "advantage": "advantage guidance", "recipe": "Can's recipe (config/can.yaml)"}
+LABELS["recipe"] = "Can's recipe (config/can.yaml)"
 *runs, png = sys.argv[1:]
 curves = []      # per seed: variant -> rows
 for run in runs:
     by_variant = {}
     for row in csv.DictReader(open(Path(run) / "can" / "ablation.csv")):
-        by_variant.setdefault(row["variant"], []).append(row)
+        numbers = {key: float(row[key]) for key in ("env_steps", "success_rate", "ci_low", "ci_high")}
+        by_variant.setdefault(row["variant"], []).append(numbers)
     curves.append(by_variant)
 
-cell = lambda r: f"{float(r['success_rate']):.0%} ({float(r['ci_low']):.0%}-{float(r['ci_high']):.0%})"  # noqa: E731
+cell = lambda r: f"{r['success_rate']:.0%} ({r['ci_low']:.0%}-{r['ci_high']:.0%})"  # noqa: E731
 print("| Can, 50 held-out episodes per point | " + " | ".join(f"seed {i}: 5 000 / 10 000, final"
                                                              for i in range(len(runs))) + " |")
 print("| --- |" + " --- |" * len(runs))
 for variant, label in LABELS.items():
-    cells = [" / ".join(cell(r) for r in seed.get(variant, [])) or "-" for seed in curves]
-    print(f"| {label} | " + " | ".join(cells) + " |")
+    if any(variant in seed for seed in curves):
+        cells = [" / ".join(cell(r) for r in seed.get(variant, [])) or "-" for seed in curves]
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
-fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4), squeeze=False)
-for i, (ax, seed) in enumerate(zip(axes[0], curves)):
-    bc = seed["bc"][0]
-    for variant, rows in seed.items():
-        if variant == "bc":
-            continue
-        rows = [bc] + rows
-        y = [float(r["success_rate"]) for r in rows]
-        ax.errorbar([int(r["env_steps"]) for r in rows], y, capsize=3, marker="o", label=LABELS[variant], alpha=0.85,
-                    yerr=[[v - float(r["ci_low"]) for v, r in zip(y, rows)],
-                          [float(r["ci_high"]) - v for v, r in zip(y, rows)]])
-    ax.axhline(float(bc["success_rate"]), color="grey", linestyle="--", label=LABELS["bc"])
-    ax.set(xlabel="environment steps", ylabel="held-out success (50 episodes)", ylim=(0, 1.02),
-           title=f"Can, seed {i} (utd 0.25, 2-core CPU)")
-    ax.grid(alpha=0.3)
-axes[0][0].legend(loc="lower left", fontsize=8)
-fig.tight_layout()
-fig.savefig(png, dpi=120)
+panels = [(f"Can, seed {i} (utd 0.25, 2-core CPU)", seed["bc"][0], {v: rows for v, rows in seed.items() if v != "bc"})
+          for i, seed in enumerate(curves)]
+plot_panels(panels, Path(png), "held-out success (50 episodes)", legend="lower left")
