@@ -103,24 +103,31 @@ class Lifecycle:
     """A managed node's lifecycle services (``<name>/get_state``, ``<name>/change_state``), called
     from ``node``; ``spin_once()`` lets that node take the answer."""
 
-    def __init__(self, node, name: str, spin_once, timeout: float = 30.0):
+    def __init__(self, node, name: str, spin_once, timeout: float = 120.0):
         from lifecycle_msgs.srv import ChangeState, GetState
         self.get = node.create_client(GetState, f"{name}/get_state")
         self.set = node.create_client(ChangeState, f"{name}/change_state")
         self.spin_once, self.timeout = spin_once, timeout
 
-    def _call(self, client, request):
+    def _call(self, client, request, resend_after: float | None = None):
+        """``resend_after``: s after which an unanswered request is sent again (idempotent calls
+        only): a CI run on a loaded machine had a get_state unanswered for 30 s, the service up (a
+        reply lost while the service had not yet matched the caller's reply reader, or a starved
+        process: a resend covers the one, the 120 s the other)."""
         assert client.wait_for_service(timeout_sec=60), f"{client.srv_name} never came up"
         future = client.call_async(request)
-        end = time.monotonic() + self.timeout
+        sent = time.monotonic()
+        end = sent + self.timeout
         while time.monotonic() < end and not future.done():
+            if resend_after is not None and time.monotonic() - sent > resend_after:
+                future, sent = client.call_async(request), time.monotonic()
             self.spin_once()
         assert future.done(), f"{client.srv_name} did not answer within {self.timeout} s"
         return future.result()
 
     def state(self) -> int:
         from lifecycle_msgs.srv import GetState
-        return self._call(self.get, GetState.Request()).current_state.id
+        return self._call(self.get, GetState.Request(), resend_after=10.0).current_state.id
 
     def change(self, transition: int) -> bool:
         from lifecycle_msgs.msg import Transition
