@@ -4,9 +4,9 @@ Does what an operator does on a real arm, through the same services: when the tr
 recorder says an episode is over (its ``episode`` topic), resets the scene (the bridge's
 ``~/reset``) once the policy server says it is disabled (the arm holds still: the
 recorder disables it at each end, and a server still acting would move the arm in the new
-scene before the episode starts) and confirms the next start (the recorder's ``~/start_episode``), the first
-episode too; with ``teleop`` it then hands the arm to the bridge's simulated teleoperator
-(``~/teleop``: an intervention, or a demonstration); with
+scene before the episode starts) and confirms the next start (the recorder's
+``~/start_episode``), the first episode too; with ``teleop`` it then hands the arm to the
+bridge's simulated teleoperator (``~/teleop``: an intervention, or a demonstration); with
 ``report_outcomes`` it also watches the simulation (the bridge's ``~/episode``, what a person
 sees: the task done or the time up) and reports each end to the recorder (``~/report_success``
 or ``~/stop_episode``), for robots without a success detector.

@@ -174,7 +174,8 @@ def test_the_operator_resets_the_scene_only_once_the_server_is_disabled():
     scene.node.create_service(Trigger, "sim_bridge/reset", answer("reset"))
     scene.node.create_service(Trigger, "transition_recorder/start_episode", answer("start"))
     status = scene.node.create_publisher(String, "policy_server/status", 10)
-    episode = scene.node.create_publisher(String, "episode", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    episode = scene.node.create_publisher(String, "episode",
+                                          QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     server_says = lambda enabled: status.publish(String(data=json.dumps({"enabled": enabled})))  # noqa: E731
     try:
         # no server heard: the first episode is reset and started at once
