@@ -56,7 +56,7 @@ class SimOperator(Node):
         self.cycle = ["reset", "start", *(["teleop"] if self.teleop else [])]
         self.todo = list(self.cycle)    # what the operator does next, in order
         self.calling = None             # the call in flight
-        self.counts = {"resets": 0, "starts": 0, "teleops": 0, "reports": 0, "refused": 0, "held": 0}
+        self.counts = {"resets": 0, "starts": 0, "teleops": 0, "reports": 0, "refused": 0}
         self.create_timer(value("retry_every"), self._work)
 
     def _on_recorded(self, msg: String) -> None:
@@ -90,8 +90,7 @@ class SimOperator(Node):
             return
         what = self.todo[0]
         if what == "reset" and self.server_enabled:
-            self.counts["held"] += 1    # the server may still act on the old episode's states: wait for it
-            return
+            return                      # the server may still act on the old episode's states: wait for it
         client = {"reset": self.reset, "start": self.start, "teleop": self.teleop}.get(what) or self.reports[what]
         if client.service_is_ready():
             self.calling = (client.call_async(Trigger.Request()), what)

@@ -156,8 +156,8 @@ def test_an_intervention_reaches_the_learner_as_expert_chunks_and_the_server_hol
 
 def test_the_operator_resets_the_scene_only_once_the_server_is_disabled():
     """A server still enabled after an episode ended may act on the next scene before that
-    episode starts (a CI run saw the recorder miss an intervention's first steps so): the
-    operator resets only once the server's status says it is disabled. The test plays the
+    episode starts (the likely cause of a CI run in which the recorder missed an intervention's
+    first steps): the operator resets only once the server's status says it is disabled. The test plays the
     bridge's reset, the recorder's start and the server's status."""
     namespace = "/resetting"
     operator = start_node("otpr_ros.nodes.sim_operator", DOMAIN, namespace, "retry_every:=0.05")
