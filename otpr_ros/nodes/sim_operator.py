@@ -9,7 +9,7 @@ scene before the episode starts) and confirms the next start (the recorder's
 bridge's simulated teleoperator (``~/teleop``: an intervention, or a demonstration); with
 ``report_outcomes`` it also watches the simulation (the bridge's ``~/episode``, what a person
 sees: the task done or the time up) and reports each end to the recorder (``~/report_success``
-or ``~/stop_episode``), for robots without a success detector.
+or ``~/stop_episode``), for robots without a success detector. Its ``~/status`` counts what it did.
 """
 
 import json
@@ -58,6 +58,8 @@ class SimOperator(Node):
         self.calling = None             # the call in flight
         self.counts = {"resets": 0, "starts": 0, "teleops": 0, "reports": 0, "refused": 0}
         self.create_timer(value("retry_every"), self._work)
+        self.status_pub = self.create_publisher(String, "~/status", 10)
+        self.create_timer(1.0, lambda: self.status_pub.publish(String(data=json.dumps(self.status()))))
 
     def _on_recorded(self, msg: String) -> None:
         """The recorder closed an episode: reset the scene, then confirm the next start."""

@@ -177,6 +177,8 @@ def test_the_operator_resets_the_scene_only_once_the_server_is_disabled():
     episode = scene.node.create_publisher(String, "episode",
                                           QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     server_says = lambda enabled: status.publish(String(data=json.dumps({"enabled": enabled})))  # noqa: E731
+    counts = []
+    scene.node.create_subscription(String, "sim_operator/status", lambda msg: counts.append(json.loads(msg.data)), 10)
     try:
         # no server heard: the first episode is reset and started at once
         assert scene.wait_for(lambda: calls == ["reset", "start"], 120), calls
@@ -191,6 +193,8 @@ def test_the_operator_resets_the_scene_only_once_the_server_is_disabled():
         assert calls == ["reset", "start"], f"the operator reset the scene under an enabled server: {calls}"
         server_says(False)
         assert scene.wait_for(lambda: calls == ["reset", "start"] * 2, 60), calls
+        # and its status counts them (a late status may still say 1: wait for the count)
+        assert scene.wait_for(lambda: counts and counts[-1]["resets"] == 2 and counts[-1]["starts"] == 2, 60), counts
     finally:
         scene.close()
         output = stopped(operator)
