@@ -86,9 +86,10 @@ def task_table(task: str, budget: tuple, bc: dict, results: dict, output: Path) 
     return lines
 
 
-def plot_panels(panels: list, path: Path, ylabel: str, legend: str = "lower right") -> None:
+def plot_panels(panels: list, path: Path, ylabel: str, legend: str = "lower right", labels: dict = None) -> None:
     """``panels``: (title, bc row, {variant: evaluation rows}) per panel; rows hold env_steps,
-    success_rate, ci_low, ci_high (numbers)."""
+    success_rate, ci_low, ci_high (numbers); ``labels``: each variant's legend (default LABELS)."""
+    labels = labels or LABELS
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
@@ -97,10 +98,10 @@ def plot_panels(panels: list, path: Path, ylabel: str, legend: str = "lower righ
         for variant, rows in results.items():
             curve = [bc] + rows
             ax.errorbar([row["env_steps"] for row in curve], [row["success_rate"] for row in curve], capsize=3,
-                        marker="o", label=LABELS.get(variant, variant), alpha=0.85,
+                        marker="o", label=labels.get(variant, variant), alpha=0.85,
                         yerr=[[row["success_rate"] - row["ci_low"] for row in curve],
                               [row["ci_high"] - row["success_rate"] for row in curve]])
-        ax.axhline(bc["success_rate"], color="grey", linestyle="--", label=LABELS["bc"])
+        ax.axhline(bc["success_rate"], color="grey", linestyle="--", label=labels["bc"])
         ax.set(xlabel="environment steps", ylabel=ylabel, ylim=(0, 1.02), title=title)
         ax.grid(alpha=0.3)
     axes[0][0].legend(loc=legend, fontsize=8)

@@ -94,9 +94,10 @@ def parse_args(argv=None):
                         help="seed of the learner's draws (batches, noise) and of the acting policy's sampling; "
                              "episode seeds come from --train-seed")
     args = parser.parse_args(argv)
+    # the learner node's parameters, read once: --recipe task's overrides, ratio and budget
+    args.learner = node_parameters(args.task, "learner") if args.recipe == "task" else {}
     if args.env_steps is None:
-        configured = node_parameters(args.task, "learner").get("max_env_steps") if args.recipe == "task" else 0
-        args.env_steps = configured or DEFAULT_ENV_STEPS
+        args.env_steps = args.learner.get("max_env_steps") or DEFAULT_ENV_STEPS
     if min(args.env_steps, args.eval_every, args.eval_episodes, args.processes) < 1 or (args.utd or 0) < 0:
         parser.error("--env-steps, --eval-every, --eval-episodes and --processes must be >= 1, --utd >= 0")
     return args
@@ -106,9 +107,8 @@ def recipe(args) -> tuple[list, float]:
     """The run's overrides (a later one wins) and update-to-data ratio: --recipe's, then --set and --utd."""
     if args.recipe == "model":
         return list(args.set), 1.0 if args.utd is None else args.utd
-    learner = node_parameters(args.task, "learner")
-    overrides = [o for o in learner.get("overrides") or () if o] + list(args.set)
-    return overrides, float(learner["updates_per_transition"]) if args.utd is None else args.utd
+    overrides = [o for o in args.learner.get("overrides") or () if o] + list(args.set)
+    return overrides, float(args.learner["updates_per_transition"]) if args.utd is None else args.utd
 
 
 def main(argv=None) -> int:

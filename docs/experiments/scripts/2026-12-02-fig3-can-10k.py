@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 from ablation import LABELS, plot_panels  # noqa: E402
 
-LABELS["recipe"] = "Can's recipe (config/can.yaml)"
+labels = {**LABELS, "recipe": "Can's recipe (config/can.yaml)"}
 *runs, png = sys.argv[1:]
 curves = []      # per seed: variant -> rows
 for run in runs:
@@ -29,11 +29,11 @@ cell = lambda r: f"{r['success_rate']:.0%} ({r['ci_low']:.0%}-{r['ci_high']:.0%}
 print("| Can, 50 held-out episodes per point | " + " | ".join(f"seed {i}: 5 000 / 10 000, final"
                                                              for i in range(len(runs))) + " |")
 print("| --- |" + " --- |" * len(runs))
-for variant, label in LABELS.items():
+for variant, label in labels.items():
     if any(variant in seed for seed in curves):
         cells = [" / ".join(cell(r) for r in seed.get(variant, [])) or "-" for seed in curves]
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 panels = [(f"Can, seed {i} (utd 0.25, 2-core CPU)", seed["bc"][0], {v: rows for v, rows in seed.items() if v != "bc"})
           for i, seed in enumerate(curves)]
-plot_panels(panels, Path(png), "held-out success (50 episodes)", legend="lower left")
+plot_panels(panels, Path(png), "held-out success (50 episodes)", legend="lower left", labels=labels)
