@@ -25,7 +25,7 @@ $(VENV)/.installed: setup.py setup.cfg
 # curve lands in runs/finetune_lift/curve.png and curve.csv. The learner needs the model's
 # demonstrations, made first (a few minutes).
 run: setup data/lift_mixed.hdf5
-	$(VENV)/bin/otpr-launch finetune --task lift --env-steps 8000 --eval-every 2000 \
+	$(VENV)/bin/otpr-launch finetune --task lift --env-steps 5000 --eval-every 2500 \
 	  --output-dir runs/finetune_lift
 
 data/lift_mixed.hdf5: | setup
@@ -42,13 +42,13 @@ test-unit: setup
 
 # The shipped models in models/, exactly as their cards say: mixed-quality scripted
 # demonstrations, pre-training, evaluation on 50 held-out seeds (100000-100049), ONNX export.
-# Lift and Square were made when config/otpr.yaml pre-trained at 1e-4 (1e-3 since 2026-12-01).
+# Each at config/otpr.yaml's pre-training rate (1e-3 since 2026-12-01), each critic converged.
 # About 10-20 min a task on 2 cores (Square about 60, Kitchen about 30); data/ is not committed.
 BIN := $(VENV)/bin
 models: setup
 	$(BIN)/otpr-collect-demos --task lift --episodes 100 --quality mixed --seed 10000 --output data/lift_mixed.hdf5
 	$(BIN)/otpr-pretrain --task lift --dataset data/lift_mixed.hdf5 --output models/lift \
-	  --policy-steps 4000 --critic-steps 2000 --eval-episodes 50 --set diffusion.pretrain_lr=1e-4
+	  --policy-steps 4000 --critic-steps 12000 --eval-episodes 50
 	$(BIN)/otpr-collect-demos --task can --episodes 100 --quality mixed --seed 10000 --output data/can_mixed.hdf5
 	$(BIN)/otpr-collect-demos --task can --episodes 150 --quality mixed --seed 20000 --output data/can_mixed_b.hdf5
 	$(BIN)/otpr-pretrain --task can --dataset data/can_mixed.hdf5 data/can_mixed_b.hdf5 --output models/can \
