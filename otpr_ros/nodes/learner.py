@@ -37,7 +37,7 @@ from otpr_ros.model.directory import ModelError
 from otpr_ros.model.update_auth import load_key
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_FIELDS, TRANSITION_QOS, learner_progress_message,
                                          policy_update_message, transition_fields)
-from otpr_ros.nodes.node_main import CPU_THREADS, apply_cpu_threads, declare_parameters, run_node
+from otpr_ros.nodes.node_main import CPU_THREADS, apply_cpu_threads, declare_parameters, run_node, status_topic
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE, check_validation_seed
 from otpr_ros.training.learner_store import Checkpoints, PolicySnapshots, ReplayLog, check_fresh_output, run_id
@@ -133,7 +133,7 @@ class Learner(Node):
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self.update_pub = self.create_publisher(String, "policy_update", LATCHED)
         self.progress_pub = self.create_publisher(String, "learner_progress", LATCHED)
-        self.status_pub = self.create_publisher(String, "~/status", 10)
+        self.publish_status = status_topic(self, period=None)      # on the loop's own clock, below
         # One timer for learning and the periodic work, which also runs between two updates: timers
         # of their own would starve behind the learning timer, and the bridges would wait for
         # acknowledgements the learner has already earned.
@@ -201,7 +201,7 @@ class Learner(Node):
             self._publish_progress()
         if now >= self.next_status:
             self.next_status = now + STATUS_PERIOD
-            self.status_pub.publish(String(data=json.dumps(self.status())))
+            self.publish_status()
             self.get_logger().info(self.run.progress(self.schedule.budget, (self.schedule.rows or [None])[-1]),
                                    throttle_duration_sec=PROGRESS_PERIOD)
 

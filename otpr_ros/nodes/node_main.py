@@ -8,6 +8,7 @@ is asked to stop on the first Ctrl-C / SIGTERM and ends when its ``finished`` Fu
 done; a second signal stops it at once. Other nodes stop on the first signal.
 """
 
+import json
 import signal
 import sys
 
@@ -17,6 +18,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
 from rclpy.signals import SignalHandlerOptions
+from std_msgs.msg import String
 
 
 def run_node(name: str, make_node, args=None, startup_errors=(ValueError,), stops_gracefully=False) -> int:
@@ -57,6 +59,19 @@ def run_node(name: str, make_node, args=None, startup_errors=(ValueError,), stop
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def status_topic(node, period: float | None = 1.0):
+    """``node``'s ``~/status``: ``node.status()`` as JSON, every ``period`` s (None: only when
+    the node calls the function returned, which publishes it at once)."""
+    publisher = node.create_publisher(String, "~/status", 10)
+
+    def publish() -> None:
+        publisher.publish(String(data=json.dumps(node.status())))
+
+    if period:
+        node.create_timer(period, publish)
+    return publish
 
 
 def percentiles(name: str, values) -> dict:

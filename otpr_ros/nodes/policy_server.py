@@ -16,7 +16,6 @@ loaded comes from inside ``model_roots``; counters and state on ``~/status``
 (std_msgs/String, JSON, once a second).
 """
 
-import json
 import secrets
 import sys
 import time
@@ -39,7 +38,8 @@ from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput
 from otpr_ros.model.update_auth import REASONS, UpdateGuard, UpdateRefused, load_key
 from otpr_ros.nodes.bus_messages import ACTION_NAMES, LATCHED, policy_update_fields
 from otpr_ros.nodes.managed_node import ManagedNode
-from otpr_ros.nodes.node_main import ANY_TYPE, CPU_THREADS, apply_cpu_threads, declare_parameters, percentiles, run_node
+from otpr_ros.nodes.node_main import (ANY_TYPE, CPU_THREADS, apply_cpu_threads, declare_parameters, percentiles,
+                                      run_node, status_topic)
 from otpr_ros.nodes.robot_state import RobotStateSync
 from otpr_ros.package_files import share_dir, shipped_model
 
@@ -123,7 +123,7 @@ class PolicyServer(Node):
 
         self.chunk_pub = self.create_publisher(JointTrajectory, "action_chunk",
                                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
-        self.status_pub = self.create_publisher(String, "~/status", 10)
+        self._publish_status = status_topic(self)
         # created before the state's: a person's command and a state that arrive together are
         # taken in this order (the executor serves subscriptions in the order they were made)
         self.intervened_at = -np.inf          # the last teleop_action (node clock, s)
@@ -138,7 +138,6 @@ class PolicyServer(Node):
         self.create_subscription(String, "policy_update", self._on_policy_update, LATCHED)
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_service(Trigger, "~/reload", self._on_reload)
-        self.create_timer(1.0, self._publish_status)
         self.last_accepted_time, self.starved = None, False
         self.create_timer(0.1, self._watch_observations)
         self.get_logger().info(f"serving {self.policy.model.path} on {self.policy.backend.provider}, "
@@ -323,9 +322,6 @@ class PolicyServer(Node):
                 "num_candidates": self.policy.num_candidates, "selection": self.policy.selection,
                 "updates": {**self.updates, "refused_by": dict(self.updates["refused_by"])},
                 **percentiles("decision_ms", self.decision_ms)}
-
-    def _publish_status(self) -> None:
-        self.status_pub.publish(String(data=json.dumps(self.status())))
 
 
 class ManagedPolicyServer(PolicyServer, ManagedNode):

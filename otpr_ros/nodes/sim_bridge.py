@@ -71,7 +71,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from otpr_ros.model.directory import read_config
 from otpr_ros.nodes.bus_messages import ACTION_NAMES, EPISODE_QOS, episode_message
 from otpr_ros.nodes.learner_link import LearnerLink, link_parameters
-from otpr_ros.nodes.node_main import declare_parameters, percentiles, run_node
+from otpr_ros.nodes.node_main import declare_parameters, percentiles, run_node, status_topic
 from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.bridge_session import BridgeSession, make_environment
 from otpr_ros.sim.robomimic_env import FINGER_NAMES, JOINT_NAMES
@@ -150,11 +150,10 @@ class SimBridge(Node):
         self.objects_pub = self.create_publisher(PoseArray, "object_poses", sensor)
         self.reward_pub = self.create_publisher(Float32, "reward", RELIABLE)
         self.episode_pub = self.create_publisher(String, "~/episode" if self.robot else "episode", EPISODE_QOS)
-        self.status_pub = self.create_publisher(String, "~/status", 10)
+        status_topic(self)
         self.create_subscription(JointTrajectory, "action_chunk", self._on_chunk,
                                  QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         self.create_service(Trigger, "~/reset", self._on_reset)
-        self.create_timer(1.0, lambda: self.status_pub.publish(String(data=json.dumps(self.status()))))
         self.link = LearnerLink(self, "~/transition", learner=False) if self.robot else LearnerLink(self)
         self.finished = self.link.finished
 

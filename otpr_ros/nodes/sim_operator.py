@@ -20,7 +20,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from otpr_ros.nodes.node_main import declare_parameters, run_node
+from otpr_ros.nodes.node_main import declare_parameters, run_node, status_topic
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -58,8 +58,7 @@ class SimOperator(Node):
         self.calling = None             # the call in flight
         self.counts = {"resets": 0, "starts": 0, "teleops": 0, "reports": 0, "refused": 0}
         self.create_timer(value("retry_every"), self._work)
-        self.status_pub = self.create_publisher(String, "~/status", 10)
-        self.create_timer(1.0, lambda: self.status_pub.publish(String(data=json.dumps(self.status()))))
+        status_topic(self)
 
     def _on_recorded(self, msg: String) -> None:
         """The recorder closed an episode: reset the scene, then confirm the next start."""

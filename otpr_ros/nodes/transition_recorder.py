@@ -38,7 +38,7 @@ from otpr_ros.model.directory import read_config, read_info
 from otpr_ros.nodes.bus_messages import EPISODE_QOS, episode_message
 from otpr_ros.nodes.learner_link import LearnerLink, link_parameters
 from otpr_ros.nodes.managed_node import ManagedNode
-from otpr_ros.nodes.node_main import declare_parameters, run_node
+from otpr_ros.nodes.node_main import declare_parameters, run_node, status_topic
 from otpr_ros.nodes.robot_state import RobotStateSync, stamp_nanoseconds
 from otpr_ros.package_files import shipped_model
 from otpr_ros.robot.transition_assembly import STEP_SOURCES, TransitionAssembler
@@ -94,7 +94,6 @@ class TransitionRecorder(Node):
 
         self.link = LearnerLink(self, finished=self.finished)
         self.episode_pub = self.create_publisher(String, "episode", EPISODE_QOS)
-        self.status_pub = self.create_publisher(String, "~/status", 10)
         self.robot_state.subscribe(self, self._on_state)
         self.create_subscription(JointTrajectory, "action_chunk", self._on_chunk, RELIABLE)
         self.create_subscription(Float32, "reward", self._on_reward, RELIABLE)
@@ -110,7 +109,7 @@ class TransitionRecorder(Node):
         if server:
             self.create_subscription(String, f"{server}/status", self._on_server_status, 10)
         self.create_timer(0.1, self._tick)
-        self.create_timer(1.0, lambda: self.status_pub.publish(String(data=json.dumps(self.status()))))
+        status_topic(self)
         self.get_logger().info(f"recording {info.task} transitions as source {self.link.source} stream "
                                f"{self.link.stream}, steps from {value('step_source')}; an operator starts each "
                                "episode with ~/start_episode")
