@@ -34,7 +34,7 @@ TUNABLE = {"agent": ("num_candidates", "guidance", "actor_batch", "actor_batch_m
            "transport": ("masked", "beta", "rho", "distance", "ot_every", "ot_steps", "batch_states", "batch_actions",
                          "lr"),
            "critic": ("batch_size", "lr", "steps_per_update", "batch_mix", "online_fraction", "truncation"),
-           "diffusion": ("finetune_lr", "finetune_lr_schedule")}
+           "diffusion": ("finetune_lr", "finetune_lr_schedule", "sampler", "ddim_steps", "eta")}
 
 
 def apply_overrides(model: Model, overrides) -> None:

@@ -137,6 +137,26 @@ def test_keypoint_cost_settings_can_be_overridden_for_fine_tuning(tiny):
     assert model.config.transport.rho == 0.25 and model.agent.relation_cost.rho == 0.25, "a refused override changes nothing"
 
 
+def test_the_acting_sampler_can_be_overridden_and_a_bad_one_is_refused_by_name(tiny):
+    from otpr_ros.model.policy import ChunkPolicy
+    from otpr_ros.training.online_learning import apply_overrides
+    model = learner_for(tiny).model
+    ddpm_steps = ChunkPolicy(model, "torch").draw_noise(1).shape[0]
+    apply_overrides(model, ["diffusion.sampler=ddim", "diffusion.ddim_steps=3", "diffusion.eta=0"])
+    policy = ChunkPolicy(model, "torch", candidates=2)
+    assert ddpm_steps == model.config.diffusion.num_steps and policy.draw_noise(1).shape[0] == 3
+    obs = np.random.default_rng(0).normal(size=(1, 19)).astype(np.float32)
+    noise = policy.draw_noise(1)
+    other = noise.copy()
+    other[1:] = policy.draw_noise(1)[1:]       # eta 0: only the initial noise matters
+    np.testing.assert_allclose(policy.backend(obs, other)[0], policy.backend(obs, noise)[0], atol=1e-6)
+    for bad, name in (("diffusion.sampler=dpm", "diffusion.sampler"), ("diffusion.eta=2", "diffusion.eta"),
+                      ("diffusion.ddim_steps=0", "diffusion.ddim_steps")):
+        with pytest.raises(ValueError, match=name):
+            apply_overrides(model, [bad])
+    assert model.config.diffusion.sampler == "ddim", "a refused override changes nothing"
+
+
 def test_learning_rates_can_be_overridden_and_survive_a_restored_checkpoint(tiny):
     from otpr_ros.training.online_learning import apply_overrides
     agent = learner_for(tiny).model.agent
