@@ -89,8 +89,8 @@ def train() -> None:
     for chunks in kept:
         for fields in chunks:
             learner.add(fields)
-    settings = [f"agent.guidance={'awr' if args.guidance == 'awr' else 'bc'}", "agent.actor_batch_mix=fixed", "critic.online_fraction=0.5",
-                f"agent.actor_batch={args.actor_batch}", f"diffusion.finetune_lr={args.lr}",
+    settings = [f"agent.guidance={'awr' if args.guidance == 'awr' else 'bc'}", "agent.actor_batch_mix=fixed",
+                "critic.online_fraction=0.5", f"agent.actor_batch={args.actor_batch}", f"diffusion.finetune_lr={args.lr}",
                 "agent.advantage_source=return", f"agent.advantage_temperature={args.temperature}",
                 "agent.compile_updates=true"]
     apply_overrides(model, settings)
