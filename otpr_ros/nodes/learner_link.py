@@ -9,7 +9,8 @@
   wait (a fast-mode bridge between chunks, a recorder before an episode starts).
 - Stopped (Ctrl-C / SIGTERM), it exits once the learner has acknowledged every transition of
   the run, the learner is gone, or ``drain_timeout`` s have passed (then it names how many
-  were not acknowledged): the transient-local history dies with the process.
+  were not acknowledged): the transient-local history dies with the process. A learner it has
+  never heard counts as starting, not gone: it waits for it up to ``drain_timeout``.
 """
 
 import json
@@ -96,14 +97,18 @@ class LearnerLink:
     def _drain(self) -> None:
         if self.stopping_since is None or self.finished.done():
             return
-        left = self.unacknowledged()
-        learner_gone = self.progress_sub is None or self.progress_sub.get_publisher_count() == 0
+        heard = self.learner is not None
+        # a learner never heard may still be starting (a loaded machine discovers slowly): this
+        # run's transitions are all unacknowledged, and only drain_timeout ends the wait for it
+        left = self.unacknowledged() if heard or self.progress_sub is None else self.sent
+        learner_gone = self.progress_sub is None or (heard and self.progress_sub.get_publisher_count() == 0)
         timed_out = time.monotonic() - self.stopping_since >= self.drain_timeout
         if left > 0 and not learner_gone and not timed_out:
             return
         if left > 0:
             why = ("the learner is gone" if learner_gone
-                   else f"not acknowledged within drain_timeout {self.drain_timeout:g} s")
+                   else f"not acknowledged within drain_timeout {self.drain_timeout:g} s" if heard
+                   else f"no learner heard within drain_timeout {self.drain_timeout:g} s")
             self.node.get_logger().warning(f"stopped with {left} transitions of stream {self.stream} not on the "
                                            f"learner's disk ({why})")
         self.node.get_logger().info(f"stopped: {json.dumps(self.node.status())}")

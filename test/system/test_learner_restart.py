@@ -21,7 +21,7 @@ from std_msgs.msg import Float32MultiArray, String  # noqa: E402
 from model_fixtures import make_tiny_model  # noqa: E402
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_QOS, learner_progress_fields,  # noqa: E402
                                          policy_update_fields, transition_fields)
-from ros_fixtures import PrivateNode, domain, start_node  # noqa: E402
+from ros_fixtures import PrivateNode, domain, start_node, stopped  # noqa: E402
 
 DOMAIN = domain(69)
 NS = "/r69"
@@ -227,3 +227,30 @@ def test_a_stopped_bridge_waits_for_the_learner_to_acknowledge_its_last_transiti
     assert bridge.returncode == 0 and 2.0 <= waited < 15.0, (waited, output[-3000:])
     assert re.search(r"stopped with \d+ transitions of stream \d+ not on the learner's disk "
                      r"\(not acknowledged within drain_timeout 2 s\)", output), output[-3000:]
+
+
+def test_a_learner_that_starts_after_the_bridge_is_done_still_gets_every_transition(tmp_path):
+    """A loaded machine can start the learner after a short run's bridge has done its episodes
+    (seen in CI: `otpr-launch finetune --episodes 1`, 0 of 35 transitions kept). The bridge
+    has never heard a learner: it waits for one (up to drain_timeout) instead of exiting, and
+    the learner gets the run from its transient-local history."""
+    model_dir = make_tiny_model(tmp_path)
+    server = start_node("otpr_ros.nodes.policy_server", DOMAIN, NS, f"model_dir:={model_dir}",
+                        "max_decision_rate:=1000.0")
+    bridge = start_node("otpr_ros.nodes.sim_bridge", DOMAIN, NS, "episodes:=1", "horizon:=40",
+                        "drain_timeout:=300.0")
+    watcher, learner = Watcher(), None
+    try:
+        assert watcher.wait_for(lambda: watcher.bridge.get("stopping"), 240), watcher.bridge
+        assert watcher.bridge["episodes"] == 1 and bridge.poll() is None, "the bridge left without a learner"
+        learner = start_learner(model_dir, tmp_path / "runs")
+        output = bridge.communicate(timeout=300)[0]
+        assert bridge.returncode == 0 and "not on the learner's disk" not in output, output[-3000:]
+        assert watcher.wait_for(lambda: watcher.learner.get("received") == transitions_published(output) > 0, 60), \
+            (watcher.learner, transitions_published(output))
+        assert watcher.learner["lost"] == 0
+    finally:
+        for process in (server, bridge, learner):
+            if process is not None and process.poll() is None:
+                stopped(process)
+        watcher.close()
