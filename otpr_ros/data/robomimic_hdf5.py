@@ -163,11 +163,12 @@ class RobomimicDataset:
     def __len__(self) -> int:
         return sum(len(d.actions) for d in self.demos)
 
-    def normalizers(self):
-        """Min-max stats over every observation and action of the dataset."""
+    def normalizers(self, quaternions=()):
+        """Min-max stats over every observation and action of the dataset; ``quaternions``: the
+        starts of sign-free quaternions in the observation (``MinMaxNormalizer.fit``)."""
         obs = np.concatenate([np.concatenate([d.obs, d.next_obs[-1:]]) for d in self.demos])
         actions = np.concatenate([d.actions for d in self.demos])
-        return MinMaxNormalizer.fit(obs), MinMaxNormalizer.fit(actions)
+        return MinMaxNormalizer.fit(obs, quaternions), MinMaxNormalizer.fit(actions)
 
     def imitation_pairs(self, chunk: int):
         """(obs_t, actions t..t+Ta-1 flattened) for every t; past the end the last action repeats."""

@@ -107,11 +107,9 @@ class PolicyServer(Node):
             raise ValueError(f"joint_names: {len(self.joint_names)} names for {self.policy.model.info.act_dim} "
                              "action dimensions")
         limit = value("max_normalised_obs")       # as far outside the training data's range as is plausible
-        normalizer = self.policy.model.obs_normalizer
-        low, high = (normalizer.unnormalize(np.full(self.policy.obs_dim, v)) for v in (-limit, limit))
+        low, high = self.policy.model.obs_normalizer.bounds(limit)
         self.starved_after = value("starved_after")
-        self.gate = ObservationGate(self.policy.obs_dim, value("max_obs_age"), np.minimum(low, high),
-                                    np.maximum(low, high))
+        self.gate = ObservationGate(self.policy.obs_dim, value("max_obs_age"), low, high)
         self.enabled = bool(value("start_enabled"))
         self.instance = secrets.randbelow(2**31)      # on ~/status: a restarted (or reconfigured) server is a new one
         self.min_period = 1.0 / value("max_decision_rate")

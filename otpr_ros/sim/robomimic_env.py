@@ -30,16 +30,22 @@ class TaskSpec:
     horizon: int
     object_dim: int
     object_name: str       # robosuite's name of the task's object (its ``<name>_pos``, ``<name>_quat``)
+    hand_quat: int | None = None   # where robosuite's object-to-hand quaternion starts in ``object`` (sign-free)
 
     @property
     def obs_dim(self) -> int:
         return 3 + 4 + 2 + self.object_dim
 
+    @property
+    def quaternions(self) -> tuple:
+        """Starts, in the flat observation, of quaternions whose sign robosuite picks (w >= 0)."""
+        return () if self.hand_quat is None else (3 + 4 + 2 + self.hand_quat,)
+
 
 TASKS = {
     "lift": TaskSpec("Lift", 300, 10, "cube"),
-    "can": TaskSpec("PickPlaceCan", 300, 14, "Can"),
-    "square": TaskSpec("NutAssemblySquare", 400, 14, "SquareNut"),
+    "can": TaskSpec("PickPlaceCan", 300, 14, "Can"),   # its hand quaternion flips too, ~7 times a demo: unmeasured
+    "square": TaskSpec("NutAssemblySquare", 400, 14, "SquareNut", hand_quat=3),
 }
 ACTION_DIM = 7
 CONTROL_HZ = 20

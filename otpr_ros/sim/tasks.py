@@ -24,12 +24,14 @@ class SimTask:
     act_dim: int
     control_hz: float
     horizon: int             # control steps per episode (Franka Kitchen reports the normalised score)
+    quaternions: tuple = ()  # starts of quaternions in the observation whose sign is a convention (normalizer.py)
 
 
 def _tasks() -> dict:
     from otpr_ros.sim import calvin_env, calvin_experts, kitchen_env, robomimic_env
     tasks = {name: SimTask(name, robomimic_env.OBS_KEYS, spec.obs_dim, robomimic_env.ACTION_DIM,
-                           robomimic_env.CONTROL_HZ, spec.horizon) for name, spec in robomimic_env.TASKS.items()}
+                           robomimic_env.CONTROL_HZ, spec.horizon, spec.quaternions)
+             for name, spec in robomimic_env.TASKS.items()}
     tasks.update({name: SimTask(name, kitchen_env.OBS_KEYS, kitchen_env.OBS_DIM, kitchen_env.ACTION_DIM,
                                 kitchen_env.CONTROL_HZ, kitchen_env.HORIZON) for name in kitchen_env.KITCHEN_TASKS})
     tasks.update({f"calvin_{name}": SimTask(f"calvin_{name}", calvin_env.OBS_KEYS,

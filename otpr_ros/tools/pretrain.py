@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     total = args.policy_steps + args.critic_steps + config.transport.warmup_steps
     with tqdm(total=total, desc=f"pretrain {args.task}", unit="step") as bar:
         result = pretrain(dataset, config, args.policy_steps, args.critic_steps, args.batch_size,
-                          log=writer.add_scalar, progress=bar.update)
+                          log=writer.add_scalar, progress=bar.update, quaternions=task.quaternions)
     writer.close()
     critic_check = critic_diagnostic(args.dataset, task.obs_keys, config, result)
     if critic_check:

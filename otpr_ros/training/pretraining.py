@@ -59,11 +59,12 @@ def held_out_episodes(dataset, config: OTPRConfig, obs_normalizer, action_normal
 
 
 def pretrain(dataset, config: OTPRConfig, policy_steps: int, critic_steps: int, batch_size: int = 256,
-             log=None, progress=None) -> PretrainResult:
-    """``log(tag, value, step)`` receives scalars; ``progress(n)`` is called once per step."""
+             log=None, progress=None, quaternions=()) -> PretrainResult:
+    """``log(tag, value, step)`` receives scalars; ``progress(n)`` is called once per step;
+    ``quaternions``: starts of sign-free quaternions in the observation (the task's)."""
     agent = OTPRAgent(config)
     device, generator = agent.device, agent.generator
-    obs_normalizer, action_normalizer = dataset.normalizers()
+    obs_normalizer, action_normalizer = dataset.normalizers(quaternions)
     obs, chunks = dataset.imitation_pairs(config.chunk)
     obs_t = torch.as_tensor(obs_normalizer.normalize(obs), dtype=torch.float32, device=device)
     chunks_t = torch.as_tensor(normalise_chunks(action_normalizer, chunks, config.act_dim), dtype=torch.float32,

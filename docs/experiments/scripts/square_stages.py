@@ -11,6 +11,10 @@ from --seed) and records per episode:
 - over peg: within 1 cm of the peg's axis, but not seated (turn or lowering missed);
 - success.
 
+Each episode also records how close the Panda's last joint came to its limit (+-2.897 rad):
+the scripted expert turns a held nut a half turn in the direction joint 7 has room for, and
+keeps 0.35 rad from the limit; the observation holds no joint position.
+
 Usage: python docs/experiments/scripts/square_stages.py --model models/square [--episodes 50] [--seed 100000]
                                           [--processes 2] [--json out.json]
 """
@@ -20,6 +24,8 @@ import json
 from multiprocessing import get_context
 
 import numpy as np
+
+from otpr_ros.sim.experts import JOINT7_LIMIT
 
 STAGES = ("never lifted", "lifted", "near peg (< 3 cm)", "over peg (< 1 cm)", "success")
 _worker = {}
@@ -45,9 +51,10 @@ def furthest_stage(seed: int) -> dict:
     session.reset()
     table = env.sim_env.table_offset[2]
     peg = np.array(env.sim_env.sim.data.body_xpos[env.sim_env.peg1_body_id][:2])
-    lifted, closest = False, np.inf
+    lifted, closest, margin = False, np.inf, np.inf
     while not session.done:
         session.run_chunk(policy.decide)
+        margin = min(margin, JOINT7_LIMIT - abs(float(env.sim_env.robots[0]._joint_positions[6])))
         nut = np.asarray(env.raw_obs["SquareNut_pos"])
         lifted = lifted or nut[2] > table + 0.06
         if lifted:
@@ -60,7 +67,8 @@ def furthest_stage(seed: int) -> dict:
         stage = "near peg (< 3 cm)"
     else:
         stage = "lifted" if lifted else "never lifted"
-    return {"seed": seed, "stage": stage, "closest_to_peg_m": None if np.isinf(closest) else round(closest, 4)}
+    return {"seed": seed, "stage": stage, "closest_to_peg_m": None if np.isinf(closest) else round(closest, 4),
+            "joint7_margin_rad": round(margin, 3)}
 
 
 def main():
@@ -75,9 +83,11 @@ def main():
     with get_context("spawn").Pool(args.processes, _init, (args.model,)) as pool:
         episodes = pool.map(furthest_stage, seeds, chunksize=1)
     counts = {stage: sum(e["stage"] == stage for e in episodes) for stage in STAGES}
-    print(f"{args.model}, {args.episodes} episodes from seed {args.seed}\n\n| furthest stage | episodes |\n| --- | --- |")
+    print(f"{args.model}, {args.episodes} episodes from seed {args.seed}\n\n"
+          "| furthest stage | episodes | joint 7 within 0.1 rad of its limit |\n| --- | --- | --- |")
     for stage in STAGES:
-        print(f"| {stage} | {counts[stage]} |")
+        near_limit = sum(e["stage"] == stage and e["joint7_margin_rad"] < 0.1 for e in episodes)
+        print(f"| {stage} | {counts[stage]} | {near_limit} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "seeds": [seeds.start, seeds.stop - 1], "counts": counts,
