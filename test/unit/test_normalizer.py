@@ -79,7 +79,7 @@ def test_pretraining_a_square_model_keeps_its_hand_quaternion_in_one_hemisphere(
     import copy
 
     import yaml
-    from model_fixtures import TINY_CONFIG
+    from model_fixtures import TINY_CONFIG, make_tiny_model
     from model_fixtures import episode as fixture_episode
 
     from otpr_ros.data.robomimic_hdf5 import write_dataset
@@ -111,3 +111,4 @@ def test_pretraining_a_square_model_keeps_its_hand_quaternion_in_one_hemisphere(
     flipped = obs.copy()
     flipped[12:16] *= -1
     assert np.allclose(normalizer.normalize(flipped), normalizer.normalize(obs))
+    assert load_model(make_tiny_model(tmp_path), device="cpu").obs_normalizer.quaternions == []      # Lift
