@@ -8,7 +8,6 @@ Learning (ALGORITHM.md, "The loop"): every ``ot_every`` updates ``ot_steps`` asc
 on J(u, v), then an IQL step, then the OT-guided weighted score-matching step.
 """
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +18,7 @@ from otpr_ros.core.config import OTPRConfig
 from otpr_ros.core.critic import IQL, ChunkCritic
 from otpr_ros.core.device import resolve_device
 from otpr_ros.core.diffusion import DiffusionPolicy
-from otpr_ros.core.layers import adam, load_optimizer
+from otpr_ros.core.layers import LR_SCHEDULES, adam, load_optimizer, scheduled_rate
 from otpr_ros.core.resampling import effective_sample_size, expectile_weights, select
 from otpr_ros.core.transport import (KeypointRelationCost, NeuralPotentials, RunningScale, TransportCost,
                                      compatibility, dual_objective, keypoint_mask, transport_score)
@@ -31,7 +30,6 @@ BATCH_MIXES = ("uniform", "fixed")
 TRUNCATIONS = ("bootstrap", "failure")
 ADVANTAGE_SOURCES = ("critic", "return")
 Q_NORMALISATIONS = ("scale", "candidates")
-LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -69,9 +67,10 @@ def check_config(config: OTPRConfig) -> None:
     for name, rate in rates.items():
         if not rate > 0:
             raise ValueError(f"{name}: a learning rate must be positive, got {rate}")
-    if config.diffusion.finetune_lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"diffusion.finetune_lr_schedule: expected one of {LR_SCHEDULES}, "
-                         f"got {config.diffusion.finetune_lr_schedule!r}")
+    for name in ("pretrain_lr_schedule", "finetune_lr_schedule"):
+        if getattr(config.diffusion, name) not in LR_SCHEDULES:
+            raise ValueError(f"diffusion.{name}: expected one of {LR_SCHEDULES}, "
+                             f"got {getattr(config.diffusion, name)!r}")
     if config.transport.distance not in ("sqeuclidean", "cosine"):
         raise ValueError(f"transport.distance: expected 'sqeuclidean' or 'cosine', got {config.transport.distance!r}")
     if config.agent.q_normalisation not in Q_NORMALISATIONS:
@@ -136,9 +135,7 @@ class OTPRAgent:
         """The actor's learning rate where the run stands: ``diffusion.finetune_lr``, or with the
         cosine schedule that rate times (1 + cos(pi progress)) / 2, 0 at the budget's end."""
         d = self.config.diffusion
-        if d.finetune_lr_schedule == "constant":
-            return d.finetune_lr
-        return d.finetune_lr * 0.5 * (1.0 + math.cos(math.pi * min(max(self.progress, 0.0), 1.0)))
+        return scheduled_rate(d.finetune_lr, d.finetune_lr_schedule, self.progress)
 
     def set_progress(self, progress: float) -> None:
         """Where the run stands, as the share of its env-step budget done: the actor's optimiser

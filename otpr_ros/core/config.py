@@ -21,6 +21,7 @@ class DiffusionConfig:
     eta: float = 1.0                         # DDIM only
     compile: bool = False                    # torch.compile the acting sampler (~25 s once, ~40 % faster)
     pretrain_lr: float = 1e-3                # ALGORITHM.md 1e-4; 1e-3 measured better (docs/method.md)
+    pretrain_lr_schedule: str = "constant"   # constant | cosine: annealed to 0 over the policy's pre-training steps
     finetune_lr: float = 1e-5
     finetune_lr_schedule: str = "constant"   # constant | cosine: the actor's rate annealed to 0 over the run's
                                              # env-step budget (a run without a budget refuses cosine)

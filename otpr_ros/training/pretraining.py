@@ -18,6 +18,7 @@ import torch
 
 from otpr_ros.core.agent import OTPRAgent
 from otpr_ros.core.config import OTPRConfig
+from otpr_ros.core.layers import scheduled_rate
 from otpr_ros.core.replay_buffer import ReplayBuffer
 
 OBS_CLIP = 5.0        # as the acting policy clips normalised observations
@@ -76,6 +77,9 @@ def pretrain(dataset, config: OTPRConfig, policy_steps: int, critic_steps: int, 
                                   weight_decay=config.diffusion.weight_decay)
     start = time.perf_counter()
     for step in range(policy_steps):
+        for group in optimizer.param_groups:
+            group["lr"] = scheduled_rate(config.diffusion.pretrain_lr, config.diffusion.pretrain_lr_schedule,
+                                         step / policy_steps)
         index = torch.randint(0, len(obs_t), (batch_size,), device=device, generator=generator)
         loss = agent.policy.noise_matching_loss(obs_t[index], chunks_t[index], generator=generator)
         optimizer.zero_grad(set_to_none=True)
@@ -84,6 +88,7 @@ def pretrain(dataset, config: OTPRConfig, policy_steps: int, critic_steps: int, 
         agent.policy.update_ema(config.diffusion.ema_decay)
         if log and step % 50 == 0:
             log("pretrain/noise_matching_loss", loss.item(), step)
+            log("pretrain/lr", optimizer.param_groups[0]["lr"], step)
         if progress:
             progress(1)
     stats["policy_seconds"] = time.perf_counter() - start
