@@ -17,7 +17,7 @@ from otpr_ros.core.checks import check_batch, check_count
 from otpr_ros.core.config import OTPRConfig
 from otpr_ros.core.critic import IQL, ChunkCritic
 from otpr_ros.core.device import resolve_device
-from otpr_ros.core.diffusion import DiffusionPolicy
+from otpr_ros.core.diffusion import DiffusionPolicy, sampling_indices
 from otpr_ros.core.layers import LR_SCHEDULES, adam, load_optimizer, scheduled_rate
 from otpr_ros.core.resampling import effective_sample_size, expectile_weights, select
 from otpr_ros.core.transport import (KeypointRelationCost, NeuralPotentials, RunningScale, TransportCost,
@@ -49,16 +49,11 @@ def check_config(config: OTPRConfig) -> None:
         raise ValueError(f"agent.acting_weights: expected one of {ACTING_WEIGHTS}, got {config.agent.acting_weights!r}")
     if config.agent.eval_mode not in ("single", "argmax"):
         raise ValueError(f"eval_mode: expected 'single' or 'argmax', got {config.agent.eval_mode!r}")
-    d = config.diffusion
-    for name, sampler in (("diffusion.sampler", d.sampler), ("agent.actor_sampler", config.agent.actor_sampler)):
-        if sampler not in ("ddpm", "ddim"):
-            raise ValueError(f"{name}: expected 'ddpm' or 'ddim', got {sampler!r}")
-    for name, sampler, steps in (("diffusion.ddim_steps", d.sampler, d.ddim_steps),
-                                 ("agent.actor_ddim_steps", config.agent.actor_sampler, config.agent.actor_ddim_steps)):
-        if sampler == "ddim" and not 1 <= steps <= d.num_steps:
-            raise ValueError(f"{name}: expected 1 to the {d.num_steps} diffusion steps, got {steps}")
-    if not 0.0 <= d.eta <= 1.0:
-        raise ValueError(f"diffusion.eta: expected a value in [0, 1], got {d.eta}")
+    d = config.diffusion      # the samplers' own rules, named as settings
+    sampling_indices(d.num_steps, d.sampler, d.ddim_steps, d.eta,
+                     names=("diffusion.sampler", "diffusion.ddim_steps", "diffusion.eta"))
+    sampling_indices(d.num_steps, config.agent.actor_sampler, config.agent.actor_ddim_steps,
+                     names=("agent.actor_sampler", "agent.actor_ddim_steps", "eta"))
     if config.transport.rho <= 0 or config.transport.lam <= 0:
         raise ValueError(f"transport.rho and transport.lam must be positive, got rho={config.transport.rho}, "
                          f"lam={config.transport.lam}")

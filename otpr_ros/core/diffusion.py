@@ -102,6 +102,23 @@ class NoiseNet(nn.Module):
         return self._trunk(torch.addmm(obs_term + step_term, noisy_action, weight.t()))
 
 
+def sampling_indices(num_steps: int, method: str = "ddpm", ddim_steps=None, eta: float = 1.0,
+                     names=("method", "ddim_steps", "eta")) -> torch.Tensor:
+    """The diffusion indices a sampler visits, from the noisiest to 0; a ValueError names the
+    bad argument by ``names`` (the configuration's names for them, e.g. ``diffusion.eta``)."""
+    method_name, steps_name, eta_name = names
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"{eta_name}: expected a value in [0, 1], got {eta}")
+    if method == "ddpm":
+        return torch.arange(num_steps - 1, -1, -1)
+    if method == "ddim":
+        count = num_steps if ddim_steps is None else check_count(steps_name, ddim_steps)
+        if count > num_steps:
+            raise ValueError(f"{steps_name}: {count} is more than the {num_steps} diffusion steps")
+        return torch.linspace(num_steps - 1, 0, count).round().long()
+    raise ValueError(f"{method_name}: expected 'ddpm' or 'ddim', got {method!r}")
+
+
 class DiffusionPolicy(nn.Module):
     """The policy: noise network, its EMA copy for acting, the schedule, the sampler."""
 
@@ -151,14 +168,7 @@ class DiffusionPolicy(nn.Module):
     # -- sampling ----------------------------------------------------------------------
     def sampling_steps(self, method: str = "ddpm", ddim_steps=None) -> torch.Tensor:
         """Diffusion indices visited, from the noisiest to 0."""
-        if method == "ddpm":
-            return torch.arange(self.num_steps - 1, -1, -1)
-        if method == "ddim":
-            count = self.num_steps if ddim_steps is None else check_count("ddim_steps", ddim_steps)
-            if count > self.num_steps:
-                raise ValueError(f"ddim_steps: {count} is more than the {self.num_steps} diffusion steps")
-            return torch.linspace(self.num_steps - 1, 0, count).round().long()
-        raise ValueError(f"method: expected 'ddpm' or 'ddim', got {method!r}")
+        return sampling_indices(self.num_steps, method, ddim_steps)
 
     def noise_shape(self, batch: int, num_candidates: int, method: str = "ddpm", ddim_steps=None):
         """Shape of the ``noise`` argument of ``sample``: the initial noise, then one for each
@@ -170,10 +180,8 @@ class DiffusionPolicy(nn.Module):
         """The reverse process as a module ``(obs, noise) -> candidates`` (compilable, exportable)."""
         if method == "ddpm":
             eta = 1.0
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta: expected a value in [0, 1], got {eta}")
         return DenoisingSampler(self.ema_net if use_ema else self.net, self.alpha_bars,
-                                self.sampling_steps(method, ddim_steps), eta, split_first_layer)
+                                sampling_indices(self.num_steps, method, ddim_steps, eta), eta, split_first_layer)
 
     def sample(self, obs: torch.Tensor, num_candidates: int, method: str = "ddpm", ddim_steps=None,
                eta: float = 1.0, noise=None, generator=None, use_ema: bool = True,
