@@ -44,7 +44,8 @@ class TaskSpec:
 
 TASKS = {
     "lift": TaskSpec("Lift", 300, 10, "cube"),
-    "can": TaskSpec("PickPlaceCan", 300, 14, "Can"),   # its hand quaternion flips too, ~7 times a demo: unmeasured
+    "can": TaskSpec("PickPlaceCan", 300, 14, "Can"),   # its hand quaternion flips ~6 times a demonstration;
+    # declared, imitation gained no measurable success (docs/experiments/2026-12-03-can-quaternion-sign.md)
     "square": TaskSpec("NutAssemblySquare", 400, 14, "SquareNut", hand_quat=3),
 }
 ACTION_DIM = 7
