@@ -44,8 +44,9 @@ class TaskSpec:
 
 TASKS = {
     "lift": TaskSpec("Lift", 300, 10, "cube"),
-    "can": TaskSpec("PickPlaceCan", 300, 14, "Can"),   # its hand quaternion flips ~6 times a demonstration;
-    # declared, imitation gained no measurable success (docs/experiments/2026-12-03-can-quaternion-sign.md)
+    # Can's hand quaternion flips too (~6 times a demonstration), but declaring it gave imitation no
+    # measurable gain (docs/experiments/2026-12-03-can-quaternion-sign.md): left undeclared
+    "can": TaskSpec("PickPlaceCan", 300, 14, "Can"),
     "square": TaskSpec("NutAssemblySquare", 400, 14, "SquareNut", hand_quat=3),
 }
 ACTION_DIM = 7
