@@ -57,7 +57,7 @@ models: setup
 	$(BIN)/otpr-collect-demos --task square --episodes 250 --quality mixed --seed 20000 --output data/square_mixed_b.hdf5
 	$(BIN)/otpr-collect-demos --task square --episodes 250 --quality mixed --seed 30000 --output data/square_mixed_c.hdf5
 	$(BIN)/otpr-pretrain --task square --dataset data/square_mixed.hdf5 data/square_mixed_b.hdf5 data/square_mixed_c.hdf5 \
-	  --output models/square --policy-steps 30000 --critic-steps 12000 --eval-episodes 50
+	  --output models/square --policy-steps 60000 --critic-steps 12000 --eval-episodes 50
 	$(BIN)/otpr-collect-demos --task calvin_multi --episodes 35 --quality mixed --seed 10000 \
 	  --output data/calvin_multi_mixed.hdf5
 	$(BIN)/otpr-pretrain --task calvin_multi --dataset data/calvin_multi_mixed.hdf5 --output models/calvin_multi \
