@@ -54,7 +54,8 @@ def main():
     DiffusionPolicy.update_ema = update_ema
 
     same_normaliser = result.obs_normalizer.to_dict() == base.obs_normalizer.to_dict()
-    print(f"normaliser as the base's: {same_normaliser}")
+    print(f"normaliser as the base's: {same_normaliser}" + ("" if same_normaliser else
+          " (the files differ from the base's: the snapshots keep this run's normaliser)"))
     base_policy = {k: v.clone() for k, v in base.agent.policy.state_dict().items()}   # loading below overwrites
     for step, state in sorted(snapshots.items()):
         equal = all(torch.equal(state[k], base_policy[k]) for k in base_policy)
@@ -62,7 +63,8 @@ def main():
         out = Path(args.output_dir) / f"step_{step:06d}"
         card = (f"# snapshot of {args.base}'s policy after {step} constant-rate steps (seed {args.seed}); "
                 f"critic and potentials: {args.base}'s\n")
-        save_model(out, base.agent, base.info, base.obs_normalizer, base.action_normalizer, card)
+        # the normalisers this run trained with: the base's only when its data were the same
+        save_model(out, base.agent, base.info, result.obs_normalizer, result.action_normalizer, card)
         print(f"{out}: policy equal to the base's: {equal}")
 
 
