@@ -2,8 +2,9 @@
 
 Subscribes ``transition`` (any number of bridges or recorders, one deep reliable queue), stores
 them beside the expert demonstrations, and once ``warmup_transitions`` have arrived runs OTPR
-updates at ``updates_per_transition`` updates per received transition. Every ``publish_every``
-updates it writes the weights as ``<output_dir>/policy/v<version>`` (a model directory,
+updates at ``updates_per_transition`` updates per received transition. At its start (the weights
+as they come, with the run's settings: the servers act by them from the first chunk) and every
+``publish_every`` updates it writes the weights as ``<output_dir>/policy/v<version>`` (a model directory,
 atomically) and announces it on ``policy_update`` (latched, signed with ``update_key``, versions
 of this run: ``<output_dir>/run_id``); the policy servers swap it in. Transitions arrive into an
 inbox on an executor thread of their own; updates run in short slices, and between two updates
@@ -146,8 +147,10 @@ class Learner(Node):
         if self.key is None:
             self.get_logger().warning("policy updates are unsigned (no update_key): servers without a key take any "
                                       "participant's, servers with one refuse these")
-        if resumed is not None and self.run.updates:
-            self._publish_snapshot()         # the servers get the resumed weights, as a newer version
+        # The weights as they start (a resumed run's as a newer version), so that the servers act by
+        # this run's settings (its overrides: L, acting weights) from the first chunk, as
+        # otpr-finetune acts, and not by the served model's until the first update is published.
+        self._publish_snapshot()
         self._publish_progress()
 
     # -- persistence ----------------------------------------------------------------------------

@@ -51,9 +51,10 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
         depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     announcer.publish(policy_update_message("rogue", 2**31 - 1, str(rogue), load_model(rogue).weights_sha256))
     try:
-        watcher.wait_for(lambda: server.get("model_version", 0) >= 1 and learner.get("version", 0) >= 1 and
+        # version 1: the weights as they start; 2 and on: after updates
+        watcher.wait_for(lambda: server.get("model_version", 0) >= 2 and learner.get("version", 0) >= 2 and
                          server["updates"]["refused_by"]["unsigned"] == 1, 240)
-        assert server.get("model_version", 0) >= 1, f"learner {learner}, server {server}"
+        assert server.get("model_version", 0) >= 2, f"learner {learner}, server {server}"
         assert server["updates_signed"] and server["model_run"] == learner["run"] != "rogue", server
         assert server["updates"]["refused_by"]["unsigned"] == 1, server
         assert (runs / "update.key").stat().st_mode & 0o777 == 0o600
@@ -82,6 +83,13 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
     assert f"selected: the weights at {best['env_steps']} env steps" in output, output[-3000:]
     # one progress line per 30 s from the learner, no line per episode from the bridge
     assert re.search(r"learner\]: \d+/\d+ env steps, \d+ updates", output) and "(seed 0)" not in output, output[-3000:]
+    # version 1 is the weights as they start, announced before any update: the servers act by the
+    # run's settings (its overrides) from the first chunk, as otpr-finetune does
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(runs / "tensorboard"))
+    events.Reload()
+    versions = [(e.step, e.value) for e in events.Scalars("learner/version")]
+    assert versions[0] == (0, 1.0) and all(step > 0 for step, _ in versions[1:]), versions
 
 
 def test_a_learner_without_a_model_exits_with_a_clear_error(tmp_path):
