@@ -118,11 +118,15 @@ def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
     assert model.config.agent.actor_batch == 256
     # Can's actor learns only from stored chunks, weighted by advantage; its training episodes act by Q
     # (docs/experiments/2026-11-30-can-stored-action-updates.md): H guidance drifted it. CALVIN took it too.
-    cans = task in ("can", "calvin_multi")
-    assert model.config.transport.masked is not cans
-    recipe = ("awr", "q", 8, "fixed") if cans else ("compatibility", "compatibility", 1, "uniform")
-    assert (model.config.agent.guidance, model.config.agent.acting_weights, model.config.critic.steps_per_update,
-            model.config.critic.batch_mix) == recipe
+    # Square's acts by the sample, its advantages from earned returns: nothing reads the critic's
+    # ranking of candidates (docs/experiments/2026-12-03-square-longer-pretraining.md).
+    agent, critic = model.config.agent, model.config.critic
+    recipe = {"lift": (True, "compatibility", "compatibility", 8, "critic", 1, "uniform"),
+              "can": (False, "awr", "q", 8, "critic", 8, "fixed"),
+              "calvin_multi": (False, "awr", "q", 8, "critic", 8, "fixed"),
+              "square": (False, "awr", "compatibility", 1, "return", 8, "fixed")}[task]
+    assert (model.config.transport.masked, agent.guidance, agent.acting_weights, agent.num_candidates,
+            agent.advantage_source, critic.steps_per_update, critic.batch_mix) == recipe
 
 
 def test_keypoint_cost_settings_can_be_overridden_for_fine_tuning(tiny):
