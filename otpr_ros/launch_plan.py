@@ -104,7 +104,7 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
                   episodes: int = 0, mode: str = "fast", output_dir: str = "", env_steps: int = 0,
                   eval_every: int = 0, eval_episodes: int = 50, validation_seed: int = -1, update_key: str = "",
                   discovery: str = "auto", enclaves: str = "", seed: int = 0,
-                  keep_evaluated: bool = False) -> list[NodePlan]:
+                  keep_evaluated: bool = False, guided_candidates: int = 0) -> list[NodePlan]:
     if mode not in ("fast", "realtime", "robot"):
         raise ValueError(f"mode: expected fast, realtime or robot, got {mode!r}")
     if backend not in ("torch", "onnx", "openvino"):
@@ -113,6 +113,8 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
         raise ValueError(f"eval_episodes: expected >= 1, got {eval_episodes}")
     if validation_seed < -1:
         raise ValueError(f"validation_seed: expected a seed >= 0, or -1 for none, got {validation_seed}")
+    if guided_candidates < 0 or guided_candidates == 1:
+        raise ValueError(f"guided_candidates: expected 0 (none) or >= 2 candidates, got {guided_candidates}")
     for name, number in (("episodes", episodes), ("env_steps", env_steps), ("eval_every", eval_every),
                          ("seed", seed)):
         if number < 0:
@@ -138,6 +140,7 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
                                                "eval_every": eval_every,
                                                "eval_episodes": eval_episodes, "validation_seed": validation_seed,
                                                "keep_evaluated": keep_evaluated,
+                                               "guided_candidates": guided_candidates,
                                                "training_seeds": [i * SEEDS_PER_BRIDGE for i in range(num_envs)],
                                                **({"output_dir": output_dir} if output_dir else {}),
                                                **({"max_env_steps": env_steps} if env_steps else {})})
@@ -197,6 +200,8 @@ FINETUNE_ARGUMENTS = {
     "eval_episodes": ("50", "episodes per held-out evaluation"),
     "keep_evaluated": ("false", "true: keep every evaluated snapshot under <output_dir>/evaluated (else the newest "
                                 "and the final), e.g. to evaluate a curve's points on more episodes"),
+    "guided_candidates": ("0", "L: each held-out evaluation also acts by the arg-max of the acting weights "
+                                "over L candidates (the critic's ranking, guided_success_rate); 0: none"),
     "validation_seed": ("-1", "first seed of validation episodes run beside each held-out evaluation; the "
                               "weights they rate best are kept as <output_dir>/selected; -1: none"),
     "update_key": ("", "key file signing the learner's policy updates (servers take only those); empty: "
@@ -249,7 +254,8 @@ def plan_from_arguments(kind: str, values: dict) -> list:
                          whole(values["eval_every"], "eval_every"), whole(values["eval_episodes"], "eval_episodes"),
                          whole(values["validation_seed"], "validation_seed"), values["update_key"],
                          values["discovery"], values["enclaves"], whole(values["seed"], "seed"),
-                         flag(values["keep_evaluated"], "keep_evaluated"))
+                         flag(values["keep_evaluated"], "keep_evaluated"),
+                         whole(values["guided_candidates"], "guided_candidates"))
 
 
 def serve_plan(task: str = "lift", backend: str = "torch", model_dir: str = "", namespace: str = "",

@@ -84,6 +84,8 @@ PARAMETERS = (
      f"uses up to max_env_steps seeds from it ({SEEDS_PER_BRIDGE} when unbounded)", None, True),
     ("update_key", "", "file holding the key that signs each policy_update (otpr-keygen); empty: unsigned, and "
      "any participant on the domain may swap the servers' policy", None, True),
+    ("guided_candidates", 0, "L of a second held-out evaluation at each point acting by the arg-max of the acting "
+     "weights over L candidates (curve.csv guided_success_rate); 0: none", (0, 64), True),
     ("validation_seed", -1, "first seed of validation episodes (eval_episodes of them) run beside each held-out "
      "evaluation; the weights they rate best are copied to <output_dir>/selected; -1: none", (-1, SEEDS[1]), True),
 ) + (CPU_THREADS,)
@@ -110,6 +112,7 @@ class Learner(Node):
         self.schedule = EvaluationSchedule(self.output, value("task"), episodes, held_out, validation,
                                            value("eval_every"), value("max_env_steps"),
                                            keep_evaluated=value("keep_evaluated"),
+                                           guided_candidates=value("guided_candidates"),
                                            title=f"OTPR fine-tuning over ROS 2, {value('task')}")
         check_fresh_output(self.output, value("resume"))
         self.key = load_key(value("update_key")) if value("update_key") else None

@@ -79,6 +79,10 @@ def parse_args(argv=None):
     parser.add_argument("--validation-seed", type=int,
                         help="first seed of the validation episodes (--eval-episodes of them) that choose "
                              "<output>/selected; apart from the held-out and the training seeds")
+    parser.add_argument("--guided-candidates", type=int, default=0, metavar="L",
+                        help="also evaluate each point on the held-out seeds acting by the arg-max of the acting "
+                             "weights over L candidates (H, or Q under agent.acting_weights=q): the critic's "
+                             "ranking, curve.csv's guided_success_rate; 0 (default): not")
     parser.add_argument("--processes", type=int, default=2, help="evaluation workers")
     parser.add_argument("--no-offline-eval", action="store_true",
                         help="skip the first row (the model before fine-tuning), e.g. when an ablation "
@@ -100,6 +104,8 @@ def parse_args(argv=None):
         args.env_steps = args.learner.get("max_env_steps") or DEFAULT_ENV_STEPS
     if min(args.env_steps, args.eval_every, args.eval_episodes, args.processes) < 1 or (args.utd or 0) < 0:
         parser.error("--env-steps, --eval-every, --eval-episodes and --processes must be >= 1, --utd >= 0")
+    if args.guided_candidates < 0 or args.guided_candidates == 1:
+        parser.error("--guided-candidates: 0 (none) or >= 2 candidates to take the arg-max of")
     return args
 
 
@@ -143,7 +149,7 @@ def main(argv=None) -> int:
     run = OnlineRun(learner, utd, args.warmup, writer, args.env_steps)
     schedule = EvaluationSchedule(output, args.task, args.eval_episodes, args.eval_seed, args.validation_seed,
                                   args.eval_every, args.env_steps, args.processes, args.keep_evaluated,
-                                  f"OTPR fine-tuning, {args.task}")
+                                  f"OTPR fine-tuning, {args.task}", args.guided_candidates)
     train_successes = []
 
     def evaluated(rows):

@@ -5,9 +5,12 @@ Held-out evaluations every ``every`` environment steps (the first row: the model
 fine-tuning) and a final one when the budget is spent. Each evaluates a snapshot by
 ``otpr-evaluate`` in a child process, one at a time, so learning goes on meanwhile (a driver
 that wants to wait calls ``wait``); each row goes to ``<output>/curve.csv`` and ``curve.png``.
-With validation seeds every snapshot is also run on those, and the one they rate best (ties:
-the earlier) is copied to ``<output>/selected``: the held-out seeds only measure, the
-validation seeds only choose.
+With ``guided_candidates`` L each snapshot is also run on the held-out seeds acting by the
+arg-max of its acting weights over L candidates (H once the potentials are trained, Q under
+``agent.acting_weights: q``, IDQL weights before): the critic's ranking put to the test,
+episode for episode beside the plain policy (``guided_success_rate``). With validation seeds
+every snapshot is also run on those, and the one they rate best (ties: the earlier) is copied
+to ``<output>/selected``: the held-out seeds only measure, the validation seeds only choose.
 """
 
 import json
@@ -21,17 +24,27 @@ from otpr_ros.learning_curve import write_curve
 from otpr_ros.model.directory import amend_card
 from otpr_ros.sim.tasks import is_kitchen
 
+# the evaluations of one snapshot, in order, and the file each writes in the snapshot
+HELD_OUT, GUIDED, VALIDATION = "held_out", "guided", "validation"
+RESULT_FILES = {HELD_OUT: "evaluation.json", GUIDED: "guided.json", VALIDATION: "validation.json"}
+
 
 class EvaluationSchedule:
     def __init__(self, output: Path, task: str, episodes: int, seed: int, validation_seed: int | None = None,
                  every: int = 0, budget: int = 0, processes: int = 1, keep_evaluated: bool = False,
-                 title: str = "OTPR fine-tuning"):
+                 title: str = "OTPR fine-tuning", guided_candidates: int = 0):
         """``every``: env steps between evaluations (0: none); ``budget``: env steps after which
         the run finishes with a final snapshot and evaluation (0: never); ``keep_evaluated``:
-        keep every evaluated snapshot under ``<output>/evaluated`` (else the newest only)."""
+        keep every evaluated snapshot under ``<output>/evaluated`` (else the newest only);
+        ``guided_candidates``: L of the guided evaluation (0: none)."""
+        if guided_candidates < 0 or guided_candidates == 1:
+            raise ValueError(f"guided_candidates: expected 0 (no guided evaluation) or a number of candidates "
+                             f">= 2 to take the arg-max of, got {guided_candidates}")
         self.output, self.task, self.episodes, self.seed = Path(output), task, episodes, seed
         self.validation_seed, self.every, self.budget = validation_seed, every, budget
         self.processes, self.keep_evaluated, self.title = processes, keep_evaluated, title
+        self.guided_candidates = guided_candidates
+        self.phases = [HELD_OUT] + [GUIDED] * bool(guided_candidates) + [VALIDATION] * (validation_seed is not None)
         self.waiting, self.running, self.rows = [], None, []
         self.next_eval = every or None
         self.finishing = False
@@ -85,17 +98,21 @@ class EvaluationSchedule:
         self.waiting.append((path, row))
         self._start()
 
-    def _launch(self, path: Path, row: dict, seed: int, result: Path) -> None:
+    def _launch(self, path: Path, row: dict, phase: str) -> None:
+        seed = self.validation_seed if phase == VALIDATION else self.seed
         command = [sys.executable, "-m", "otpr_ros.tools.evaluate", "--model", str(path), "--episodes",
-                   str(self.episodes), "--seed", str(seed), "--processes", str(self.processes), "--output", str(result)]
+                   str(self.episodes), "--seed", str(seed), "--processes", str(self.processes), "--output",
+                   str(path / RESULT_FILES[phase])]
+        if phase == GUIDED:
+            command += ["--num-candidates", str(self.guided_candidates), "--selection", "argmax"]
         self.running = (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
-                        path, row, result)
+                        path, row, phase)
 
     def _start(self) -> None:
         if self.running is not None or not self.waiting:
             return
         path, row = self.waiting.pop(0)
-        self._launch(path, row, self.seed, path / "evaluation.json")
+        self._launch(path, row, self.phases[0])
 
     def stop(self) -> None:
         """The run is stopping: so is a running evaluation (it would outlive it otherwise)."""
@@ -116,23 +133,26 @@ class EvaluationSchedule:
         return rows
 
     def poll(self) -> dict | None:
-        """The row of an evaluation that just ended (None if none did, or only its held-out half)."""
+        """The row of an evaluation that just ended (None if none did, or only some of its phases)."""
         if self.running is None or self.running[0].poll() is None:
             return None
-        process, path, row, result = self.running
+        process, path, row, phase = self.running
         self.running = None
         if process.returncode != 0:
             self._start()
             raise RuntimeError(f"evaluation of {path} failed: {process.stderr.read()[-2000:]}")
-        summary = json.loads(result.read_text())
-        if "success_rate" not in row:           # the held-out half
+        summary = json.loads((path / RESULT_FILES[phase]).read_text())
+        if phase == HELD_OUT:
             row = {**row, "success_rate": summary["success_rate"], "ci_low": round(summary["ci95"][0], 3),
                    "ci_high": round(summary["ci95"][1], 3), "mean_return": round(summary["mean_return"], 3)}
-            if self.validation_seed is not None:
-                self._launch(path, row, self.validation_seed, path / "validation.json")
-                return None
+        elif phase == GUIDED:
+            row = {**row, "guided_success_rate": summary["success_rate"]}
         else:
             row = {**row, "validation_success_rate": summary["success_rate"]}
+        following = self.phases.index(phase) + 1
+        if following < len(self.phases):
+            self._launch(path, row, self.phases[following])
+            return None
         self._start()
         best = self.selected
         self.rows.append(row)
@@ -152,13 +172,16 @@ class EvaluationSchedule:
     def report(self, row: dict, writer=None) -> str:
         """An evaluated row as TensorBoard scalars (``eval/...``) and one line for the log."""
         if writer is not None:
-            for name in ("success_rate", "mean_return", "validation_success_rate", "critic_error"):
+            for name in ("success_rate", "mean_return", "guided_success_rate", "validation_success_rate",
+                         "critic_error"):
                 if row.get(name) is not None:
                     writer.add_scalar(f"eval/{name}", row[name], row["env_steps"])
         line = (f"held-out success after {row['env_steps']} env steps, {row['updates']} updates: "
                 f"{row['success_rate']:.0%} ({row['ci_low']:.2f}-{row['ci_high']:.2f})")
         if is_kitchen(self.task) and row.get("mean_return") is not None:
             line += f", normalised score {25.0 * row['mean_return']:.1f} ({row['mean_return']:.2f} of 4 sub-tasks)"
+        if row.get("guided_success_rate") is not None:
+            line += f"; arg-max of {self.guided_candidates} candidates {row['guided_success_rate']:.0%}"
         if row.get("validation_success_rate") is not None:
             selected = self.selected
             line += (f"; validation success {row['validation_success_rate']:.0%}; selected: the weights at "

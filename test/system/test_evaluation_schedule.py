@@ -7,6 +7,7 @@ import pytest
 
 from model_fixtures import make_tiny_model
 from otpr_ros.model.directory import load_model
+from otpr_ros.model.policy import evaluation_candidates
 from otpr_ros.training.online_learning import OnlineLearner, expert_demonstrations
 from otpr_ros.training.schedule import EvaluationSchedule
 
@@ -37,3 +38,27 @@ def test_evaluations_queued_faster_than_they_run_are_all_evaluated(tiny, tmp_pat
     assert load_model(runs / "selected").info.task == "lift"
     assert "on seeds from 300000" in (runs / "selected" / "MODEL_CARD.md").read_text()
     assert sorted(p.name for p in (runs / "evaluated").iterdir()) == ["step_000000200"]
+
+
+def test_guided_evaluation_acts_by_the_arg_max_of_l_candidates_on_the_held_out_seeds(tiny, tmp_path):
+    """guided_candidates L: each point is evaluated a second time on the same held-out seeds with
+    L candidates and the arg-max of the acting weights; its success is the row's
+    guided_success_rate, in curve.csv beside the plain policy's."""
+    import csv
+    import json
+    model = load_model(tiny, "cpu")
+    core = OnlineLearner(model, expert_demonstrations(model))
+    runs = tmp_path / "runs"
+    evaluation = EvaluationSchedule(runs, "lift", 2, 100000, guided_candidates=3)
+    evaluation.queue(core, {"env_steps": 0, "updates": 0, "episodes": 0, "wall_s": 0.0})
+    (row,) = evaluation.wait()
+    guided = json.loads((runs / "evaluated" / "step_000000000" / "guided.json").read_text())
+    plain = json.loads((runs / "evaluated" / "step_000000000" / "evaluation.json").read_text())
+    assert (guided["num_candidates"], guided["selection"], guided["seeds"]) == (3, "argmax", [100000, 100001])
+    assert plain["num_candidates"] == evaluation_candidates(model.config) != 3 and plain["seeds"] == guided["seeds"]
+    assert row["guided_success_rate"] == guided["success_rate"] and row["success_rate"] == plain["success_rate"]
+    (written,) = csv.DictReader(open(runs / "curve.csv"))
+    assert float(written["guided_success_rate"]) == guided["success_rate"]
+    assert "arg-max of 3 candidates" in evaluation.report(row)
+    with pytest.raises(ValueError, match="guided_candidates"):
+        EvaluationSchedule(runs, "lift", 2, 100000, guided_candidates=1)

@@ -21,10 +21,13 @@ def test_short_run_writes_curve_and_summary(tiny, tmp_path):
     output = tmp_path / "run"
     code = main(["--task", "lift", "--model", str(tiny), "--output", str(output), "--env-steps", "120",
                  "--eval-every", "120", "--eval-episodes", "2", "--warmup", "8", "--device", "cpu",
-                 "--set", "agent.actor_batch=16", "--processes", "1"])
+                 "--set", "agent.actor_batch=16", "--processes", "1", "--guided-candidates", "3"])
     assert code == 0
     rows = list(csv.DictReader(open(output / "curve.csv")))
     assert len(rows) == 2 and int(rows[0]["env_steps"]) == 0 and int(rows[1]["env_steps"]) >= 120
+    # each point also acted by the arg-max over 3 candidates on the same held-out seeds
+    assert all(0 <= float(row["guided_success_rate"]) <= 1 for row in rows)
+    assert json.loads((output / "evaluated" / "final" / "guided.json").read_text())["num_candidates"] == 3
     assert int(rows[0]["updates"]) == 0 and int(rows[-1]["updates"]) > 0
     summary = json.loads((output / "summary.json").read_text())
     assert summary["env_steps"] >= 120 and summary["updates"] == int(rows[-1]["updates"])
@@ -101,5 +104,8 @@ def test_bad_settings_are_refused_by_name(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["--task", "lift", "--model", str(tiny), "--output", str(tmp_path), "--eval-every", "0"])
     assert stopped.value.code == 2 and "--eval-every" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(["--task", "lift", "--model", str(tiny), "--output", str(tmp_path), "--guided-candidates", "1"])
+    assert stopped.value.code == 2 and "--guided-candidates" in capsys.readouterr().err
     assert main(["--task", "can", "--model", str(tiny), "--output", str(tmp_path)]) == 2
     assert "trained for 'lift', not for 'can'" in capsys.readouterr().err

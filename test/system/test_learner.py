@@ -40,7 +40,7 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "otpr_ros.tools.launch", "finetune", "--namespace", "t66",
                                 "--model-dir", str(model_dir), "--output-dir", str(runs), "--env-steps", "300",
                                 "--eval-every", "300", "--eval-episodes", "1",
-                                "--validation-seed", "300000"],
+                                "--validation-seed", "300000", "--guided-candidates", "3"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     watcher = PrivateNode(DOMAIN, "watcher", "/t66")
     node = watcher.node
@@ -76,8 +76,10 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
     assert steps[0] == 0 and steps[-1] >= 300 and len(rows) >= 2, rows
     assert all(0.0 <= float(r["success_rate"]) <= 1.0 for r in rows)
     assert (runs / "curve.png").is_file() and (runs / "evaluated" / "final" / "model.json").is_file()
-    # validation episodes beside each evaluation; the weights they rate best are kept whole
-    assert all(r["validation_success_rate"] != "" for r in rows), rows
+    # validation episodes and guided ones (arg-max over 3 candidates) beside each evaluation;
+    # the weights the validation episodes rate best are kept whole
+    assert all(r["validation_success_rate"] != "" and r["guided_success_rate"] != "" for r in rows), rows
+    assert json.loads((runs / "evaluated" / "final" / "guided.json").read_text())["num_candidates"] == 3
     best = max(rows, key=lambda r: float(r["validation_success_rate"]))
     assert load_model(runs / "selected").info.task == "lift" and not (runs / "selected.partial").exists()
     assert f"selected: the weights at {best['env_steps']} env steps" in output, output[-3000:]

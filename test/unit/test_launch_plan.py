@@ -123,6 +123,16 @@ def test_keep_evaluated_reaches_the_learner():
         plan_from_arguments("finetune", {**values, "keep_evaluated": "yes"})
 
 
+def test_guided_candidates_reach_the_learner():
+    values = {name: default for name, (default, _) in FINETUNE_ARGUMENTS.items()}
+    learner = lambda plan: by_name(plan)["learner"].parameters["guided_candidates"]  # noqa: E731
+    assert learner(plan_from_arguments("finetune", values)) == 0
+    assert learner(plan_from_arguments("finetune", {**values, "guided_candidates": "8"})) == 8
+    for bad in ("1", "-2"):
+        with pytest.raises(ValueError, match="guided_candidates: expected 0"):
+            plan_from_arguments("finetune", {**values, "guided_candidates": bad})
+
+
 def test_kitchen_tasks_run_in_simulation_and_refuse_the_robot_path(tmp_path):
     plan = finetune_plan(task="kitchen_complete", output_dir=str(tmp_path))
     assert [n.executable for n in plan] == ["sim_bridge", "policy_server", "learner"]
