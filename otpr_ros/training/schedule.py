@@ -6,11 +6,12 @@ fine-tuning) and a final one when the budget is spent. Each evaluates a snapshot
 ``otpr-evaluate`` in a child process, one at a time, so learning goes on meanwhile (a driver
 that wants to wait calls ``wait``); each row goes to ``<output>/curve.csv`` and ``curve.png``.
 With ``guided_candidates`` L each snapshot is also run on the held-out seeds acting by the
-arg-max of its acting weights over L candidates (H once the potentials are trained, Q under
-``agent.acting_weights: q``, IDQL weights before): the critic's ranking put to the test,
-episode for episode beside the plain policy (``guided_success_rate``). With validation seeds
-every snapshot is also run on those, and the one they rate best (ties: the earlier) is copied
-to ``<output>/selected``: the held-out seeds only measure, the validation seeds only choose.
+arg-max of its acting weights over L candidates (H, or Q under ``agent.acting_weights: q``;
+before the potentials are trained Q, as IDQL's two-level weights have no arg-max to speak
+of): the critic's ranking put to the test, episode for episode beside the plain policy
+(``guided_success_rate``). With validation seeds every snapshot is also run on those, and
+the one they rate best (ties: the earlier) is copied to ``<output>/selected``: the held-out
+seeds only measure, the validation seeds only choose.
 """
 
 import json
@@ -95,24 +96,26 @@ class EvaluationSchedule:
         name = "final" if final else f"step_{row['env_steps']:09d}"
         path = core.snapshot(self.output / "evaluated" / name,
                              f"# evaluated at {row['env_steps']} env steps, {row['updates']} updates\n")
-        self.waiting.append((path, row))
+        agent = core.agent
+        ranks_by_q = not agent.potentials_ready and agent.config.agent.acting_weights != "q"
+        self.waiting.append((path, row, ["--set", "agent.acting_weights=q"] if ranks_by_q else []))
         self._start()
 
-    def _launch(self, path: Path, row: dict, phase: str) -> None:
+    def _launch(self, path: Path, row: dict, guided_sets: list, phase: str) -> None:
         seed = self.validation_seed if phase == VALIDATION else self.seed
         command = [sys.executable, "-m", "otpr_ros.tools.evaluate", "--model", str(path), "--episodes",
                    str(self.episodes), "--seed", str(seed), "--processes", str(self.processes), "--output",
                    str(path / RESULT_FILES[phase])]
         if phase == GUIDED:
-            command += ["--num-candidates", str(self.guided_candidates), "--selection", "argmax"]
+            command += ["--num-candidates", str(self.guided_candidates), "--selection", "argmax", *guided_sets]
         self.running = (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
-                        path, row, phase)
+                        path, row, guided_sets, phase)
 
     def _start(self) -> None:
         if self.running is not None or not self.waiting:
             return
-        path, row = self.waiting.pop(0)
-        self._launch(path, row, self.phases[0])
+        path, row, guided_sets = self.waiting.pop(0)
+        self._launch(path, row, guided_sets, self.phases[0])
 
     def stop(self) -> None:
         """The run is stopping: so is a running evaluation (it would outlive it otherwise)."""
@@ -136,7 +139,7 @@ class EvaluationSchedule:
         """The row of an evaluation that just ended (None if none did, or only some of its phases)."""
         if self.running is None or self.running[0].poll() is None:
             return None
-        process, path, row, phase = self.running
+        process, path, row, guided_sets, phase = self.running
         self.running = None
         if process.returncode != 0:
             self._start()
@@ -151,7 +154,7 @@ class EvaluationSchedule:
             row = {**row, "validation_success_rate": summary["success_rate"]}
         following = self.phases.index(phase) + 1
         if following < len(self.phases):
-            self._launch(path, row, self.phases[following])
+            self._launch(path, row, guided_sets, self.phases[following])
             return None
         self._start()
         best = self.selected
@@ -163,7 +166,7 @@ class EvaluationSchedule:
         if not (path.name == "final" or self.keep_evaluated):
             # snapshots still queued or being evaluated stay (validation doubles an evaluation's
             # time, so a queue forms when evaluations take longer than ``every`` env steps)
-            pending = {p.name for p, _ in self.waiting} | ({self.running[1].name} if self.running else set())
+            pending = {p.name for p, _, _ in self.waiting} | ({self.running[1].name} if self.running else set())
             for old in sorted((self.output / "evaluated").glob("step_*"))[:-1]:
                 if old.name not in pending:
                     shutil.rmtree(old, ignore_errors=True)

@@ -42,22 +42,28 @@ def test_evaluations_queued_faster_than_they_run_are_all_evaluated(tiny, tmp_pat
 
 def test_guided_evaluation_acts_by_the_arg_max_of_l_candidates_on_the_held_out_seeds(tiny, tmp_path):
     """guided_candidates L: each point is evaluated a second time on the same held-out seeds with
-    L candidates and the arg-max of the acting weights; its success is the row's
-    guided_success_rate, in curve.csv beside the plain policy's."""
+    L candidates and the arg-max of the acting weights (of Q before the potentials are
+    trained); its success is the row's guided_success_rate, in curve.csv beside the plain
+    policy's."""
     import csv
     import json
     model = load_model(tiny, "cpu")
     core = OnlineLearner(model, expert_demonstrations(model))
     runs = tmp_path / "runs"
-    evaluation = EvaluationSchedule(runs, "lift", 2, 100000, guided_candidates=3)
+    evaluation = EvaluationSchedule(runs, "lift", 2, 100000, guided_candidates=3, keep_evaluated=True)
+    core.agent.dual_steps = 0
     evaluation.queue(core, {"env_steps": 0, "updates": 0, "episodes": 0, "wall_s": 0.0})
-    (row,) = evaluation.wait()
+    core.agent.dual_steps = model.config.transport.warmup_steps       # the potentials count as trained
+    evaluation.queue(core, {"env_steps": 10, "updates": 0, "episodes": 0, "wall_s": 0.0})
+    row, _ = evaluation.wait()
+    assert json.loads((runs / "evaluated" / "step_000000010" / "guided.json").read_text())["overrides"] == []
     guided = json.loads((runs / "evaluated" / "step_000000000" / "guided.json").read_text())
     plain = json.loads((runs / "evaluated" / "step_000000000" / "evaluation.json").read_text())
     assert (guided["num_candidates"], guided["selection"], guided["seeds"]) == (3, "argmax", [100000, 100001])
     assert plain["num_candidates"] == evaluation_candidates(model.config) != 3 and plain["seeds"] == guided["seeds"]
+    assert guided["overrides"] == ["agent.acting_weights=q"] and plain["overrides"] == []
     assert row["guided_success_rate"] == guided["success_rate"] and row["success_rate"] == plain["success_rate"]
-    (written,) = csv.DictReader(open(runs / "curve.csv"))
+    written, _ = csv.DictReader(open(runs / "curve.csv"))
     assert float(written["guided_success_rate"]) == guided["success_rate"]
     assert "arg-max of 3 candidates" in evaluation.report(row)
     with pytest.raises(ValueError, match="guided_candidates"):
