@@ -201,7 +201,7 @@ FINETUNE_ARGUMENTS = {
     "keep_evaluated": ("false", "true: keep every evaluated snapshot under <output_dir>/evaluated (else the newest "
                                 "and the final), e.g. to evaluate a curve's points on more episodes"),
     "guided_candidates": ("0", "L: each held-out evaluation also acts by the arg-max of the acting weights "
-                                "over L candidates (the critic's ranking, guided_success_rate); 0: none"),
+                                "over L candidates (their ranking put to the test: guided_success_rate); 0: none"),
     "validation_seed": ("-1", "first seed of validation episodes run beside each held-out evaluation; the "
                               "weights they rate best are kept as <output_dir>/selected; -1: none"),
     "update_key": ("", "key file signing the learner's policy updates (servers take only those); empty: "

@@ -32,6 +32,7 @@ robomimic keeps its best rollout checkpoint, without choosing on the test).
 """
 
 import argparse
+import atexit
 import json
 import shutil
 import sys
@@ -81,7 +82,7 @@ def parse_args(argv=None):
                              "<output>/selected; apart from the held-out and the training seeds")
     parser.add_argument("--guided-candidates", type=int, default=0, metavar="L",
                         help="also evaluate each point on the held-out seeds acting by the arg-max of the acting "
-                             "weights over L candidates (H, or Q under agent.acting_weights=q): the critic's "
+                             "weights over L candidates (H, or Q under agent.acting_weights=q): their "
                              "ranking, curve.csv's guided_success_rate; 0 (default): not")
     parser.add_argument("--processes", type=int, default=2, help="evaluation workers")
     parser.add_argument("--no-offline-eval", action="store_true",
@@ -150,6 +151,7 @@ def main(argv=None) -> int:
     schedule = EvaluationSchedule(output, args.task, args.eval_episodes, args.eval_seed, args.validation_seed,
                                   args.eval_every, args.env_steps, args.processes, args.keep_evaluated,
                                   f"OTPR fine-tuning, {args.task}", args.guided_candidates)
+    atexit.register(schedule.stop)     # Ctrl-C: the evaluation runs in a session of its own, workers and all
     train_successes = []
 
     def evaluated(rows):

@@ -8,14 +8,16 @@ that wants to wait calls ``wait``); each row goes to ``<output>/curve.csv`` and 
 With ``guided_candidates`` L each snapshot is also run on the held-out seeds acting by the
 arg-max of its acting weights over L candidates (H, or Q under ``agent.acting_weights: q``;
 before the potentials are trained Q, as IDQL's two-level weights have no arg-max to speak
-of): the critic's ranking put to the test, episode for episode beside the plain policy
+of): the weights' ranking put to the test, episode for episode beside the plain policy
 (``guided_success_rate``). With validation seeds every snapshot is also run on those, and
 the one they rate best (ties: the earlier) is copied to ``<output>/selected``: the held-out
 seeds only measure, the validation seeds only choose.
 """
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -108,8 +110,9 @@ class EvaluationSchedule:
                    str(path / RESULT_FILES[phase])]
         if phase == GUIDED:
             command += ["--num-candidates", str(self.guided_candidates), "--selection", "argmax", *guided_sets]
-        self.running = (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
-                        path, row, guided_sets, phase)
+        # a session of its own: stopping the evaluation stops its episode workers with it
+        self.running = (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                         start_new_session=True), path, row, guided_sets, phase)
 
     def _start(self) -> None:
         if self.running is not None or not self.waiting:
@@ -118,9 +121,13 @@ class EvaluationSchedule:
         self._launch(path, row, guided_sets, self.phases[0])
 
     def stop(self) -> None:
-        """The run is stopping: so is a running evaluation (it would outlive it otherwise)."""
+        """The run is stopping: so is a running evaluation, workers and all (they would outlive it
+        otherwise)."""
         if self.running is not None and self.running[0].poll() is None:
-            self.running[0].kill()
+            try:
+                os.killpg(self.running[0].pid, signal.SIGKILL)
+            except ProcessLookupError:       # ended meanwhile
+                pass
             self.running[0].wait()
         self.running, self.waiting = None, []
 

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from model_fixtures import make_tiny_model
+from process_fixtures import children, wait_until_gone
 from otpr_ros.model.directory import load_model
 from otpr_ros.model.policy import evaluation_candidates
 from otpr_ros.training.online_learning import OnlineLearner, expert_demonstrations
@@ -68,3 +69,21 @@ def test_guided_evaluation_acts_by_the_arg_max_of_l_candidates_on_the_held_out_s
     assert "arg-max of 3 candidates" in evaluation.report(row)
     with pytest.raises(ValueError, match="guided_candidates"):
         EvaluationSchedule(runs, "lift", 2, 100000, guided_candidates=1)
+
+
+def test_stopping_a_run_stops_its_evaluation_s_workers_too(tiny, tmp_path):
+    """A run that stops mid-evaluation takes the evaluation's worker processes with it: killing
+    otpr-evaluate alone once left its episode workers running, orphaned, for half an hour."""
+    model = load_model(tiny, "cpu")
+    core = OnlineLearner(model, expert_demonstrations(model))
+    evaluation = EvaluationSchedule(tmp_path / "runs", "lift", 200, 100000, processes=2)
+    evaluation.queue(core, {"env_steps": 0, "updates": 0, "episodes": 0, "wall_s": 0.0})
+    process = evaluation.running[0]
+    deadline = time.monotonic() + 300
+    while len(children(process.pid)) < 2 and time.monotonic() < deadline:   # the pool's workers are up
+        time.sleep(0.2)
+    workers = children(process.pid)
+    assert len(workers) >= 2 and process.poll() is None, workers
+    evaluation.stop()
+    assert evaluation.idle and process.poll() is not None
+    assert not wait_until_gone(workers, 60)

@@ -109,3 +109,34 @@ def test_bad_settings_are_refused_by_name(tiny, tmp_path, capsys):
     assert stopped.value.code == 2 and "--guided-candidates" in capsys.readouterr().err
     assert main(["--task", "can", "--model", str(tiny), "--output", str(tmp_path)]) == 2
     assert "trained for 'lift', not for 'can'" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_running_evaluation_and_its_workers(tiny, tmp_path):
+    """Evaluations run in a session of their own (so the schedule can stop their workers), out
+    of the terminal's reach: Ctrl-C on otpr-finetune must stop them through the schedule."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from process_fixtures import children, wait_until_gone
+    process = subprocess.Popen([sys.executable, "-m", "otpr_ros.tools.finetune", "--task", "lift", "--model",
+                                str(tiny), "--output", str(tmp_path / "run"), "--eval-episodes", "5000",
+                                "--processes", "2", "--device", "cpu"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        evaluation, workers = set(), set()
+        deadline = time.monotonic() + 300
+        while len(workers) < 2 and time.monotonic() < deadline:     # the first evaluation's workers are up
+            evaluation = children(process.pid)
+            workers = set().union(*(children(pid) for pid in evaluation)) if evaluation else set()
+            time.sleep(0.2)
+        assert len(workers) >= 2 and process.poll() is None, (evaluation, workers)
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=120)
+        # stopped at once, not when the evaluation next writes to the closed pipe and its workers
+        # have run out the episodes already queued
+        assert not wait_until_gone(evaluation | workers, 15)
+    finally:
+        if process.poll() is None:
+            process.kill()
