@@ -37,6 +37,7 @@ from otpr_ros.package_files import node_parameters, share_dir
 from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE
 from otpr_ros.sim.robomimic_env import TASKS
 from otpr_ros.sim.tasks import SIM_TASKS, is_calvin, is_kitchen
+from otpr_ros.training.schedule import check_guided_candidates
 
 DISCOVERY = {"localhost": "LOCALHOST", "subnet": "SUBNET"}
 
@@ -113,8 +114,7 @@ def finetune_plan(task: str = "lift", num_envs: int = 1, device: str = "auto", b
         raise ValueError(f"eval_episodes: expected >= 1, got {eval_episodes}")
     if validation_seed < -1:
         raise ValueError(f"validation_seed: expected a seed >= 0, or -1 for none, got {validation_seed}")
-    if guided_candidates < 0 or guided_candidates == 1:
-        raise ValueError(f"guided_candidates: expected 0 (none) or >= 2 candidates, got {guided_candidates}")
+    check_guided_candidates(guided_candidates)
     for name, number in (("episodes", episodes), ("env_steps", env_steps), ("eval_every", eval_every),
                          ("seed", seed)):
         if number < 0:

@@ -51,7 +51,7 @@ from otpr_ros.sim.tasks import SIM_TASKS
 from otpr_ros.training.learner_store import ReplayLog
 from otpr_ros.training.loop import OnlineRun
 from otpr_ros.training.online_learning import OnlineLearner
-from otpr_ros.training.schedule import EvaluationSchedule
+from otpr_ros.training.schedule import EvaluationSchedule, check_guided_candidates
 
 DEFAULT_ENV_STEPS = 40_000     # a run's budget when neither --env-steps nor the task's config sets one
 
@@ -105,8 +105,10 @@ def parse_args(argv=None):
         args.env_steps = args.learner.get("max_env_steps") or DEFAULT_ENV_STEPS
     if min(args.env_steps, args.eval_every, args.eval_episodes, args.processes) < 1 or (args.utd or 0) < 0:
         parser.error("--env-steps, --eval-every, --eval-episodes and --processes must be >= 1, --utd >= 0")
-    if args.guided_candidates < 0 or args.guided_candidates == 1:
-        parser.error("--guided-candidates: 0 (none) or >= 2 candidates to take the arg-max of")
+    try:
+        check_guided_candidates(args.guided_candidates)
+    except ValueError as error:
+        parser.error(f"--{error}".replace("_", "-", 1))
     return args
 
 

@@ -32,6 +32,13 @@ HELD_OUT, GUIDED, VALIDATION = "held_out", "guided", "validation"
 RESULT_FILES = {HELD_OUT: "evaluation.json", GUIDED: "guided.json", VALIDATION: "validation.json"}
 
 
+def check_guided_candidates(number: int) -> None:
+    """ValueError unless ``number`` is 0 (no guided evaluation) or >= 2 candidates."""
+    if number < 0 or number == 1:
+        raise ValueError(f"guided_candidates: expected 0 (no guided evaluation) or a number of candidates >= 2 "
+                         f"to take the arg-max of, got {number}")
+
+
 class EvaluationSchedule:
     def __init__(self, output: Path, task: str, episodes: int, seed: int, validation_seed: int | None = None,
                  every: int = 0, budget: int = 0, processes: int = 1, keep_evaluated: bool = False,
@@ -40,9 +47,7 @@ class EvaluationSchedule:
         the run finishes with a final snapshot and evaluation (0: never); ``keep_evaluated``:
         keep every evaluated snapshot under ``<output>/evaluated`` (else the newest only);
         ``guided_candidates``: L of the guided evaluation (0: none)."""
-        if guided_candidates < 0 or guided_candidates == 1:
-            raise ValueError(f"guided_candidates: expected 0 (no guided evaluation) or a number of candidates "
-                             f">= 2 to take the arg-max of, got {guided_candidates}")
+        check_guided_candidates(guided_candidates)
         self.output, self.task, self.episodes, self.seed = Path(output), task, episodes, seed
         self.validation_seed, self.every, self.budget = validation_seed, every, budget
         self.processes, self.keep_evaluated, self.title = processes, keep_evaluated, title
