@@ -35,7 +35,9 @@ import argparse
 import atexit
 import json
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -121,6 +123,22 @@ def recipe(args) -> tuple[list, float]:
 
 
 def main(argv=None) -> int:
+    """Runs the fine-tuning; SIGTERM (kill, timeout, a job scheduler) stops it as Ctrl-C does: the
+    running evaluation and its workers stop with it (they run in a session of their own)."""
+    if threading.current_thread() is not threading.main_thread():
+        return run(argv)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return run(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def run(argv=None) -> int:
     args = parse_args(argv)
     try:
         check_validation_seed(args.validation_seed, args.eval_episodes, args.eval_seed, [args.train_seed],
@@ -153,7 +171,7 @@ def main(argv=None) -> int:
     schedule = EvaluationSchedule(output, args.task, args.eval_episodes, args.eval_seed, args.validation_seed,
                                   args.eval_every, args.env_steps, args.processes, args.keep_evaluated,
                                   f"OTPR fine-tuning, {args.task}", args.guided_candidates)
-    atexit.register(schedule.stop)     # Ctrl-C: the evaluation runs in a session of its own, workers and all
+    atexit.register(schedule.stop)     # Ctrl-C, SIGTERM: the evaluation runs in a session of its own, workers and all
     train_successes = []
 
     def evaluated(rows):

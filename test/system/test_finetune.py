@@ -111,9 +111,11 @@ def test_bad_settings_are_refused_by_name(tiny, tmp_path, capsys):
     assert "trained for 'lift', not for 'can'" in capsys.readouterr().err
 
 
-def test_ctrl_c_stops_the_running_evaluation_and_its_workers(tiny, tmp_path):
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_stops_the_running_evaluation_and_its_workers(tiny, tmp_path, signum):
     """Evaluations run in a session of their own (so the schedule can stop their workers), out
-    of the terminal's reach: Ctrl-C on otpr-finetune must stop them through the schedule."""
+    of the terminal's reach: Ctrl-C (SIGINT) or a kill (SIGTERM) of otpr-finetune must stop them
+    through the schedule."""
     import signal
     import subprocess
     import sys
@@ -132,7 +134,7 @@ def test_ctrl_c_stops_the_running_evaluation_and_its_workers(tiny, tmp_path):
             workers = set().union(*(children(pid) for pid in evaluation)) if evaluation else set()
             time.sleep(0.2)
         assert len(workers) >= 2 and process.poll() is None, (evaluation, workers)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(getattr(signal, signum))
         process.communicate(timeout=120)
         # stopped at once, not when the evaluation next writes to the closed pipe and its workers
         # have run out the episodes already queued
