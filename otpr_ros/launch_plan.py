@@ -34,10 +34,9 @@ from pathlib import Path
 
 from otpr_ros.model.update_auth import create_key
 from otpr_ros.package_files import node_parameters, share_dir
-from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE
+from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE, check_guided_candidates
 from otpr_ros.sim.robomimic_env import TASKS
 from otpr_ros.sim.tasks import SIM_TASKS, is_calvin, is_kitchen
-from otpr_ros.training.schedule import check_guided_candidates
 
 DISCOVERY = {"localhost": "LOCALHOST", "subnet": "SUBNET"}
 

@@ -158,6 +158,13 @@ def seed_overlap(validation_seed: int, episodes: int, others: dict) -> str | Non
     return None
 
 
+def check_guided_candidates(number: int) -> None:
+    """ValueError unless ``number`` is 0 (no guided evaluation) or >= 2 candidates."""
+    if number < 0 or number == 1:
+        raise ValueError(f"guided_candidates: expected 0 (no guided evaluation) or a number of candidates >= 2 "
+                         f"to take the arg-max of, got {number}")
+
+
 def check_validation_seed(validation_seed, episodes: int, held_out_seed: int, training_seeds, span: int) -> None:
     """ValueError naming the overlap when the ``episodes`` validation seeds from
     ``validation_seed`` (None: no validation) share a seed (``seed_overlap``) with a fine-tuning

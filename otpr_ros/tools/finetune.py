@@ -48,12 +48,12 @@ from otpr_ros.model.directory import ModelError
 from otpr_ros.model.policy import ChunkPolicy
 from otpr_ros.package_files import node_parameters, shipped_model
 from otpr_ros.sim.bridge_session import TRANSITION_FIELDS, BridgeSession, make_environment
-from otpr_ros.sim.evaluation import check_validation_seed
+from otpr_ros.sim.evaluation import check_guided_candidates, check_validation_seed
 from otpr_ros.sim.tasks import SIM_TASKS
 from otpr_ros.training.learner_store import ReplayLog
 from otpr_ros.training.loop import OnlineRun
 from otpr_ros.training.online_learning import OnlineLearner
-from otpr_ros.training.schedule import EvaluationSchedule, check_guided_candidates
+from otpr_ros.training.schedule import EvaluationSchedule
 
 DEFAULT_ENV_STEPS = 40_000     # a run's budget when neither --env-steps nor the task's config sets one
 

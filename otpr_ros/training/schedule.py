@@ -25,18 +25,12 @@ from pathlib import Path
 
 from otpr_ros.learning_curve import write_curve
 from otpr_ros.model.directory import amend_card
+from otpr_ros.sim.evaluation import check_guided_candidates
 from otpr_ros.sim.tasks import is_kitchen
 
 # the evaluations of one snapshot, in order, and the file each writes in the snapshot
 HELD_OUT, GUIDED, VALIDATION = "held_out", "guided", "validation"
 RESULT_FILES = {HELD_OUT: "evaluation.json", GUIDED: "guided.json", VALIDATION: "validation.json"}
-
-
-def check_guided_candidates(number: int) -> None:
-    """ValueError unless ``number`` is 0 (no guided evaluation) or >= 2 candidates."""
-    if number < 0 or number == 1:
-        raise ValueError(f"guided_candidates: expected 0 (no guided evaluation) or a number of candidates >= 2 "
-                         f"to take the arg-max of, got {number}")
 
 
 class EvaluationSchedule:
