@@ -4,7 +4,6 @@ Each worker process owns one environment (MuJoCo holds the GIL, so threads would
 in parallel) and runs whole expert episodes; only finished episodes cross processes.
 """
 
-import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from otpr_ros.sim.tasks import calvin_env_kwargs, is_calvin, is_kitchen
+from otpr_ros.sim.worker_pool import spawn_pool
 
 # "mixed quality" imitates robomimic's multi-human data: operators of several skills
 QUALITY_MIXES = {
@@ -142,8 +142,7 @@ class RunStats:
 
 def worker_pool(task: str, processes: int, horizon=None) -> ProcessPoolExecutor:
     """Processes that each own one environment of ``task``."""
-    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(task, horizon))
+    return spawn_pool(processes, _init_worker, (task, horizon))
 
 
 def run_episodes(task: str, jobs, processes: int = 2, horizon=None, progress=None):

@@ -6,11 +6,11 @@ workers share two cores without oversubscription) and runs whole episodes: obser
 """
 
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+
+from otpr_ros.sim.worker_pool import spawn_pool
 
 _worker = {}
 
@@ -202,8 +202,7 @@ def evaluate(settings: EvalSettings, seeds, processes: int = 2, progress=None) -
     if settings.num_candidates is None:
         settings = replace(settings, num_candidates=evaluation_candidates(settings.model_dir))
     records = []
-    with ProcessPoolExecutor(min(processes, len(seeds)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(settings,)) as pool:
+    with spawn_pool(min(processes, len(seeds)), _init_worker, (settings,)) as pool:
         for record in pool.map(run_policy_episode, seeds):
             records.append(record)
             if progress:

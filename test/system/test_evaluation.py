@@ -81,3 +81,41 @@ def test_seed_overlap_names_the_first_range_the_validation_seeds_share():
     assert seed_overlap(100_049, 50, others) == "held-out"
     assert seed_overlap(99_951, 50, others) == "held-out" and seed_overlap(99_950, 50, others) is None
     assert seed_overlap(0, 50, others) == "training" and seed_overlap(7_999, 1, others) == "training"
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGKILL"])
+def test_episode_workers_end_with_a_killed_evaluation(signum):
+    """otpr-evaluate (or collect-demos, pretrain) killed without shutting its pool down: its
+    workers must not wait for work for ever (before 2026-12-04 they did, under init)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from process_fixtures import children, wait_until_gone
+
+    def workers(pid):         # the pool's spawned workers, not multiprocessing's resource tracker
+        found = set()
+        for child in children(pid):
+            try:
+                if b"spawn_main" in open(f"/proc/{child}/cmdline", "rb").read():
+                    found.add(child)
+            except OSError:
+                pass
+        return found
+
+    process = subprocess.Popen([sys.executable, "-m", "otpr_ros.tools.evaluate", "--task", "lift",
+                                "--episodes", "5000", "--processes", "2"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        started, deadline = set(), time.monotonic() + 300
+        while len(started) < 2 and time.monotonic() < deadline:
+            started = workers(process.pid)
+            time.sleep(0.2)
+        assert len(started) == 2 and process.poll() is None, started
+        process.send_signal(getattr(signal, signum))
+        process.wait(timeout=60)
+        assert not wait_until_gone(started, 30)
+    finally:
+        if process.poll() is None:
+            process.kill()
