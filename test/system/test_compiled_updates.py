@@ -27,3 +27,25 @@ def test_compiled_updates_report_the_losses_of_eager_ones(device, masked):
         assert eager.keys() == compiled.keys()
         for name, value in eager.items():
             assert compiled[name] == pytest.approx(value, **TOLERANCE), name
+
+
+def test_compiling_ahead_changes_no_update():
+    """``compile_updates_now`` (the learner node compiles before it subscribes) runs one update
+    and undoes it: the updates after it are those of an agent that did not warm up."""
+    runs, weights = {}, {}
+    for ahead in (False, True):
+        agent = small_agent("cpu", masked=False, beta=0.0)
+        buffer = filled_buffer(agent)
+        agent.config.agent.actor_sampler, agent.config.agent.actor_ddim_steps = "ddim", 3
+        agent.config.agent.compile_updates = True
+        before = {k: v.clone() for k, v in agent.policy.state_dict().items()}
+        if ahead:
+            agent.compile_updates_now(buffer)
+            assert all(torch.equal(v, before[k]) for k, v in agent.policy.state_dict().items())
+            assert agent.updates == 0
+        runs[ahead] = [agent.update(buffer) for _ in range(UPDATES)]
+        weights[ahead] = agent.weights_state_dict()
+    assert runs[True] == runs[False]
+    for name in ("policy", "critic", "potentials"):
+        for key, value in weights[False][name].items():
+            assert torch.equal(weights[True][name][key], value), (name, key)
