@@ -50,6 +50,7 @@ def test_learner_updates_reach_the_policy_server(tmp_path):
     announcer = node.create_publisher(String, "policy_update", QoSProfile(
         depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     announcer.publish(policy_update_message("rogue", 2**31 - 1, str(rogue), load_model(rogue).weights_sha256))
+    output = ""         # a failed assertion below must be reported, not hidden by the finally clause
     try:
         # version 1: the weights as they start; 2 and on: after updates
         watcher.wait_for(lambda: server.get("model_version", 0) >= 2 and learner.get("version", 0) >= 2 and
