@@ -9,6 +9,7 @@ on J(u, v), then an IQL step, then the OT-guided weighted score-matching step.
 """
 
 import copy
+import time
 from dataclasses import dataclass
 
 import torch
@@ -209,14 +210,16 @@ class OTPRAgent:
         self.updates += 1
         return metrics
 
-    def compile_updates_now(self, buffer) -> None:
+    def compile_updates_now(self, buffer) -> float | None:
         """With ``agent.compile_updates``: one update run on ``buffer`` and undone, so that
         torch.compile compiles now (60-75 s on a cold CPU, seconds from inductor's on-disk cache)
         and not in a run's first update, while the bridges wait. Networks, optimisers, counters,
         keypoints and the random draws (the generator, torch's own) come back as they were: the
-        updates that follow are those of an agent that never warmed up."""
+        updates that follow are those of an agent that never warmed up. Returns the seconds it
+        took, None when updates are not compiled."""
         if not self.config.agent.compile_updates:
-            return
+            return None
+        start = time.monotonic()
         saved = (copy.deepcopy(self.state_dict()), self.generator.get_state(), torch.get_rng_state(),
                  buffer.keypoint_index.clone())
         self.update(buffer)
@@ -224,6 +227,7 @@ class OTPRAgent:
         self.generator.set_state(saved[1])
         torch.set_rng_state(saved[2])
         buffer.keypoint_index = saved[3]
+        return time.monotonic() - start
 
     def critic_step(self, buffer) -> dict:
         """One IQL step on a batch drawn as ``critic.batch_mix`` says."""

@@ -44,6 +44,10 @@ TRANSITION_QOS = QoSProfile(depth=TRANSITION_HISTORY, reliability=ReliabilityPol
 EPISODE_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # policy_update, learner_progress: the last one reaches whoever joins later
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# ... and their subscribers keep up to 10: a late joiner gets every publisher's last one at once,
+# and with depth 1 the last to arrive would hide the others (a rogue's, the learner's)
+LATCHED_READER = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def new_stream_id() -> int:

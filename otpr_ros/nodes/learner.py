@@ -129,9 +129,7 @@ class Learner(Node):
         # agent.compile_updates: torch.compile runs now, before the node subscribes (a starting
         # learner is waited for), not in the first update, which would leave the bridges stopped
         # mid-episode at max_unacknowledged for as long as it compiles
-        compiling = time.monotonic()
-        self.core.agent.compile_updates_now(self.core.buffer)
-        compiling = time.monotonic() - compiling
+        compiled_in = self.core.agent.compile_updates_now(self.core.buffer)
         self.finished = Future()
 
         # transient local: transitions published before this node was up are delivered too. They
@@ -153,8 +151,8 @@ class Learner(Node):
             self.schedule.queue(self.core, self.run.row())
         self.get_logger().info(self.core.describe() + (f"; resumed: {resumed}" if resumed else ""))
         self.get_logger().info(self.core.settings())
-        if self.core.agent.config.agent.compile_updates:
-            self.get_logger().info(f"updates compiled before subscribing: {compiling:.1f} s")
+        if compiled_in is not None:
+            self.get_logger().info(f"updates compiled before subscribing: {compiled_in:.1f} s")
         if self.key is None:
             self.get_logger().warning("policy updates are unsigned (no update_key): servers without a key take any "
                                       "participant's, servers with one refuse these")

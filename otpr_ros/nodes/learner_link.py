@@ -19,8 +19,8 @@ import time
 from rclpy.task import Future
 from std_msgs.msg import Float32MultiArray, String
 
-from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_HISTORY, TRANSITION_QOS, learner_progress_fields,
-                                         new_stream_id, transition_message)
+from otpr_ros.nodes.bus_messages import (LATCHED_READER, TRANSITION_HISTORY, TRANSITION_QOS,
+                                         learner_progress_fields, new_stream_id, transition_message)
 
 
 def link_parameters(what: str) -> tuple:
@@ -50,8 +50,8 @@ class LearnerLink:
         self.learner = None                 # the learner's last progress message, once heard
         self.finished = Future() if finished is None else finished
         self.publisher = node.create_publisher(Float32MultiArray, topic, TRANSITION_QOS)
-        self.progress_sub = node.create_subscription(String, "learner_progress", self._on_progress, LATCHED) \
-            if learner else None
+        self.progress_sub = node.create_subscription(String, "learner_progress", self._on_progress,
+                                                     LATCHED_READER) if learner else None
         node.create_timer(0.1, self._drain)
 
     @property

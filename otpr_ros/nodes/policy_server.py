@@ -36,7 +36,7 @@ from otpr_ros.model.directory import ModelError, load_model
 from otpr_ros.model.observation_gate import ObservationGate
 from otpr_ros.model.policy import ChunkPolicy, UnsafeOutput
 from otpr_ros.model.update_auth import REASONS, UpdateGuard, UpdateRefused, load_key
-from otpr_ros.nodes.bus_messages import ACTION_NAMES, LATCHED, policy_update_fields
+from otpr_ros.nodes.bus_messages import ACTION_NAMES, LATCHED_READER, policy_update_fields
 from otpr_ros.nodes.managed_node import ManagedNode
 from otpr_ros.nodes.node_main import (ANY_TYPE, CPU_THREADS, apply_cpu_threads, declare_parameters, percentiles,
                                       run_node, status_topic)
@@ -133,7 +133,7 @@ class PolicyServer(Node):
             self.create_subscription(Float32MultiArray, "observation",
                                      lambda msg: self._on_source("observation", msg), qos_profile_sensor_data)
         self.updates = {"applied": 0, "refused": 0, "refused_by": dict.fromkeys(REASONS, 0)}
-        self.create_subscription(String, "policy_update", self._on_policy_update, LATCHED)
+        self.create_subscription(String, "policy_update", self._on_policy_update, LATCHED_READER)
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_service(Trigger, "~/reload", self._on_reload)
         self.last_accepted_time, self.starved = None, False

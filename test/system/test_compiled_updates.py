@@ -37,10 +37,11 @@ def test_compiling_ahead_changes_no_update():
         agent = small_agent("cpu", masked=False, beta=0.0)
         buffer = filled_buffer(agent)
         agent.config.agent.actor_sampler, agent.config.agent.actor_ddim_steps = "ddim", 3
+        assert agent.compile_updates_now(buffer) is None          # off: nothing runs
         agent.config.agent.compile_updates = True
         before = {k: v.clone() for k, v in agent.policy.state_dict().items()}
         if ahead:
-            agent.compile_updates_now(buffer)
+            assert agent.compile_updates_now(buffer) > 0
             assert all(torch.equal(v, before[k]) for k, v in agent.policy.state_dict().items())
             assert agent.updates == 0
         runs[ahead] = [agent.update(buffer) for _ in range(UPDATES)]

@@ -19,7 +19,7 @@ from model_fixtures import make_tiny_model  # noqa: E402
 from otpr_ros.model.directory import load_model  # noqa: E402
 from otpr_ros.model.update_auth import create_key, load_key  # noqa: E402
 from otpr_ros.nodes.bus_messages import policy_update_message  # noqa: E402
-from ros_fixtures import PrivateNode, domain, start_node  # noqa: E402
+from ros_fixtures import PrivateNode, domain, start_node, stopped  # noqa: E402
 
 DOMAIN = domain(73)
 
@@ -27,8 +27,8 @@ DOMAIN = domain(73)
 class Announcer:
     """Publishes policy_update as any participant on the domain could, and reads the server's status."""
 
-    def __init__(self):
-        self.ros = PrivateNode(DOMAIN, "announcer", "/arm")
+    def __init__(self, namespace: str = "/arm"):
+        self.ros = PrivateNode(DOMAIN, "announcer", namespace)
         self.publisher = self.ros.node.create_publisher(String, "policy_update", QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.status, self.statuses = {}, 0
@@ -115,3 +115,31 @@ def test_a_server_with_a_key_others_can_read_refuses_to_start(tmp_path):
     process = start_node("otpr_ros.nodes.policy_server", DOMAIN, "/refused", f"update_key:={key}")
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 2 and "chmod 600" in output and "Traceback" not in output, output[-2000:]
+
+
+def test_a_server_that_joins_late_handles_every_latched_announcement(tmp_path):
+    """Two participants latched an announcement before the server existed (the finetune launch:
+    a learner's signed snapshot, and here a rogue's unsigned one): the server gets both when it
+    joins, not only whichever DDS delivered last, so a rogue cannot hide the learner's."""
+    roots = tmp_path / "runs"
+    model_dir = make_tiny_model(roots)
+    good = shutil.copytree(model_dir, roots / "v1")
+    sha = load_model(good, "cpu").weights_sha256
+    key = create_key(tmp_path / "update.key")
+    rogue, learner = Announcer("/late"), Announcer("/late")
+    try:
+        learner.publisher.publish(policy_update_message("run-a", 1, str(good), sha, load_key(key)))
+        rogue.publisher.publish(policy_update_message("rogue", 2**31 - 1, str(good), sha))
+        process = start_node("otpr_ros.nodes.policy_server", DOMAIN, "/late", f"model_dir:={model_dir}",
+                             f"update_key:={key}", f"model_roots:={json.dumps([str(roots)])}")
+        try:
+            handled = rogue.ros.wait_for(lambda: rogue.status and rogue.handled() == 2, 90)
+            assert handled, rogue.status
+            assert rogue.status["model_version"] == 1 and rogue.status["model"] == str(good), rogue.status
+            assert rogue.status["updates"]["refused_by"]["unsigned"] == 1, rogue.status
+        finally:
+            output = stopped(process)
+        assert "Traceback" not in output, output[-2000:]
+    finally:
+        rogue.ros.close()
+        learner.ros.close()
