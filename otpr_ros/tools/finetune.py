@@ -33,6 +33,7 @@ robomimic keeps its best rollout checkpoint, without choosing on the test).
 
 import argparse
 import atexit
+import faulthandler
 import json
 import shutil
 import signal
@@ -127,6 +128,8 @@ def main(argv=None) -> int:
     running evaluation and its workers stop with it (they run in a session of their own)."""
     if threading.current_thread() is not threading.main_thread():
         return run(argv)
+    # a run that seems stuck: `kill -USR1 <pid>` prints every thread's stack to stderr
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return run(argv)

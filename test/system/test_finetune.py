@@ -125,7 +125,10 @@ def test_ctrl_c_or_sigterm_stops_the_running_evaluation_and_its_workers(tiny, tm
     process = subprocess.Popen([sys.executable, "-m", "otpr_ros.tools.finetune", "--task", "lift", "--model",
                                 str(tiny), "--output", str(tmp_path / "run"), "--eval-episodes", "5000",
                                 "--processes", "2", "--device", "cpu"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               # as a terminal's foreground command: a suite started in the background
+                               # of a shell without job control hands its children SIGINT ignored
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         evaluation, workers = set(), set()
         deadline = time.monotonic() + 300
@@ -135,7 +138,14 @@ def test_ctrl_c_or_sigterm_stops_the_running_evaluation_and_its_workers(tiny, tm
             time.sleep(0.2)
         assert len(workers) >= 2 and process.poll() is None, (evaluation, workers)
         process.send_signal(getattr(signal, signum))
-        process.communicate(timeout=120)
+        try:
+            process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:      # where it is stuck
+            process.send_signal(signal.SIGUSR1)
+            time.sleep(5)
+            process.kill()
+            pytest.fail(f"otpr-finetune still running 120 s after {signum}; its stacks:\n"
+                        f"{process.communicate(timeout=60)[1][-6000:]}")
         # stopped at once, not when the evaluation next writes to the closed pipe and its workers
         # have run out the episodes already queued
         assert not wait_until_gone(evaluation | workers, 15)
