@@ -128,8 +128,10 @@ def main(argv=None) -> int:
     running evaluation and its workers stop with it (they run in a session of their own)."""
     if threading.current_thread() is not threading.main_thread():
         return run(argv)
-    # a run that seems stuck: `kill -USR1 <pid>` prints every thread's stack to stderr
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    try:       # a run that seems stuck: `kill -USR1 <pid>` prints every thread's stack to stderr
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (OSError, ValueError):      # stderr is no file (called in-process, its output captured)
+        pass
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return run(argv)
