@@ -133,10 +133,13 @@ def main(argv=None) -> int:
     except (OSError, ValueError):      # stderr is no file (called in-process, its output captured)
         pass
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # Ctrl-C stops it even where it was started with SIGINT ignored (a shell's background job)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return run(argv)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _exit_on_sigterm(signum, _frame):

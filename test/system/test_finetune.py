@@ -125,10 +125,7 @@ def test_ctrl_c_or_sigterm_stops_the_running_evaluation_and_its_workers(tiny, tm
     process = subprocess.Popen([sys.executable, "-m", "otpr_ros.tools.finetune", "--task", "lift", "--model",
                                 str(tiny), "--output", str(tmp_path / "run"), "--eval-episodes", "5000",
                                 "--processes", "2", "--device", "cpu"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               # as a terminal's foreground command: a suite started in the background
-                               # of a shell without job control hands its children SIGINT ignored
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         evaluation, workers = set(), set()
         deadline = time.monotonic() + 300
