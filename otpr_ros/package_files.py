@@ -17,10 +17,11 @@ def share_dir(name: str) -> Path:
 def task_config(task: str) -> Path:
     """``config/<task>.yaml``: the task's node parameters that differ from ``config/nodes.yaml``
     (``config/calvin.yaml`` for every ``calvin_<task>`` without a file of its own)."""
-    from otpr_ros.sim.tasks import is_calvin
     path = share_dir("config") / f"{task}.yaml"
-    if not path.is_file() and is_calvin(task):
-        path = share_dir("config") / "calvin.yaml"
+    if not path.is_file():
+        from otpr_ros.sim.tasks import is_calvin      # the tasks' modules import gymnasium
+        if is_calvin(task):
+            path = share_dir("config") / "calvin.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"otpr_ros: no config for task {task!r} ({path})")
     return path
