@@ -3,12 +3,13 @@ against its floor: the step's own matrix products timed bare, at the same shapes
 same run.
 
     python benchmarks/learner_updates.py --task lift
-    python benchmarks/learner_updates.py --task lift --device cuda --paper
+    python benchmarks/learner_updates.py --task lift --device cuda --paper --compile-mode default reduce-overhead
 
 For the shipped model of a task with its demonstrations (``make models`` writes them to
 data/) and the fine-tuning settings the task's learner runs (its YAML ``overrides``; with
 ``--paper`` also the paper's actor batch 1 024 and 20-step DDPM candidates), each update step
-is run eagerly and with ``agent.compile_updates`` (``--compile``). A step's FLOPs and
+is run eagerly and with ``agent.compile_updates`` (``--compile``), in each ``--compile-mode``
+(``reduce-overhead``: CUDA graphs of the compiled parts). A step's FLOPs and
 matrix-product shapes are recorded once, eagerly, by a dispatch mode that sees every
 ``mm``/``addmm``/``bmm`` of its forward and backward passes; its floor is the time of
 exactly those products on random operands, each shape timed bare. Rounds interleave the
@@ -27,6 +28,7 @@ from collections import Counter
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from otpr_ros.core.layers import COMPILE_MODES
 from otpr_ros.model.directory import load_model
 from otpr_ros.package_files import node_parameters, shipped_model
 from otpr_ros.training.online_learning import OnlineLearner, apply_overrides, expert_demonstrations
@@ -88,6 +90,11 @@ class Bench:
             times.append(time.perf_counter() - start)
         return statistics.median(times)
 
+    def compile(self, mode) -> None:
+        """``mode``: False (eager) or an ``agent.compile_mode``."""
+        self.agent.config.agent.compile_updates = bool(mode)
+        self.agent.config.agent.compile_mode = mode or "default"
+
     def shapes(self, step) -> Counter:
         compiled, self.agent.config.agent.compile_updates = self.agent.config.agent.compile_updates, False
         with MatmulShapes() as recorder:
@@ -123,6 +130,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="timed calls of each step per round")
     parser.add_argument("--compile", choices=("both", "on", "off"), default="both",
                         help="agent.compile_updates for the timed steps")
+    parser.add_argument("--compile-mode", choices=COMPILE_MODES, nargs="+", default=["default"],
+                        help="agent.compile_mode of the compiled steps, each timed (reduce-overhead: CUDA graphs)")
     parser.add_argument("--paper", action="store_true", help="also the paper's actor settings")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0: torch's default")
     parser.add_argument("--json", help="also write the results to this file")
@@ -133,14 +142,14 @@ def main():
     settings = {"task's learner": learner_overrides(args.task)}
     if args.paper:
         settings["paper"] = [o for o in settings["task's learner"] if not o.startswith("agent.actor_")] + PAPER
-    variants = {"both": (False, True), "on": (True,), "off": (False,)}[args.compile]
+    variants = ([False] if args.compile != "on" else []) + (args.compile_mode if args.compile != "off" else [])
     benches, shapes, first_call = {}, {}, {}
     for name, overrides in settings.items():
         bench = benches[name] = Bench(args.task, args.device, overrides, args.repeats)
         for step in bench.steps:
             shapes[name, step] = bench.shapes(step)
         for compiled in variants:           # first calls: compilation, caches
-            bench.agent.config.agent.compile_updates = compiled
+            bench.compile(compiled)
             for step, function in bench.steps.items():
                 start = time.perf_counter()
                 function(bench.buffer)
@@ -153,7 +162,7 @@ def main():
     for _ in range(args.rounds):
         for name, bench in benches.items():
             for compiled in variants:
-                bench.agent.config.agent.compile_updates = compiled
+                bench.compile(compiled)
                 for step, function in bench.steps.items():
                     times[name, compiled, step].append(bench.seconds(lambda f=function, b=bench: f(b.buffer)))
         bare = matmul_seconds(all_shapes, device, args.repeats)
@@ -174,7 +183,7 @@ def main():
     print("| setting | compiled | step | ms p50 | GFLOP | floor ms | x floor | GFLOP/s | first call s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['setting']} | {'yes' if r['compiled'] else 'no'} | {r['step']} | {r['ms_p50']:.1f} | "
+        print(f"| {r['setting']} | {r['compiled'] or 'no'} | {r['step']} | {r['ms_p50']:.1f} | "
               f"{r['gflop']:.2f} | {r['floor_ms']:.1f} | {r['x_floor']:.2f} | "
               f"{r['gflop'] / r['ms_p50'] * 1e3:.0f} | {r['first_call_s']:.1f} |")
     print("overrides: " + json.dumps(settings))

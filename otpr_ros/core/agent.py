@@ -20,7 +20,7 @@ from otpr_ros.core.config import OTPRConfig
 from otpr_ros.core.critic import IQL, ChunkCritic
 from otpr_ros.core.device import resolve_device
 from otpr_ros.core.diffusion import DiffusionPolicy, sampling_indices
-from otpr_ros.core.layers import LR_SCHEDULES, adam, load_optimizer, scheduled_rate
+from otpr_ros.core.layers import COMPILE_MODES, LR_SCHEDULES, adam, load_optimizer, scheduled_rate
 from otpr_ros.core.resampling import effective_sample_size, expectile_weights, select
 from otpr_ros.core.transport import (KeypointRelationCost, NeuralPotentials, RunningScale, TransportCost,
                                      compatibility, dual_objective, keypoint_mask, transport_score)
@@ -49,6 +49,8 @@ def check_config(config: OTPRConfig) -> None:
         raise ValueError(f"guidance: expected one of {GUIDANCES}, got {config.agent.guidance!r}")
     if config.agent.acting_weights not in ACTING_WEIGHTS:
         raise ValueError(f"agent.acting_weights: expected one of {ACTING_WEIGHTS}, got {config.agent.acting_weights!r}")
+    if config.agent.compile_mode not in COMPILE_MODES:
+        raise ValueError(f"agent.compile_mode: expected one of {COMPILE_MODES}, got {config.agent.compile_mode!r}")
     if config.agent.eval_mode not in ("single", "argmax"):
         raise ValueError(f"eval_mode: expected 'single' or 'argmax', got {config.agent.eval_mode!r}")
     d = config.diffusion      # the samplers' own rules, named as settings
@@ -229,11 +231,23 @@ class OTPRAgent:
         buffer.keypoint_index = saved[3]
         return time.monotonic() - start
 
+    def compilation(self) -> bool | str:
+        """How the updates' dense parts run: False (eager) or torch.compile's mode. In
+        ``reduce-overhead`` each compiled part is a CUDA graph whose outputs its next replay
+        overwrites: each call marks a new generation, so a step asks once per compiled part,
+        just before it runs it, and no step keeps a part's output past its next run."""
+        a = self.config.agent
+        if not a.compile_updates:
+            return False
+        if a.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        return a.compile_mode
+
     def critic_step(self, buffer) -> dict:
         """One IQL step on a batch drawn as ``critic.batch_mix`` says."""
         c = self.config.critic
         batch, online_share = self.draw(buffer, c.batch_size, c.batch_mix)
-        metrics = self.iql.update(batch, compiled=self.config.agent.compile_updates)
+        metrics = self.iql.update(batch, compiled=self.compilation())
         metrics["critic/online_share"] = online_share
         self.q_scale.update(metrics["critic/q_abs_mean"])
         metrics["critic/q_scale"] = self.q_scale.scale
@@ -251,7 +265,7 @@ class OTPRAgent:
         t = self.config.transport
         states, state_ids, actions, action_ids = buffer.sample_for_transport(t.batch_states, t.batch_actions,
                                                                              self.generator)
-        cost = self.cost(states[:, None, :], actions[None, :, :], compiled=self.config.agent.compile_updates)
+        cost = self.cost(states[:, None, :], actions[None, :, :], compiled=self.compilation())
         mask = keypoint_mask(state_ids, action_ids) if t.masked else None
         objective = dual_objective(self.potentials.u(states), self.potentials.v(actions), cost, t.lam, mask)
         self.potential_optimizer.zero_grad(set_to_none=True)
@@ -274,7 +288,7 @@ class OTPRAgent:
             stored_ids = torch.cat([torch.arange(buffer.num_keypoints, device=self.device), stored_ids])
         if a.guidance in ("bc", "awr"):      # the stored actions only: no candidates drawn
             weights = self.stored_action_weights(states, stored, earned) if a.guidance == "awr" else None
-            loss = self.policy.noise_matching_loss(states, stored, weights, self.generator, compiled=a.compile_updates)
+            loss = self.policy.noise_matching_loss(states, stored, weights, self.generator, compiled=self.compilation())
             self.step_actor(loss)
             metrics = {"actor/loss": float(loss.detach()), "actor/stored_weight": 1.0, "actor/guidance_ess": 1.0}
             if weights is not None:          # the share of the batch the weights effectively keep
@@ -282,12 +296,12 @@ class OTPRAgent:
             return metrics
         with torch.no_grad():
             sampled = self.policy.sample(states, a.num_candidates, a.actor_sampler, a.actor_ddim_steps,
-                                         generator=self.generator, use_ema=False, compiled=a.compile_updates)
+                                         generator=self.generator, use_ema=False, compiled=self.compilation())
             candidates = torch.cat([sampled, stored[:, None, :]], dim=1)
             weights = self.guidance_weights(states, candidates, stored_ids)
         n, count, width = candidates.shape
         loss = self.policy.noise_matching_loss(states.repeat_interleave(count, 0), candidates.reshape(n * count, width),
-                                               weights.reshape(-1), self.generator, compiled=a.compile_updates)
+                                               weights.reshape(-1), self.generator, compiled=self.compilation())
         self.step_actor(loss)
         return {"actor/loss": float(loss.detach()), "actor/stored_weight": float(weights[:, -1].mean()),
                 "actor/guidance_ess": float(effective_sample_size(weights).mean())}
@@ -327,7 +341,7 @@ class OTPRAgent:
             raw = F.one_hot(torch.full(candidates.shape[:1], candidates.shape[1] - 1, device=self.device),
                             candidates.shape[1]).float()
         elif a.guidance == "compatibility":
-            cost = self.cost(obs_b, candidates, compiled=a.compile_updates)
+            cost = self.cost(obs_b, candidates, compiled=self.compilation())
             u, v = self.potentials.u(states)[:, None], self.potentials.v(candidates)
             mask = None
             if t.masked:

@@ -88,6 +88,9 @@ class AgentConfig:
     compile_updates: bool = False            # torch.compile the updates' dense parts (target Q and g, training
                                              # candidates, score matching): same losses, faster after a one-off
                                              # compilation (benchmarks/learner_updates.py)
+    compile_mode: str = "default"            # with compile_updates: torch.compile's mode, default |
+                                             # reduce-overhead: each compiled part a CUDA graph (GPU; the
+                                             # same as default on a CPU) | max-autotune-no-cudagraphs
 
 
 @dataclass

@@ -60,12 +60,14 @@ class IQL:
         self.q_optimizer = adam([*critic.q1.parameters(), *critic.q2.parameters()], lr)
         self._compiled = {}
 
-    def update(self, batch, compiled: bool = False) -> dict:
+    def update(self, batch, compiled: bool | str = False) -> dict:
         """``compiled``: the forward and backward passes through ``torch.compile`` (one
-        compilation per batch size); the optimiser steps stay eager."""
+        compilation per batch size; a string names the mode, see ``compiled_once``); the
+        optimiser steps stay eager."""
         parts = (self._v_loss, self._td_target, self._q_loss)
         if compiled:
-            parts = [compiled_once(self._compiled, part.__name__, lambda part=part: part) for part in parts]
+            parts = [compiled_once(self._compiled, part.__name__, lambda part=part: part, compiled)
+                     for part in parts]
         v_loss_of, td_target_of, q_loss_of = parts
         v_loss, q_target, v = v_loss_of(batch.obs, batch.action)
         self.v_optimizer.zero_grad(set_to_none=True)

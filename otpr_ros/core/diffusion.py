@@ -133,7 +133,7 @@ class DiffusionPolicy(nn.Module):
 
     # -- training ----------------------------------------------------------------------
     def noise_matching_loss(self, obs: torch.Tensor, actions: torch.Tensor, weights=None,
-                            generator=None, compiled: bool = False) -> torch.Tensor:
+                            generator=None, compiled: bool | str = False) -> torch.Tensor:
         """Mean (or ``weights``-weighted mean) of ``|eps_theta(a_k, s, k) - e|^2``, k ~ U{0..K-1}.
         ``compiled``: the network's forward and backward through ``torch.compile`` (the same
         draws of k and e; one compilation per shape)."""
@@ -145,14 +145,14 @@ class DiffusionPolicy(nn.Module):
         check_finite("weights", weights)
         return (weights * per_sample).sum() / weights.sum().clamp_min(1e-12)
 
-    def per_sample_loss(self, obs, actions, generator=None, compiled: bool = False) -> torch.Tensor:
+    def per_sample_loss(self, obs, actions, generator=None, compiled: bool | str = False) -> torch.Tensor:
         check_batch("obs", obs, self.obs_dim)
         check_batch("actions", actions, self.action_dim)
         check_same_rows("obs", obs, "actions", actions)
         n = obs.shape[0]
         steps = torch.randint(0, self.num_steps, (n,), device=obs.device, generator=generator)
         noise = torch.randn(actions.shape, device=obs.device, generator=generator)
-        error = compiled_once(self._compiled, "noise_error", lambda: self._noise_error) if compiled else \
+        error = compiled_once(self._compiled, "noise_error", lambda: self._noise_error, compiled) if compiled else \
             self._noise_error
         return error(obs, actions, steps, noise)
 
@@ -185,7 +185,7 @@ class DiffusionPolicy(nn.Module):
 
     def sample(self, obs: torch.Tensor, num_candidates: int, method: str = "ddpm", ddim_steps=None,
                eta: float = 1.0, noise=None, generator=None, use_ema: bool = True,
-               fast: bool = True, compiled: bool = False) -> torch.Tensor:
+               fast: bool = True, compiled: bool | str = False) -> torch.Tensor:
         """Draw ``num_candidates`` chunks for each state: returns (B, L, action_dim) in [-1, 1].
 
         ``noise`` (see ``noise_shape``) makes the draw a deterministic function of its input,
@@ -199,7 +199,7 @@ class DiffusionPolicy(nn.Module):
         check_batch("obs", obs, self.obs_dim)
         check_count("num_candidates", num_candidates)
         sampler = compiled_once(self._compiled, (method, ddim_steps, eta, use_ema),
-                                lambda: self.sampler(method, ddim_steps, eta, use_ema)) if compiled else \
+                                lambda: self.sampler(method, ddim_steps, eta, use_ema), compiled) if compiled else \
             self.sampler(method, ddim_steps, eta, use_ema, split_first_layer=fast)
         shape = self.noise_shape(obs.shape[0], num_candidates, method, ddim_steps)
         if noise is None:

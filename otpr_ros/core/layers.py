@@ -51,12 +51,21 @@ def mlp_on_pair(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return h
 
 
-def compiled_once(cache: dict, key, make):
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+
+
+def compiled_once(cache: dict, key, make, mode: bool | str = True):
     """``make()`` (a function or module) through ``torch.compile`` with static shapes, compiled
-    on first use and kept in ``cache`` under ``key``."""
-    if key not in cache:
-        cache[key] = torch.compile(make(), dynamic=False)
-    return cache[key]
+    on first use and kept in ``cache`` under ``key``. ``mode``: one of ``COMPILE_MODES``
+    (``True``: ``default``); ``reduce-overhead`` replays each compiled part as a CUDA graph on a
+    GPU (and is ``default`` on a CPU), its outputs valid until the part runs again after
+    ``torch.compiler.cudagraph_mark_step_begin()``."""
+    mode = "default" if mode is True else mode
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode: expected one of {COMPILE_MODES}, got {mode!r}")
+    if (key, mode) not in cache:
+        cache[key, mode] = torch.compile(make(), dynamic=False, mode=mode)
+    return cache[key, mode]
 
 
 def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:

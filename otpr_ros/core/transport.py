@@ -98,10 +98,10 @@ class TransportCost:
         self._compiled = {}
 
     @torch.no_grad()
-    def __call__(self, obs: torch.Tensor, actions: torch.Tensor, compiled: bool = False) -> torch.Tensor:
+    def __call__(self, obs: torch.Tensor, actions: torch.Tensor, compiled: bool | str = False) -> torch.Tensor:
         """``compiled``: target Q and g through ``torch.compile`` (one compilation per shape;
         the learner's updates use it, acting does not)."""
-        terms = compiled_once(self._compiled, "terms", lambda: self._terms) if compiled else self._terms
+        terms = compiled_once(self._compiled, "terms", lambda: self._terms, compiled) if compiled else self._terms
         q, g = terms(obs, actions)
         cost = -q / self.q_scale.scale
         return cost if g is None else cost + self.beta * g

@@ -11,15 +11,18 @@ UPDATES = 5
 TOLERANCE = {"rel": 1e-4, "abs": 1e-6}     # measured: <= 2e-6 relative on Lift's model over 4 updates (CPU)
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda_only())])
+@pytest.mark.parametrize("device,mode", [("cpu", "default"), pytest.param("cuda", "default", marks=cuda_only()),
+                                         pytest.param("cuda", "reduce-overhead", marks=cuda_only())])
 @pytest.mark.parametrize("masked", [True, False])
-def test_compiled_updates_report_the_losses_of_eager_ones(device, masked):
+def test_compiled_updates_report_the_losses_of_eager_ones(device, mode, masked):
+    """``reduce-overhead`` (CUDA graphs of the compiled parts) too: a graph output read after
+    its next replay would show here as a changed loss."""
     runs = {}
     for compiled in (False, True):
         agent = small_agent(device, **({} if masked else {"masked": False, "beta": 0.0}))
         buffer = filled_buffer(agent)
         agent.config.agent.actor_sampler, agent.config.agent.actor_ddim_steps = "ddim", 3
-        agent.config.agent.compile_updates = compiled
+        agent.config.agent.compile_updates, agent.config.agent.compile_mode = compiled, mode
         runs[compiled] = [agent.update(buffer) for _ in range(UPDATES)]
         if device == "cuda":
             torch.cuda.synchronize()

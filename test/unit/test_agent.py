@@ -224,6 +224,11 @@ def test_fixed_actor_batch_mix_gives_the_actor_its_online_share():
         OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(actor_batch_mix="rlpd")))
 
 
+def test_an_unknown_compile_mode_is_refused():
+    with pytest.raises(ValueError, match="agent.compile_mode"):
+        OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(compile_mode="cudagraphs")))
+
+
 def test_bad_critic_settings_are_refused():
     with pytest.raises(ValueError, match="critic.batch_mix"):
         OTPRAgent(OTPRConfig(obs_dim=1, critic=CriticConfig(batch_mix="rlpd")))
