@@ -294,14 +294,26 @@ class OTPRAgent:
             if weights is not None:          # the share of the batch the weights effectively keep
                 metrics["actor/batch_ess_share"] = float(weights.sum() ** 2 / weights.pow(2).sum() / len(weights))
             return metrics
+        # Under masked OT a keypoint state's row is imitation of its paired action (its candidates'
+        # weights are exactly 0): its candidates are neither sampled nor scored, but their random
+        # draws are still made, so the other rows see the draws they would see with them.
+        k = buffer.num_keypoints if a.guidance == "compatibility" and self.config.transport.masked else 0
+        n, count = states.shape[0], a.num_candidates + 1
         with torch.no_grad():
-            sampled = self.policy.sample(states, a.num_candidates, a.actor_sampler, a.actor_ddim_steps,
-                                         generator=self.generator, use_ema=False, compiled=self.compilation())
-            candidates = torch.cat([sampled, stored[:, None, :]], dim=1)
-            weights = self.guidance_weights(states, candidates, stored_ids)
-        n, count, width = candidates.shape
-        loss = self.policy.noise_matching_loss(states.repeat_interleave(count, 0), candidates.reshape(n * count, width),
-                                               weights.reshape(-1), self.generator, compiled=self.compilation())
+            noise = torch.randn(self.policy.noise_shape(n, a.num_candidates, a.actor_sampler, a.actor_ddim_steps),
+                                device=self.device, generator=self.generator)
+            sampled = self.policy.sample(states[k:], a.num_candidates, a.actor_sampler, a.actor_ddim_steps,
+                                         noise=noise[:, k:].contiguous(), use_ema=False, compiled=self.compilation())
+            candidates = torch.cat([sampled, stored[k:, None, :]], dim=1)
+            weights = torch.cat([F.one_hot(torch.full((k,), count - 1, device=self.device), count).float(),
+                                 self.guidance_weights(states[k:], candidates, stored_ids[k:])])
+        steps, noise = self.policy.loss_draws(n * count, self.device, self.generator)
+        rows = torch.cat([torch.arange(k, device=self.device) * count + count - 1,
+                          torch.arange(k * count, n * count, device=self.device)])
+        loss = self.policy.noise_matching_loss(
+            torch.cat([states[:k], states[k:].repeat_interleave(count, 0)]),
+            torch.cat([stored[:k], candidates.reshape(-1, candidates.shape[-1])]), weights.reshape(-1)[rows],
+            compiled=self.compilation(), draws=(steps[rows], noise[rows]))
         self.step_actor(loss)
         return {"actor/loss": float(loss.detach()), "actor/stored_weight": float(weights[:, -1].mean()),
                 "actor/guidance_ess": float(effective_sample_size(weights).mean())}

@@ -133,11 +133,12 @@ class DiffusionPolicy(nn.Module):
 
     # -- training ----------------------------------------------------------------------
     def noise_matching_loss(self, obs: torch.Tensor, actions: torch.Tensor, weights=None,
-                            generator=None, compiled: bool | str = False) -> torch.Tensor:
+                            generator=None, compiled: bool | str = False, draws=None) -> torch.Tensor:
         """Mean (or ``weights``-weighted mean) of ``|eps_theta(a_k, s, k) - e|^2``, k ~ U{0..K-1}.
         ``compiled``: the network's forward and backward through ``torch.compile`` (the same
-        draws of k and e; one compilation per shape)."""
-        per_sample = self.per_sample_loss(obs, actions, generator, compiled)
+        draws of k and e; one compilation per shape). ``draws``: (k, e) drawn beforehand by
+        ``loss_draws``, one row per row of ``actions``."""
+        per_sample = self.per_sample_loss(obs, actions, generator, compiled, draws)
         if weights is None:
             return per_sample.mean()
         if weights.shape != per_sample.shape:
@@ -145,16 +146,23 @@ class DiffusionPolicy(nn.Module):
         check_finite("weights", weights)
         return (weights * per_sample).sum() / weights.sum().clamp_min(1e-12)
 
-    def per_sample_loss(self, obs, actions, generator=None, compiled: bool | str = False) -> torch.Tensor:
+    def per_sample_loss(self, obs, actions, generator=None, compiled: bool | str = False,
+                        draws=None) -> torch.Tensor:
         check_batch("obs", obs, self.obs_dim)
         check_batch("actions", actions, self.action_dim)
         check_same_rows("obs", obs, "actions", actions)
-        n = obs.shape[0]
-        steps = torch.randint(0, self.num_steps, (n,), device=obs.device, generator=generator)
-        noise = torch.randn(actions.shape, device=obs.device, generator=generator)
+        steps, noise = self.loss_draws(obs.shape[0], obs.device, generator) if draws is None else draws
+        if steps.shape != obs.shape[:1] or noise.shape != actions.shape:
+            raise ValueError(f"draws: expected steps {tuple(obs.shape[:1])} and noise {tuple(actions.shape)}, "
+                             f"got {tuple(steps.shape)} and {tuple(noise.shape)}")
         error = compiled_once(self._compiled, "noise_error", lambda: self._noise_error, compiled) if compiled else \
             self._noise_error
         return error(obs, actions, steps, noise)
+
+    def loss_draws(self, rows: int, device, generator=None):
+        """The random part of the noise-matching loss for ``rows`` rows: steps k and noise e."""
+        steps = torch.randint(0, self.num_steps, (rows,), device=device, generator=generator)
+        return steps, torch.randn((rows, self.action_dim), device=device, generator=generator)
 
     def _noise_error(self, obs, actions, steps, noise) -> torch.Tensor:
         abar = self.alpha_bars[steps][:, None]
