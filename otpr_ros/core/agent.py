@@ -300,8 +300,8 @@ class OTPRAgent:
         k = buffer.num_keypoints if a.guidance == "compatibility" and self.config.transport.masked else 0
         n, count = states.shape[0], a.num_candidates + 1
         with torch.no_grad():
-            noise = torch.randn(self.policy.noise_shape(n, a.num_candidates, a.actor_sampler, a.actor_ddim_steps),
-                                device=self.device, generator=self.generator)
+            noise = self.policy.sampling_noise(n, a.num_candidates, a.actor_sampler, a.actor_ddim_steps, self.device,
+                                               self.generator)
             sampled = self.policy.sample(states[k:], a.num_candidates, a.actor_sampler, a.actor_ddim_steps,
                                          noise=noise[:, k:].contiguous(), use_ema=False, compiled=self.compilation())
             candidates = torch.cat([sampled, stored[k:, None, :]], dim=1)

@@ -183,6 +183,12 @@ class DiffusionPolicy(nn.Module):
         step but the last (which returns its clamped ``a_0``)."""
         return (len(self.sampling_steps(method, ddim_steps)), batch, num_candidates, self.action_dim)
 
+    def sampling_noise(self, batch: int, num_candidates: int, method: str = "ddpm", ddim_steps=None, device=None,
+                       generator=None) -> torch.Tensor:
+        """The random part of ``sample``: its ``noise`` argument, drawn as ``sample`` draws it."""
+        return torch.randn(self.noise_shape(batch, num_candidates, method, ddim_steps), device=device,
+                           generator=generator)
+
     def sampler(self, method: str = "ddpm", ddim_steps=None, eta: float = 1.0, use_ema: bool = True,
                 split_first_layer: bool = True) -> "DenoisingSampler":
         """The reverse process as a module ``(obs, noise) -> candidates`` (compilable, exportable)."""
@@ -211,7 +217,7 @@ class DiffusionPolicy(nn.Module):
             self.sampler(method, ddim_steps, eta, use_ema, split_first_layer=fast)
         shape = self.noise_shape(obs.shape[0], num_candidates, method, ddim_steps)
         if noise is None:
-            noise = torch.randn(shape, device=obs.device, generator=generator)
+            noise = self.sampling_noise(obs.shape[0], num_candidates, method, ddim_steps, obs.device, generator)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise: expected shape {shape}, got {tuple(noise.shape)}")
         else:
