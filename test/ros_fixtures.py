@@ -99,6 +99,26 @@ class PrivateNode:
         rclpy.shutdown(context=self.context)
 
 
+def call_service(client, request, spin_once, timeout: float = 120.0, resend_after: float | None = None):
+    """``(answer, requests sent)``; ``spin_once()`` lets the client's node take the answer.
+    ``resend_after``: s after which an unanswered request is sent again: a CI run on a loaded
+    machine had a get_state unanswered for 30 s, the service up (a reply lost while the service
+    had not yet matched the caller's reply reader, or a starved process: a resend covers the
+    one, the timeout the other). A caller of a service that is not idempotent reads a resent
+    request's answer knowing that the first may have taken effect."""
+    assert client.wait_for_service(timeout_sec=60), f"{client.srv_name} never came up"
+    future, sends = client.call_async(request), 1
+    sent = time.monotonic()
+    end = sent + timeout
+    while time.monotonic() < end and not future.done():
+        if resend_after is not None and time.monotonic() - sent > resend_after:
+            client.remove_pending_request(future)
+            future, sent, sends = client.call_async(request), time.monotonic(), sends + 1
+        spin_once()
+    assert future.done(), f"{client.srv_name} did not answer within {timeout} s"
+    return future.result(), sends
+
+
 class Lifecycle:
     """A managed node's lifecycle services (``<name>/get_state``, ``<name>/change_state``), called
     from ``node``; ``spin_once()`` lets that node take the answer."""
@@ -110,20 +130,7 @@ class Lifecycle:
         self.spin_once, self.timeout = spin_once, timeout
 
     def _call(self, client, request, resend_after: float | None = None):
-        """``resend_after``: s after which an unanswered request is sent again (idempotent calls
-        only): a CI run on a loaded machine had a get_state unanswered for 30 s, the service up (a
-        reply lost while the service had not yet matched the caller's reply reader, or a starved
-        process: a resend covers the one, the 120 s the other)."""
-        assert client.wait_for_service(timeout_sec=60), f"{client.srv_name} never came up"
-        future = client.call_async(request)
-        sent = time.monotonic()
-        end = sent + self.timeout
-        while time.monotonic() < end and not future.done():
-            if resend_after is not None and time.monotonic() - sent > resend_after:
-                future, sent = client.call_async(request), time.monotonic()
-            self.spin_once()
-        assert future.done(), f"{client.srv_name} did not answer within {self.timeout} s"
-        return future.result()
+        return call_service(client, request, self.spin_once, self.timeout, resend_after)[0]
 
     def state(self) -> int:
         from lifecycle_msgs.srv import GetState

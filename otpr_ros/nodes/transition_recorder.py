@@ -61,6 +61,8 @@ PARAMETERS = (
     ("object_index", 0, "index of the task's object in object_poses", (0, 63), True),
     ("policy_server", "policy_server", "the server whose ~/enable the recorder switches (on while an episode "
      "runs); empty: none", None, True),
+    ("enable_timeout", 2.0, "s after which an unanswered ~/enable request is sent again (a reply can be lost)",
+     (0.1, 600.0), True),
 ) + link_parameters("an episode starts only")
 
 
@@ -89,7 +91,7 @@ class TransitionRecorder(Node):
         self.robot_state = RobotStateSync(info.task, value("state_sync"))
         self.object_index, self.episode_timeout = value("object_index"), value("episode_timeout")
         self.counts = Counter(states=0, chunks=0, commands=0, rewards=0, transitions=0, episodes=0, successes=0,
-                              server_restarts=0)
+                              server_restarts=0, enable_resent=0)
         self.pending_start = None       # an operator's confirmed start, waiting for the learner (monotonic s)
 
         self.link = LearnerLink(self, finished=self.finished)
@@ -105,6 +107,7 @@ class TransitionRecorder(Node):
         server = value("policy_server")
         self.enable_client = self.create_client(SetBool, f"{server}/enable") if server else None
         self.server_wanted, self.server_is, self.enabling = False, None, None   # enabled? as asked, as answered
+        self.enable_timeout = value("enable_timeout")
         self.server_instance = None             # the server's, from its ~/status: a new one has restarted
         if server:
             self.create_subscription(String, f"{server}/status", self._on_server_status, 10)
@@ -216,23 +219,32 @@ class TransitionRecorder(Node):
 
     def _switch_server(self) -> None:
         """Ask the server to be as ``server_wanted`` until it answers that it is (a server that
-        is not yet up is asked again every tick)."""
+        is not yet up is asked again every tick). A request unanswered for ``enable_timeout`` s
+        is dropped and sent again: DDS can lose a service's reply (one sent before the service
+        matched this client's reply reader), and a recorder waiting for it would never switch
+        the server again, not even off at an episode's end. Asking twice is harmless."""
         if self.enable_client is None:
             return
         if self.enabling is not None:
-            if not self.enabling[0].done():
-                return
-            future, asked = self.enabling
-            self.enabling = None
-            if future.result() is not None and future.result().success:
+            future, asked, sent = self.enabling
+            if not future.done():
+                if time.monotonic() - sent < self.enable_timeout:
+                    return
+                self.enable_client.remove_pending_request(future)
+                self.counts["enable_resent"] += 1
+                self.get_logger().warning(f"{self.enable_client.srv_name} did not answer within "
+                                          f"{self.enable_timeout} s: asking again", throttle_duration_sec=10.0)
+            elif future.result() is not None and future.result().success:
                 self.server_is = asked
+            self.enabling = None
         if self.server_is == self.server_wanted:
             return
         if not self.enable_client.service_is_ready():
             self.get_logger().warning(f"{self.enable_client.srv_name} is not available: the policy server is not yet "
                                       f"{'enabled' if self.server_wanted else 'disabled'}", throttle_duration_sec=10.0)
             return
-        self.enabling = (self.enable_client.call_async(SetBool.Request(data=self.server_wanted)), self.server_wanted)
+        self.enabling = (self.enable_client.call_async(SetBool.Request(data=self.server_wanted)), self.server_wanted,
+                         time.monotonic())
 
     def _on_server_status(self, msg: String) -> None:
         """A restarted server comes up disabled and has not acted in this episode: the episode

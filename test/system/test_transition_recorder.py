@@ -14,16 +14,26 @@ pytest.importorskip("robosuite", reason="the simulation extra is not installed")
 
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from std_msgs.msg import Float32MultiArray, String  # noqa: E402
-from std_srvs.srv import Trigger  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from otpr_ros.nodes.bus_messages import TRANSITION_QOS, transition_fields  # noqa: E402
-from ros_fixtures import Lifecycle, PrivateNode, domain, start_node, stopped  # noqa: E402
+from ros_fixtures import Lifecycle, PrivateNode, call_service, domain, start_node, stopped  # noqa: E402
 
 DOMAIN = domain(74)
 NAMESPACE = "/arm"
 EPISODES, FIRST_SEED = 4, 100000
 FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "truncated", "steps", "sequence", "episode")
+
+
+def start_episode(observer, client):
+    """The operator's start, sent again if unanswered for 10 s (DDS can lose a reply); a start is
+    not idempotent, so a resent one refused as "still running" says that the first one took."""
+    answer, sends = call_service(client, Trigger.Request(), lambda: observer.executor.spin_once(timeout_sec=0.05),
+                                 resend_after=10.0)
+    if sends > 1 and not answer.success and "still running" in answer.message:
+        return Trigger.Response(success=True, message=f"started (a resent start: {answer.message})")
+    return answer
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +105,7 @@ def test_the_recorders_transitions_are_the_simulations(robot):
 def test_an_operator_cannot_start_an_episode_while_one_runs(robot):
     observer, seen, nodes = robot
     start = observer.node.create_client(Trigger, "transition_recorder/start_episode")
-    assert start.wait_for_service(timeout_sec=30)
-    answers = []
-    for _ in range(2):          # the operator script may have started the next one already
-        future = start.call_async(Trigger.Request())
-        assert observer.wait_for(future.done, 30)
-        answers.append(future.result())
+    answers = [start_episode(observer, start) for _ in range(2)]   # the operator script may have started one
     assert not answers[1].success and "still running" in answers[1].message, answers
 
 
@@ -224,12 +229,6 @@ def test_a_managed_recorder_starts_episodes_only_while_active():
     broken = Lifecycle(observer.node, "/broken/transition_recorder", spin_once)
     start = observer.node.create_client(Trigger, "transition_recorder/start_episode")
 
-    def start_episode():
-        assert start.wait_for_service(timeout_sec=60)
-        future = start.call_async(Trigger.Request())
-        assert observer.wait_for(future.done, 30)
-        return future.result()
-
     def server_enabled(enabled):      # a status published after this call
         count = len(seen["status"])
         return observer.wait_for(lambda: len(seen["status"]) > count and seen["status"][-1]["enabled"] == enabled, 60)
@@ -237,10 +236,10 @@ def test_a_managed_recorder_starts_episodes_only_while_active():
     try:
         assert recorder.state() == State.PRIMARY_STATE_UNCONFIGURED
         assert recorder.change(Transition.TRANSITION_CONFIGURE) and recorder.state() == State.PRIMARY_STATE_INACTIVE
-        refused = start_episode()
+        refused = start_episode(observer, start)
         assert not refused.success and "inactive" in refused.message
         assert recorder.change(Transition.TRANSITION_ACTIVATE)
-        assert start_episode().success and server_enabled(True)
+        assert start_episode(observer, start).success and server_enabled(True)
         assert recorder.change(Transition.TRANSITION_DEACTIVATE)
         assert observer.wait_for(lambda: seen["episode"], 30) and server_enabled(False)
         assert [(e["episode"], e["reason"], e["success"]) for e in seen["episode"]] == [(0, "stopped", False)]
@@ -270,13 +269,9 @@ def test_a_server_restarted_mid_episode_ends_it_and_stays_disabled():
     start = observer.node.create_client(Trigger, "transition_recorder/start_episode")
     servers = seen["policy_server/status"]
 
-    def start_episode():
-        assert start.wait_for_service(timeout_sec=60)
-        future = start.call_async(Trigger.Request())
-        assert observer.wait_for(future.done, 30) and future.result().success, future.result()
-
     try:
-        start_episode()
+        answer = start_episode(observer, start)
+        assert answer.success, answer
         assert observer.wait_for(lambda: servers and servers[-1]["enabled"], 120), servers[-1:]
         first = servers[-1]["instance"]
         stopped(nodes.pop(0))                   # the server goes; a new one comes up
@@ -287,9 +282,46 @@ def test_a_server_restarted_mid_episode_ends_it_and_stays_disabled():
         count = len(servers)
         assert observer.wait_for(lambda: len(servers) >= count + 3, 30)   # three more seconds of the new server
         assert all(s["instance"] != first and not s["enabled"] for s in servers[count:])
-        start_episode()                          # the next episode enables it
+        answer = start_episode(observer, start)  # the next episode enables it
+        assert answer.success, answer
         assert observer.wait_for(lambda: servers[-1]["enabled"], 30)
     finally:
         observer.close()
         outputs = [stopped(process) for process in nodes]
     assert all(p.returncode in (0, -15) for p in nodes), [o[-2000:] for o in outputs]
+
+
+def test_a_lost_enable_reply_is_asked_again():
+    """A server whose first ~/enable reply never comes (DDS can lose one): after
+    ``enable_timeout`` the recorder drops that request and asks again, and the server is
+    enabled for the episode; a recorder that kept waiting would never switch the server again."""
+    from rclpy.callback_groups import ReentrantCallbackGroup
+    from rclpy.task import Future
+    namespace = "/lost"
+    recorder = start_node("otpr_ros.nodes.transition_recorder", DOMAIN, namespace, "enable_timeout:=1.0")
+    observer = PrivateNode(DOMAIN, "operator", namespace)
+    asked, answered, never = [], [], Future()
+
+    async def enable(request, response):      # a stand-in server: its first "enable" is never answered
+        asked.append(request.data)
+        if request.data and asked.count(True) == 1:
+            await never
+        answered.append(request.data)
+        response.success = True
+        return response
+
+    # reentrant: the unanswered call holds its callback group, and the next requests must still run
+    observer.node.create_service(SetBool, "policy_server/enable", enable, callback_group=ReentrantCallbackGroup())
+    statuses = []
+    observer.node.create_subscription(String, "transition_recorder/status",
+                                      lambda m: statuses.append(json.loads(m.data)), 10)
+    start = observer.node.create_client(Trigger, "transition_recorder/start_episode")
+    try:
+        answer = start_episode(observer, start)
+        assert answer.success, answer
+        assert observer.wait_for(lambda: True in answered, 60), asked
+        assert observer.wait_for(lambda: statuses and statuses[-1]["enable_resent"] >= 1, 30), statuses[-1:]
+    finally:
+        observer.close()
+        output = stopped(recorder)
+    assert recorder.returncode in (0, -15), output[-2000:]
