@@ -23,7 +23,7 @@ from otpr_ros.core.diffusion import DiffusionPolicy, sampling_indices
 from otpr_ros.core.layers import COMPILE_MODES, LR_SCHEDULES, adam, load_optimizer, scheduled_rate
 from otpr_ros.core.resampling import effective_sample_size, expectile_weights, select
 from otpr_ros.core.transport import (KeypointRelationCost, NeuralPotentials, RunningScale, TransportCost,
-                                     compatibility, dual_objective, keypoint_mask, transport_score)
+                                     compatibility, keypoint_mask, transport_score)
 
 GUIDANCES = ("compatibility", "q", "advantage", "uniform", "bc", "awr")
 ACTING_WEIGHTS = ("compatibility", "q")
@@ -267,7 +267,7 @@ class OTPRAgent:
                                                                              self.generator)
         cost = self.cost(states[:, None, :], actions[None, :, :], compiled=self.compilation())
         mask = keypoint_mask(state_ids, action_ids) if t.masked else None
-        objective = dual_objective(self.potentials.u(states), self.potentials.v(actions), cost, t.lam, mask)
+        objective = self.potentials.objective(states, actions, cost, t.lam, mask, compiled=self.compilation())
         self.potential_optimizer.zero_grad(set_to_none=True)
         (-objective).backward()
         self.potential_optimizer.step()
@@ -308,12 +308,15 @@ class OTPRAgent:
             weights = torch.cat([F.one_hot(torch.full((k,), count - 1, device=self.device), count).float(),
                                  self.guidance_weights(states[k:], candidates, stored_ids[k:])])
         steps, noise = self.policy.loss_draws(n * count, self.device, self.generator)
-        rows = torch.cat([torch.arange(k, device=self.device) * count + count - 1,
-                          torch.arange(k * count, n * count, device=self.device)])
+        row_weights = weights.reshape(-1)
+        if k:                                # a keypoint row keeps its stored action's draws only
+            rows = torch.cat([torch.arange(k, device=self.device) * count + count - 1,
+                              torch.arange(k * count, n * count, device=self.device)])
+            steps, noise, row_weights = steps[rows], noise[rows], row_weights[rows]
         loss = self.policy.noise_matching_loss(
             torch.cat([states[:k], states[k:].repeat_interleave(count, 0)]),
-            torch.cat([stored[:k], candidates.reshape(-1, candidates.shape[-1])]), weights.reshape(-1)[rows],
-            compiled=self.compilation(), draws=(steps[rows], noise[rows]))
+            torch.cat([stored[:k], candidates.reshape(-1, candidates.shape[-1])]), row_weights,
+            compiled=self.compilation(), draws=(steps, noise))
         self.step_actor(loss)
         return {"actor/loss": float(loss.detach()), "actor/stored_weight": float(weights[:, -1].mean()),
                 "actor/guidance_ess": float(effective_sample_size(weights).mean())}

@@ -139,11 +139,20 @@ def compatibility(u: torch.Tensor, v: torch.Tensor, cost: torch.Tensor, lam: flo
 
 def dual_objective(u: torch.Tensor, v: torch.Tensor, cost: torch.Tensor, lam: float, mask=None) -> torch.Tensor:
     """J(u, v) on a product batch: u (Bs,), v (Ba,), cost and mask (Bs, Ba). Maximise it."""
-    if cost.shape != (u.shape[0], v.shape[0]):
-        raise ValueError(f"cost: expected shape {(u.shape[0], v.shape[0])}, got {tuple(cost.shape)}")
+    check_dual_inputs(u.shape[0], v.shape[0], cost, lam)
+    return penalised_objective(u, v, cost, lam, mask)
+
+
+def check_dual_inputs(num_states: int, num_actions: int, cost: torch.Tensor, lam: float) -> None:
+    if cost.shape != (num_states, num_actions):
+        raise ValueError(f"cost: expected shape {(num_states, num_actions)}, got {tuple(cost.shape)}")
     check_finite("cost", cost)
     if lam <= 0:
         raise ValueError(f"lam: lambda must be positive, got {lam}")
+
+
+def penalised_objective(u: torch.Tensor, v: torch.Tensor, cost: torch.Tensor, lam: float, mask=None) -> torch.Tensor:
+    """``dual_objective`` without its checks (the part that ``torch.compile`` traces)."""
     penalty = F.relu(u[:, None] + v[None, :] - cost).pow(2)
     if mask is not None:
         penalty = penalty * mask
@@ -157,12 +166,25 @@ class NeuralPotentials(nn.Module):
         super().__init__()
         self.u_net = mlp(obs_dim, hidden, 1)
         self.v_net = mlp(action_dim, hidden, 1)
+        self._compiled = {}
 
     def u(self, obs: torch.Tensor) -> torch.Tensor:
         return self.u_net(obs).squeeze(-1)
 
     def v(self, actions: torch.Tensor) -> torch.Tensor:
         return self.v_net(actions).squeeze(-1)
+
+    def objective(self, obs: torch.Tensor, actions: torch.Tensor, cost: torch.Tensor, lam: float, mask=None,
+                  compiled: bool | str = False) -> torch.Tensor:
+        """``dual_objective`` of u(obs) and v(actions). ``compiled``: u, v and J, forward and
+        backward, through ``torch.compile`` (one compilation per shape; see ``compiled_once``)."""
+        check_dual_inputs(obs.shape[0], actions.shape[0], cost, lam)
+        terms = compiled_once(self._compiled, "objective", lambda: self._objective, compiled) if compiled else \
+            self._objective
+        return terms(obs, actions, cost, lam, mask)
+
+    def _objective(self, obs, actions, cost, lam, mask):
+        return penalised_objective(self.u(obs), self.v(actions), cost, lam, mask)
 
 
 class TabularPotentials(nn.Module):
