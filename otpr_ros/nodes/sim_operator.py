@@ -14,6 +14,7 @@ or ``~/stop_episode``), for robots without a success detector. Its ``~/status`` 
 
 import json
 import sys
+import time
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -34,6 +35,8 @@ PARAMETERS = (
     ("teleop", False, "after each start, hand the arm to the bridge's simulated teleoperator (its ~/teleop)", None,
      True),
     ("retry_every", 0.5, "s between two tries of a call that was refused or not yet answered", (0.01, 60.0), True),
+    ("answer_timeout", 5.0, "s after which an unanswered call is sent again (a reply can be lost); a start sent again "
+     "and refused as still running had taken", (0.1, 600.0), True),
 )
 
 
@@ -55,8 +58,9 @@ class SimOperator(Node):
             self.create_subscription(String, f"{bridge}/episode", self._on_seen, RELIABLE)
         self.cycle = ["reset", "start", *(["teleop"] if self.teleop else [])]
         self.todo = list(self.cycle)    # what the operator does next, in order
-        self.calling = None             # the call in flight
-        self.counts = {"resets": 0, "starts": 0, "teleops": 0, "reports": 0, "refused": 0}
+        self.calling = None             # the call in flight: (future, what, client, sent at, sends)
+        self.answer_timeout = value("answer_timeout")
+        self.counts = {"resets": 0, "starts": 0, "teleops": 0, "reports": 0, "refused": 0, "resent": 0}
         self.create_timer(value("retry_every"), self._work)
         status_topic(self)
 
@@ -73,12 +77,17 @@ class SimOperator(Node):
 
     def _work(self) -> None:
         if self.calling is not None:
-            future, what = self.calling
+            future, what, client, sent, sends = self.calling
             if not future.done():
+                if time.monotonic() - sent >= self.answer_timeout:     # its reply may be lost: ask again
+                    client.remove_pending_request(future)
+                    self.counts["resent"] += 1
+                    self.calling = (client.call_async(Trigger.Request()), what, client, time.monotonic(), sends + 1)
                 return
             self.calling = None
             result = future.result()
-            done = result is not None and result.success
+            done = result is not None and (result.success or (
+                what == "start" and sends > 1 and "still running" in result.message))   # the first start took
             if done or what not in ("reset", "start", "teleop"):  # a report is made once (refused: the end is known)
                 self.todo.pop(0)
             if done:
@@ -94,7 +103,7 @@ class SimOperator(Node):
             return                      # the server may still act on the old episode's states: wait for it
         client = {"reset": self.reset, "start": self.start, "teleop": self.teleop}.get(what) or self.reports[what]
         if client.service_is_ready():
-            self.calling = (client.call_async(Trigger.Request()), what)
+            self.calling = (client.call_async(Trigger.Request()), what, client, time.monotonic(), 1)
 
     def status(self) -> dict:
         return dict(self.counts)

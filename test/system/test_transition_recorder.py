@@ -325,3 +325,42 @@ def test_a_lost_enable_reply_is_asked_again():
         observer.close()
         output = stopped(recorder)
     assert recorder.returncode in (0, -15), output[-2000:]
+
+
+def test_the_operator_sends_an_unanswered_start_again():
+    """The recorder takes the operator's start but its reply never comes (DDS can lose one): after
+    ``answer_timeout`` the operator sends it again, and the refusal "still running" tells it that
+    the first one took. The test plays the bridge's reset and the recorder's start."""
+    from rclpy.callback_groups import ReentrantCallbackGroup
+    from rclpy.task import Future
+    namespace = "/unanswered"
+    operator = start_node("otpr_ros.nodes.sim_operator", DOMAIN, namespace, "retry_every:=0.05",
+                          "answer_timeout:=1.0")
+    scene = PrivateNode(DOMAIN, "scene", namespace)
+    calls, never = [], Future()
+
+    def reset(request, response):
+        calls.append("reset")
+        response.success = True
+        return response
+
+    async def start(request, response):     # the first start takes, its answer never comes
+        calls.append("start")
+        if calls.count("start") == 1:
+            await never
+        response.success, response.message = False, "episode 0 is still running: report its end first"
+        return response
+
+    scene.node.create_service(Trigger, "sim_bridge/reset", reset)
+    scene.node.create_service(Trigger, "transition_recorder/start_episode", start,
+                              callback_group=ReentrantCallbackGroup())
+    counts = []
+    scene.node.create_subscription(String, "sim_operator/status", lambda msg: counts.append(json.loads(msg.data)), 10)
+    try:
+        assert scene.wait_for(lambda: counts and counts[-1]["starts"] == 1, 120), (calls, counts[-1:])
+        assert calls == ["reset", "start", "start"] and counts[-1]["resent"] == 1 and counts[-1]["refused"] == 0, \
+            (calls, counts[-1])
+    finally:
+        scene.close()
+        output = stopped(operator)
+    assert operator.returncode in (0, -15), output[-2000:]
