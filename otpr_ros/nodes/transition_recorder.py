@@ -222,7 +222,9 @@ class TransitionRecorder(Node):
         is not yet up is asked again every tick). A request unanswered for ``enable_timeout`` s
         is dropped and sent again: DDS can lose a service's reply (one sent before the service
         matched this client's reply reader), and a recorder waiting for it would never switch
-        the server again, not even off at an episode's end. Asking twice is harmless."""
+        the server again, not even off at an episode's end. Asking twice is harmless; after a
+        dropped request the server's state is unknown, so what is wanted then is asked for even
+        if it is what the server last answered."""
         if self.enable_client is None:
             return
         if self.enabling is not None:
@@ -231,6 +233,7 @@ class TransitionRecorder(Node):
                 if time.monotonic() - sent < self.enable_timeout:
                     return
                 self.enable_client.remove_pending_request(future)
+                self.server_is = None           # the request may have taken: ask for what is wanted now
                 self.counts["enable_resent"] += 1
                 self.get_logger().warning(f"{self.enable_client.srv_name} did not answer within "
                                           f"{self.enable_timeout} s: asking again", throttle_duration_sec=10.0)

@@ -292,35 +292,51 @@ def test_a_server_restarted_mid_episode_ends_it_and_stays_disabled():
 
 
 def test_a_lost_enable_reply_is_asked_again():
-    """A server whose first ~/enable reply never comes (DDS can lose one): after
-    ``enable_timeout`` the recorder drops that request and asks again, and the server is
-    enabled for the episode; a recorder that kept waiting would never switch the server again."""
+    """A server whose "enable" replies never come (DDS can lose one; the requests take): after
+    ``enable_timeout`` the recorder drops the request and asks for what it wants then. An
+    episode stopped while its "enable" was unanswered leaves the server disabled; the next
+    episode's lost "enable" is asked again and the server is enabled. A recorder that kept
+    waiting would never switch the server again, and one that took the server's last answer as
+    its state would leave it enabled after the stop."""
     from rclpy.callback_groups import ReentrantCallbackGroup
     from rclpy.task import Future
     namespace = "/lost"
-    recorder = start_node("otpr_ros.nodes.transition_recorder", DOMAIN, namespace, "enable_timeout:=1.0")
+    recorder = start_node("otpr_ros.nodes.transition_recorder", DOMAIN, namespace, "enable_timeout:=10.0")
     observer = PrivateNode(DOMAIN, "operator", namespace)
-    asked, answered, never = [], [], Future()
+    asked, enabled, never = [], [None], Future()
 
-    async def enable(request, response):      # a stand-in server: its first "enable" is never answered
+    async def enable(request, response):      # a stand-in server: its first two "enable"s are never answered
         asked.append(request.data)
-        if request.data and asked.count(True) == 1:
+        enabled[0] = request.data
+        if request.data and asked.count(True) <= 2:
             await never
-        answered.append(request.data)
         response.success = True
         return response
 
-    # reentrant: the unanswered call holds its callback group, and the next requests must still run
+    # reentrant: the unanswered calls hold their callback group, and the next requests must still run
     observer.node.create_service(SetBool, "policy_server/enable", enable, callback_group=ReentrantCallbackGroup())
-    statuses = []
+    statuses, episodes = [], []
     observer.node.create_subscription(String, "transition_recorder/status",
                                       lambda m: statuses.append(json.loads(m.data)), 10)
+    observer.node.create_subscription(String, "episode", lambda m: episodes.append(json.loads(m.data)),
+                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
     start = observer.node.create_client(Trigger, "transition_recorder/start_episode")
+    stop = observer.node.create_client(Trigger, "transition_recorder/stop_episode")
+    spin_once = lambda: observer.executor.spin_once(timeout_sec=0.05)  # noqa: E731
     try:
+        assert observer.wait_for(lambda: asked == [False] and enabled[0] is False, 60), asked
         answer = start_episode(observer, start)
         assert answer.success, answer
-        assert observer.wait_for(lambda: True in answered, 60), asked
-        assert observer.wait_for(lambda: statuses and statuses[-1]["enable_resent"] >= 1, 30), statuses[-1:]
+        assert observer.wait_for(lambda: asked == [False, True], 30), asked
+        assert call_service(stop, Trigger.Request(), spin_once)[0].success  # within the 10 s: still unanswered
+        assert observer.wait_for(lambda: episodes, 30) and episodes[0]["reason"] == "stopped", episodes
+        assert observer.wait_for(lambda: enabled[0] is False and asked[-1] is False and statuses and
+                                 statuses[-1]["enable_resent"] == 1, 60), (asked, statuses[-1:])
+        answer = start_episode(observer, start)
+        assert answer.success, answer
+        assert observer.wait_for(lambda: asked.count(True) == 3 and statuses[-1]["enable_resent"] == 2, 60), \
+            (asked, statuses[-1:])
+        assert enabled[0] is True, asked
     finally:
         observer.close()
         output = stopped(recorder)
