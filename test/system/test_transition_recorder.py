@@ -376,7 +376,7 @@ def test_the_operator_sends_an_unanswered_start_again():
     scene.node.create_subscription(String, "sim_operator/status", lambda msg: counts.append(json.loads(msg.data)), 10)
     try:
         assert scene.wait_for(lambda: counts and counts[-1]["starts"] == 1, 120), (calls, counts[-1:])
-        assert calls == ["reset", "start", "start"] and counts[-1]["resent"] == 1 and counts[-1]["refused"] == 0, \
+        assert calls.count("start") >= 2 and counts[-1]["resent"] >= 1 and counts[-1]["refused"] == 0, \
             (calls, counts[-1])
     finally:
         scene.close()
