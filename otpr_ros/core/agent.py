@@ -308,15 +308,15 @@ class OTPRAgent:
             weights = torch.cat([F.one_hot(torch.full((k,), count - 1, device=self.device), count).float(),
                                  self.guidance_weights(states[k:], candidates, stored_ids[k:])])
         steps, noise = self.policy.loss_draws(n * count, self.device, self.generator)
+        obs_rows, action_rows = states[k:].repeat_interleave(count, 0), candidates.reshape(-1, candidates.shape[-1])
         row_weights = weights.reshape(-1)
-        if k:                                # a keypoint row keeps its stored action's draws only
+        if k:                                # a keypoint row: its stored action, with that action's draws
             rows = torch.cat([torch.arange(k, device=self.device) * count + count - 1,
                               torch.arange(k * count, n * count, device=self.device)])
             steps, noise, row_weights = steps[rows], noise[rows], row_weights[rows]
-        loss = self.policy.noise_matching_loss(
-            torch.cat([states[:k], states[k:].repeat_interleave(count, 0)]),
-            torch.cat([stored[:k], candidates.reshape(-1, candidates.shape[-1])]), row_weights,
-            compiled=self.compilation(), draws=(steps, noise))
+            obs_rows, action_rows = torch.cat([states[:k], obs_rows]), torch.cat([stored[:k], action_rows])
+        loss = self.policy.noise_matching_loss(obs_rows, action_rows, row_weights, compiled=self.compilation(),
+                                               draws=(steps, noise))
         self.step_actor(loss)
         return {"actor/loss": float(loss.detach()), "actor/stored_weight": float(weights[:, -1].mean()),
                 "actor/guidance_ess": float(effective_sample_size(weights).mean())}
