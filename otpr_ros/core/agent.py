@@ -53,6 +53,9 @@ def check_config(config: OTPRConfig) -> None:
         raise ValueError(f"agent.compile_mode: expected one of {COMPILE_MODES}, got {config.agent.compile_mode!r}")
     if config.agent.eval_mode not in ("single", "argmax"):
         raise ValueError(f"eval_mode: expected 'single' or 'argmax', got {config.agent.eval_mode!r}")
+    if not 0 <= config.agent.execute_steps <= config.chunk:
+        raise ValueError(f"agent.execute_steps: expected 0 (the whole chunk) to chunk = {config.chunk}, "
+                         f"got {config.agent.execute_steps}")
     d = config.diffusion      # the samplers' own rules, named as settings
     sampling_indices(d.num_steps, d.sampler, d.ddim_steps, d.eta,
                      names=("diffusion.sampler", "diffusion.ddim_steps", "diffusion.eta"))

@@ -67,6 +67,9 @@ class TransportConfig:
 class AgentConfig:
     num_candidates: int = 8                  # L
     eval_mode: str = "argmax"                # single (L = 1, the paper) | argmax (of H over L)
+    execute_steps: int = 0                   # actions of each chunk executed before the next decision (a
+                                             # receding horizon; the transition keeps the whole chunk and
+                                             # bootstraps with gamma ** steps executed); 0: the whole chunk
     acting_weights: str = "compatibility"    # compatibility: H once the potentials are trained (the paper) |
                                              # q: softmax(Q / (|Q| scale * q_temperature)) (arg-max: largest Q)
     guidance: str = "compatibility"          # compatibility (the paper) | q | advantage | uniform: every

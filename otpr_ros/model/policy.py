@@ -73,6 +73,12 @@ class ChunkPolicy:
     def obs_dim(self) -> int:
         return self.model.info.obs_dim
 
+    @property
+    def execute_steps(self) -> int:
+        """Actions of each chunk to execute before deciding again (the model's
+        ``agent.execute_steps``; 0: the whole chunk), as ``BridgeSession.run_chunk`` takes it."""
+        return self.model.config.agent.execute_steps
+
     def draw_noise(self, batch: int) -> np.ndarray:
         shape = (self._noise_steps, batch, self.num_candidates, self.model.config.action_dim)
         return self.rng.standard_normal(shape, dtype=np.float32)

@@ -2,8 +2,8 @@
 
 Publishes what a robot and its perception publish (``joint_states``, ``eef_pose``,
 ``gripper_state``, ``object_poses``, all of one instant with one stamp from the node's
-clock) and the flat ``observation``; executes each received ``action_chunk`` whole, one
-point per control step; publishes ``reward`` per step, one ``transition`` per executed
+clock) and the flat ``observation``; executes each received ``action_chunk`` one point per
+control step, whole or the first ``agent.execute_steps`` of the model's (a receding horizon); publishes ``reward`` per step, one ``transition`` per executed
 chunk and an ``episode`` summary per episode (otpr_ros/sim/bridge_session.py has the
 bookkeeping). ``~/reset`` (Trigger) closes the episode as truncated and starts the next.
 
@@ -94,8 +94,9 @@ PARAMETERS = (
      "this run, before the episode is ended as stalled (a failure, truncated) and the next begins; 0: wait "
      "forever", (0.0, 3600.0), False),
     ("frame_id", "world", "frame of the poses", None, True),
-    ("model_dir", "", "the model being fine-tuned: its critic.gamma discounts the rewards inside a chunk; "
-     "empty: the shipped model of the task", None, True),
+    ("model_dir", "", "the model being fine-tuned: its critic.gamma discounts the rewards inside a chunk and "
+     "its agent.execute_steps is how much of each chunk is executed; empty: the shipped model of the task",
+     None, True),
     ("teleop", "none", "robot mode: none | expert (the scripted expert drives the arm, its commands on "
      "teleop_action, as a teleoperator's)", None, True),
     ("teleop_noise", 0.1, "teleop expert: its action noise (otpr-collect-demos --quality expert: 0.1)", (0.0, 1.0),
@@ -126,7 +127,8 @@ class SimBridge(Node):
         self.task, self.mode = value("task"), value("mode")
         if self.mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
-        self.gamma = read_config(value("model_dir") or shipped_model(self.task)).critic.gamma
+        config = read_config(value("model_dir") or shipped_model(self.task))
+        self.gamma, self.execute_steps = config.critic.gamma, config.agent.execute_steps
         env, observe = make_environment(self.task, value("horizon") or None)
         self.session = BridgeSession(env, observe, self.gamma, value("first_seed"))
         self.act_dim = env.action_space.shape[0]
@@ -174,7 +176,9 @@ class SimBridge(Node):
         self._publish_state()
         self.get_logger().info(f"{self.task} in {self.mode} mode, episode seeds from {self.session.first_seed}, "
                                f"transitions as source {self.link.source} stream {self.link.stream}, rewards inside a "
-                               f"chunk discounted by the model's gamma {self.gamma}")
+                               f"chunk discounted by the model's gamma {self.gamma}, "
+                               + (f"the first {self.execute_steps} actions of each chunk executed"
+                                  if self.execute_steps else "each chunk executed whole"))
 
     # -- the robot's state ---------------------------------------------------------------------
     def _publish_state(self, now=None):
@@ -232,7 +236,7 @@ class SimBridge(Node):
         decided_on, published_at = self.waiting_for[max(earlier)]
         self.round_trip_ms.append(1e3 * (time.perf_counter() - published_at))
         self.waiting_for.clear()
-        self.session.start_chunk(actions, decided_on)
+        self.session.start_chunk(actions, decided_on, self.execute_steps)
         self.counts["chunks_executed"] += 1
         if self.mode == "realtime":
             return                                  # the control timer executes it

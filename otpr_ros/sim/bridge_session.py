@@ -5,8 +5,8 @@ The one place a chunk is executed: the bridge node adapts messages to this class
 
 - episodes are seeded ``first_seed, first_seed + 1, ...`` (the same scenes as ``otpr-evaluate``
   with the same seeds);
-- a chunk is executed whole, one action per control step, and stops early when the episode
-  ends; it becomes one chunk-level transition (ALGORITHM.md): the observation the chunk was
+- a chunk is executed one action per control step, whole or its first ``execute`` actions (the
+  model's ``agent.execute_steps``), and stops early when the episode ends; it becomes one chunk-level transition (ALGORITHM.md): the observation the chunk was
   decided on, the chunk, ``sum_i gamma^i r_i`` over the executed actions, the observation
   after, terminal on success, truncated at the horizon or when a reset cuts the episode,
   and ``steps`` executed (the learner bootstraps with ``gamma ** steps``);
@@ -129,14 +129,15 @@ class BridgeSession:
     # -- chunks ---------------------------------------------------------------------------------
     @property
     def executing(self) -> bool:
-        return self._plan is not None and not self.done and self._next < len(self._plan)
+        return self._plan is not None and not self.done and self._next < self._stop
 
     @property
     def has_finished_chunk(self) -> bool:
         return self._plan is not None and not self.executing
 
-    def start_chunk(self, actions, decided_on: np.ndarray) -> None:
-        """Execute ``actions`` (chunk, act_dim), decided on the observation ``decided_on``."""
+    def start_chunk(self, actions, decided_on: np.ndarray, execute: int = 0) -> None:
+        """Execute ``actions`` (chunk, act_dim), decided on the observation ``decided_on``: all of
+        them, or the first ``execute`` (> 0; the transition still carries the whole chunk)."""
         actions = np.asarray(actions, dtype=np.float64)
         if actions.ndim != 2 or actions.shape[0] == 0 or actions.shape[1] != self.env.action_space.shape[0]:
             raise ValueError(f"chunk: expected shape (steps >= 1, {self.env.action_space.shape[0]}), "
@@ -145,7 +146,10 @@ class BridgeSession:
             raise ValueError("chunk: NaN or Inf")
         if self.done:
             raise RuntimeError("chunk for an episode that has ended: reset first")
+        if execute < 0:
+            raise ValueError(f"execute: expected 0 (the whole chunk) or a count of actions, got {execute}")
         self._plan, self._next = actions, 0
+        self._stop = min(execute, len(actions)) if execute else len(actions)
         self._obs, self._reward, self._discount = np.asarray(decided_on, np.float64), 0.0, 1.0
 
     def step(self) -> float:
@@ -175,11 +179,12 @@ class BridgeSession:
         end-effector motion and the last gripper command; Franka Kitchen: zero joint velocities)."""
         return self.env.hold_action(self.gripper_command)
 
-    def run_chunk(self, decide) -> Transition:
-        """One whole chunk without a bus: ``decide(observation)`` -> actions, executed to the
-        end (or the episode's), and its transition (in-process fine-tuning, tests)."""
+    def run_chunk(self, decide, execute: int = 0) -> Transition:
+        """One chunk without a bus: ``decide(observation)`` -> actions, executed to the end (or
+        the episode's, or after ``execute`` actions), and its transition (in-process fine-tuning,
+        evaluation, tests)."""
         obs = self.observation()
-        self.start_chunk(decide(obs), obs)
+        self.start_chunk(decide(obs), obs, execute)
         while self.executing:
             self.step()
         return self.finish_chunk()

@@ -2,7 +2,8 @@
 
 Each worker owns one environment and one policy (torch limited to one thread, so two
 workers share two cores without oversubscription) and runs whole episodes: observation
--> chunk -> ``BridgeSession.run_chunk``, until success or the horizon.
+-> chunk -> ``BridgeSession.run_chunk`` (the model's ``agent.execute_steps`` of it), until success
+or the horizon.
 """
 
 import math
@@ -70,7 +71,7 @@ def run_policy_episode(seed: int) -> dict:
     session = BridgeSession(_worker["env"], None, gamma=1.0, first_seed=seed)
     session.reset()
     while not session.done:
-        session.run_chunk(policy.decide)
+        session.run_chunk(policy.decide, policy.execute_steps)
     summary, _ = session.end_episode()
     record = {"seed": seed, "success": summary.success, "length": summary.length, "return": summary.return_,
               "provider": policy.backend.provider}

@@ -193,7 +193,7 @@ def run(argv=None) -> int:
     session.reset()
     with tqdm(total=args.env_steps, desc=f"otpr-finetune {args.task}", unit="step") as bar:
         while not schedule.finishing:
-            transition = session.run_chunk(policy.decide)
+            transition = session.run_chunk(policy.decide, policy.execute_steps)
             run.add(transition.fields())
             bar.update(transition.steps)
             while run.update_due:

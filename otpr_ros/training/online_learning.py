@@ -30,7 +30,7 @@ RECENT_STREAMS = 16   # streams listed one by one in the status (a bridge restar
 # what may differ from the pre-training configuration when fine-tuning (no network shape)
 TUNABLE = {"agent": ("num_candidates", "guidance", "actor_batch", "actor_batch_mix", "actor_sampler", "actor_ddim_steps",
                      "q_normalisation", "q_temperature", "advantage_temperature", "advantage_clip", "advantage_source",
-                     "compile_updates", "compile_mode", "acting_weights"),
+                     "compile_updates", "compile_mode", "acting_weights", "execute_steps"),
            "transport": ("masked", "beta", "rho", "distance", "ot_every", "ot_steps", "batch_states", "batch_actions",
                          "lr"),
            "critic": ("batch_size", "lr", "steps_per_update", "batch_mix", "online_fraction", "truncation"),

@@ -74,6 +74,21 @@ def test_evaluate_acts_with_changed_settings_and_refuses_bad_ones(tmp_path, caps
     assert "only the torch backend" in capsys.readouterr().err
 
 
+def test_an_episode_decides_again_after_the_models_execute_steps():
+    """The evaluation's episodes execute agent.execute_steps of each chunk (Lift's chunks of 4):
+    1 of each, 8 decisions in 8 steps; the whole chunk, 2."""
+    from otpr_ros.sim import evaluation
+    lift = str(shipped_model("lift"))
+    for overrides, decisions in ((("agent.execute_steps=1",), 8), ((), 2)):
+        evaluation._init_worker(evaluation.EvalSettings("lift", lift, num_candidates=1, horizon=8,
+                                                        overrides=overrides))
+        policy, calls = evaluation._worker["policy"], []
+        decide = policy.decide
+        policy.decide = lambda obs: calls.append(obs) or decide(obs)
+        record = evaluation.run_policy_episode(100)
+        assert (record["length"], len(calls)) == (8, decisions), overrides
+
+
 def test_seed_overlap_names_the_first_range_the_validation_seeds_share():
     from otpr_ros.sim.evaluation import seed_overlap
     others = {"held-out": range(100_000, 100_050), "training": range(0, 8_000)}

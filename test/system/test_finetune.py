@@ -50,6 +50,22 @@ def test_without_the_offline_row_only_fine_tuned_weights_are_evaluated(tiny, tmp
     assert summary["offline"] is None and summary["final"]["env_steps"] == int(rows[0]["env_steps"])
 
 
+def test_a_receding_horizon_executes_part_of_each_chunk_and_keeps_the_chunk(tiny, tmp_path):
+    """agent.execute_steps 2 of the tiny model's chunks of 4: every transition of the run
+    executed two actions (the last of an episode may be cut) and carries the whole chunk."""
+    from otpr_ros.sim.bridge_session import TRANSITION_FIELDS
+    from otpr_ros.training.learner_store import ReplayLog
+    output = tmp_path / "run"
+    assert main(["--task", "lift", "--model", str(tiny), "--output", str(output), "--env-steps", "20",
+                 "--eval-every", "1000", "--eval-episodes", "1", "--warmup", "8", "--device", "cpu",
+                 "--set", "agent.actor_batch=16", "--set", "agent.execute_steps=2", "--processes", "1",
+                 "--no-offline-eval"]) == 0
+    batches, report = ReplayLog(output / "replay", TRANSITION_FIELDS).load()
+    steps = [int(s) for b in batches for s in b["steps"]]
+    assert len(steps) >= 10 and set(steps) == {2} and not report["damaged"], (steps, report)
+    assert all(b["action"].shape[1] == 4 * 7 for b in batches)
+
+
 def test_each_task_s_recipe_is_the_learner_node_s_unless_asked_otherwise():
     from otpr_ros.package_files import node_parameters
     from otpr_ros.tools.finetune import parse_args, recipe

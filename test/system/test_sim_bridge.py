@@ -283,7 +283,8 @@ def closed_loop_of_vector_task(model, task: str, namespace: str, episodes: int, 
 def test_closed_loop_kitchen(tmp_path):
     """Franka Kitchen over the bus: the bridge publishes the kitchen's 59-value observation, the
     server (observation_source observation, config/kitchen_complete.yaml) answers with chunks of
-    8 x 9 joint velocities, and the bridge's transitions carry them."""
+    8 x 9 joint velocities, the bridge executes the model's agent.execute_steps (4) of each, and
+    its transitions carry the whole chunks."""
     pytest.importorskip("gymnasium_robotics", reason="the kitchen extra is not installed")
     from model_fixtures import make_tiny_kitchen_model
     model, _ = make_tiny_kitchen_model(tmp_path)
@@ -293,7 +294,8 @@ def test_closed_loop_kitchen(tmp_path):
     assert [e["length"] for e in seen] == [horizon] * episodes
     for e in seen:
         mine = [t for t in transitions if t["episode"] == e["episode"]]
-        assert sum(t["steps"] for t in mine) + e["held_steps"] == horizon and all(t["steps"] <= 8 for t in mine)
+        assert sum(t["steps"] for t in mine) + e["held_steps"] == horizon
+        assert all(t["steps"] == 4 for t in mine[:-1]) and 1 <= mine[-1]["steps"] <= 4
         # sub-tasks done, each reward discounted inside its chunk by at most gamma ** 7
         assert mine and mine[-1]["truncated"] and abs(e["return"] - sum(t["reward"] for t in mine)) < 0.05
     assert all(len(c.joint_names) == 9 and len(c.points) == 8 for c in chunks)

@@ -145,6 +145,9 @@ def test_bad_agent_config_is_refused():
         OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(guidance="reward")))
     with pytest.raises(ValueError, match="eval_mode"):
         OTPRAgent(OTPRConfig(obs_dim=1, agent=AgentConfig(eval_mode="sample")))
+    for steps in (-1, 5):               # more than the chunk of 4, or negative
+        with pytest.raises(ValueError, match="agent.execute_steps"):
+            OTPRAgent(OTPRConfig(obs_dim=1, chunk=4, agent=AgentConfig(execute_steps=steps)))
 
 
 def test_critic_steps_per_update_run_that_many_iql_steps():

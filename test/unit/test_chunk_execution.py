@@ -53,3 +53,19 @@ def test_bad_chunk_is_refused():
     for bad in (np.zeros(7), np.zeros((0, 7)), np.zeros((4, 6)), np.full((4, 7), np.nan)):
         with pytest.raises(ValueError, match="chunk"):
             chunk_of(RewardSchedule([0] * 4), gamma=0.9, steps=4)[0].start_chunk(bad, np.zeros(2))
+
+
+def test_a_receding_horizon_executes_the_first_actions_and_keeps_the_whole_chunk():
+    """``execute`` (the model's agent.execute_steps): that many actions, then the next decision;
+    the transition carries the chunk as decided and bootstraps with gamma ** steps executed."""
+    env = RewardSchedule([1.0, 2.0, 4.0, 8.0, 0.0, 0.0])
+    session = BridgeSession(env, None, 0.5)
+    session.reset()
+    chunk = np.arange(28, dtype=np.float64).reshape(4, 7) / 28
+    transition = session.run_chunk(lambda obs: chunk, execute=2)
+    assert transition.steps == 2 and env.t == 2 and transition.reward == pytest.approx(1.0 + 0.5 * 2.0)
+    assert np.array_equal(transition.action, chunk) and transition.next_obs.tolist() == [2, 2]
+    assert session.run_chunk(lambda obs: chunk, execute=9).steps == 4         # no more than the chunk
+    with pytest.raises(ValueError, match="execute"):
+        session.start_chunk(chunk, np.zeros(2), execute=-1)
+    assert not session.executing and session.length == 6                    # the refused chunk moved nothing
