@@ -50,6 +50,20 @@ LATCHED_READER = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+STILL_RUNNING = "is still running: report its end first"
+
+
+def still_running(episode: int) -> str:
+    """The transition recorder's refusal of ``~/start_episode`` while an episode runs. A start is
+    not idempotent: a start sent again after its reply was lost and refused this way had taken."""
+    return f"episode {episode} {STILL_RUNNING}"
+
+
+def refused_as_running(answer) -> bool:
+    """``answer`` (a Trigger response) is ``still_running``'s refusal."""
+    return not answer.success and STILL_RUNNING in answer.message
+
+
 def new_stream_id() -> int:
     """A bridge's id for this run of it: a restarted bridge numbers its transitions from 0
     again, under a new stream, so a learner neither drops them as duplicates nor counts a gap."""

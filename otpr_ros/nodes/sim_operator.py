@@ -21,6 +21,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from otpr_ros.nodes.bus_messages import refused_as_running
 from otpr_ros.nodes.node_main import declare_parameters, run_node, status_topic
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -87,7 +88,7 @@ class SimOperator(Node):
             self.calling = None
             result = future.result()
             done = result is not None and (result.success or (
-                what == "start" and sends > 1 and "still running" in result.message))   # the first start took
+                what == "start" and sends > 1 and refused_as_running(result)))   # the first start took
             if done or what not in ("reset", "start", "teleop"):  # a report is made once (refused: the end is known)
                 self.todo.pop(0)
             if done:

@@ -35,7 +35,7 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from otpr_ros.model.directory import read_config, read_info
-from otpr_ros.nodes.bus_messages import EPISODE_QOS, episode_message
+from otpr_ros.nodes.bus_messages import EPISODE_QOS, episode_message, still_running
 from otpr_ros.nodes.learner_link import LearnerLink, link_parameters
 from otpr_ros.nodes.managed_node import ManagedNode
 from otpr_ros.nodes.node_main import declare_parameters, run_node, status_topic
@@ -158,8 +158,7 @@ class TransitionRecorder(Node):
         elif not self.active:
             response.success, response.message = False, "the recorder is inactive (activate it first)"
         elif self.assembler.running or self.pending_start is not None:
-            response.success, response.message = False, f"episode {self.assembler.episode} is still running: " \
-                "report its end first"
+            response.success, response.message = False, still_running(self.assembler.episode)
         else:
             self.pending_start = time.monotonic()
             self._start_when_ready()

@@ -17,7 +17,8 @@ from std_msgs.msg import Float32MultiArray, String  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from otpr_ros.nodes.bus_messages import TRANSITION_QOS, transition_fields  # noqa: E402
+from otpr_ros.nodes.bus_messages import (TRANSITION_QOS, refused_as_running, still_running,  # noqa: E402
+                                         transition_fields)
 from ros_fixtures import Lifecycle, PrivateNode, call_service, domain, start_node, stopped  # noqa: E402
 
 DOMAIN = domain(74)
@@ -31,7 +32,7 @@ def start_episode(observer, client):
     not idempotent, so a resent one refused as "still running" says that the first one took."""
     answer, sends = call_service(client, Trigger.Request(), lambda: observer.executor.spin_once(timeout_sec=0.05),
                                  resend_after=10.0)
-    if sends > 1 and not answer.success and "still running" in answer.message:
+    if sends > 1 and refused_as_running(answer):
         return Trigger.Response(success=True, message=f"started (a resent start: {answer.message})")
     return answer
 
@@ -108,7 +109,7 @@ def test_an_operator_cannot_start_an_episode_while_one_runs(robot):
     spin_once = lambda: observer.executor.spin_once(timeout_sec=0.05)  # noqa: E731
     # the operator script may have started one already; the second start is refused either way
     answers = [call_service(start, Trigger.Request(), spin_once, resend_after=10.0)[0] for _ in range(2)]
-    assert not answers[1].success and "still running" in answers[1].message, answers
+    assert refused_as_running(answers[1]), answers
 
 
 def test_an_intervention_reaches_the_learner_as_expert_chunks_and_the_server_holds_off():
@@ -368,7 +369,7 @@ def test_the_operator_sends_an_unanswered_start_again():
         calls.append("start")
         if calls.count("start") == 1:
             await never
-        response.success, response.message = False, "episode 0 is still running: report its end first"
+        response.success, response.message = False, still_running(0)
         return response
 
     scene.node.create_service(Trigger, "sim_bridge/reset", reset)
