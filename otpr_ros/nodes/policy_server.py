@@ -141,6 +141,10 @@ class PolicyServer(Node):
         self.get_logger().info(f"serving {self.policy.model.path} on {self.policy.backend.provider}, "
                                f"{'enabled' if self.enabled else 'disabled'}; models only from "
                                f"{[str(r) for r in self.guard.roots]}")
+        if self.policy.execute_steps:
+            self.get_logger().info(f"the model executes {self.policy.execute_steps} of each chunk of "
+                                   f"{self.policy.model.info.chunk} (agent.execute_steps): the simulation bridge does; "
+                                   "a robot's driver executes each published chunk whole")
         if self.guard.key is None:
             self.get_logger().warning("NO update_key: any participant on this DDS domain may swap the served policy "
                                       "with a policy_update; give this server and the learner an update_key")
