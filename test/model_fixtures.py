@@ -52,7 +52,7 @@ TINY_KITCHEN_CONFIG = {"otpr": {
     "act_dim": 9, "chunk": 8, "device": "cpu", "buffer_capacity": 1000,
     "diffusion": {"num_steps": 5, "hidden": [32, 32], "time_dim": 8}, "critic": {"hidden": [32, 32]},
     "transport": {"hidden": [32], "num_keypoints": 8, "batch_states": 16, "batch_actions": 16, "warmup_steps": 5},
-    "agent": {"num_candidates": 4, "actor_batch": 32, "execute_steps": 4}}}   # config/otpr_kitchen.yaml's
+    "agent": {"num_candidates": 4, "actor_batch": 32, "execute_steps": 4}}}   # 4 of each chunk of 8
 
 
 def make_tiny_kitchen_model(tmp_path):
