@@ -3,9 +3,10 @@
 Publishes what a robot and its perception publish (``joint_states``, ``eef_pose``,
 ``gripper_state``, ``object_poses``, all of one instant with one stamp from the node's
 clock) and the flat ``observation``; executes each received ``action_chunk`` one point per
-control step, whole or the first ``agent.execute_steps`` of the model's (a receding horizon); publishes ``reward`` per step, one ``transition`` per executed
-chunk and an ``episode`` summary per episode (otpr_ros/sim/bridge_session.py has the
-bookkeeping). ``~/reset`` (Trigger) closes the episode as truncated and starts the next.
+control step, whole or its first ``agent.execute_steps`` (the model's: a receding horizon);
+publishes ``reward`` per step, one ``transition`` per executed chunk and an ``episode``
+summary per episode (otpr_ros/sim/bridge_session.py has the bookkeeping). ``~/reset``
+(Trigger) closes the episode as truncated and starts the next.
 
 A chunk is taken when the bridge is waiting for one and its ``header.stamp`` is not older
 than the first state published since the last chunk ended; it was decided on the newest of

@@ -6,10 +6,11 @@ The one place a chunk is executed: the bridge node adapts messages to this class
 - episodes are seeded ``first_seed, first_seed + 1, ...`` (the same scenes as ``otpr-evaluate``
   with the same seeds);
 - a chunk is executed one action per control step, whole or its first ``execute`` actions (the
-  model's ``agent.execute_steps``), and stops early when the episode ends; it becomes one chunk-level transition (ALGORITHM.md): the observation the chunk was
-  decided on, the chunk, ``sum_i gamma^i r_i`` over the executed actions, the observation
-  after, terminal on success, truncated at the horizon or when a reset cuts the episode,
-  and ``steps`` executed (the learner bootstraps with ``gamma ** steps``);
+  model's ``agent.execute_steps``), and stops early when the episode ends; it becomes one
+  chunk-level transition (ALGORITHM.md): the observation the chunk was decided on, the chunk
+  (all of it), ``sum_i gamma^i r_i`` over the executed actions, the observation after,
+  terminal on success, truncated at the horizon or when a reset cuts the episode, and
+  ``steps`` executed (the learner bootstraps with ``gamma ** steps``);
 - without a chunk the robot holds still: zero end-effector motion and the last gripper
   command (robosuite's OSC holds its pose against gravity). Held steps belong to no
   transition;
