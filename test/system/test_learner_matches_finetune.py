@@ -85,7 +85,8 @@ def test_a_bridge_and_server_act_as_finetune_does(tmp_path):
         bridge_output = stop(bridge, server)[0]
         output = output if learner.returncode is not None else stop(learner)[0]
     assert learner.returncode == 0, output[-3000:]
-    assert "discounted by the model's gamma 0.99, each chunk executed whole\n" in bridge_output, bridge_output[-3000:]
+    assert "discounted by the model's gamma 0.99, each chunk executed whole\n" in bridge_output, \
+        bridge_output[-3000:]
     got = replay(tmp_path / "ros" / "replay")
     count = len(expected["obs"])
     assert count == ENV_STEPS // 4 and len(got["obs"]) >= count
