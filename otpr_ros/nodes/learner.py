@@ -34,7 +34,7 @@ from rclpy.node import Node
 from rclpy.task import Future
 from std_msgs.msg import Float32MultiArray, String
 
-from otpr_ros.model.directory import ModelError
+from otpr_ros.model.directory import ModelError, read_config
 from otpr_ros.model.update_auth import load_key
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_FIELDS, TRANSITION_QOS, learner_progress_message,
                                          policy_update_message, transition_fields)
@@ -105,6 +105,11 @@ class Learner(Node):
         model_dir = value("model_dir") or str(shipped_model(value("task")))
         self.core = OnlineLearner.for_task(value("task"), model_dir, value("device"), value("overrides"),
                                            value("datasets"), value("seed"))
+        executed = read_config(model_dir).agent.execute_steps
+        if self.core.model.config.agent.execute_steps != executed:    # the bridge (or robot) reads model_dir's
+            raise ValueError(f"overrides: agent.execute_steps {self.core.model.config.agent.execute_steps} is not "
+                             f"the model's {executed}: over ROS 2 the bridge or the robot executes the chunks, as "
+                             f"{model_dir}/config.yaml says; set it there")
         self.output = Path(value("output_dir"))
         self.publish_every, self.lead, self.checkpoint_every, self.flush_every = (value(name) for name in (
             "publish_every", "max_lead_transitions", "checkpoint_every", "replay_flush_every"))

@@ -106,6 +106,21 @@ def test_a_learner_without_a_model_exits_with_a_clear_error(tmp_path):
     assert "missing: not a model directory" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_execute_steps_override_the_bridge_would_not_follow_is_refused(tmp_path):
+    """The bridge executes as many actions of each chunk as the model directory's config says;
+    an override of agent.execute_steps on the learner alone would fine-tune on other episodes
+    than otpr-finetune with the same override, so it is refused by name."""
+    model_dir = make_tiny_model(tmp_path)             # with its demonstrations (a fresh clone has no data/)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
+    result = subprocess.run([sys.executable, "-m", "otpr_ros.nodes.learner", "--ros-args", "-p",
+                             'overrides:=["agent.execute_steps=2"]', "-p", f"model_dir:={model_dir}",
+                             "-p", f"output_dir:={tmp_path / 'runs'}"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "overrides: agent.execute_steps 2 is not the model's 0" in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / "runs").exists(), "nothing written"
+
+
 def test_validation_seeds_overlapping_the_held_out_seeds_are_refused(tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
     result = subprocess.run([sys.executable, "-m", "otpr_ros.nodes.learner", "--ros-args", "-p", "eval_seed:=1000",
