@@ -254,8 +254,13 @@ def test_a_managed_server_acts_only_while_active_and_its_watchdog_deactivates_it
     robot = Robot(nodes["/managed"])
     lifecycles = {ns: Lifecycle(node, "policy_server", lambda n=node: rclpy.spin_once(n, timeout_sec=0.05))
                   for ns, node in nodes.items()}
+
+    def feeding():                                       # the robot streams its state while the operator
+        robot.publish_state()                            # changes the server's state (on a loaded machine
+        rclpy.spin_once(nodes["/managed"], timeout_sec=0.05)   # a call outlasts starved_after)
+    changers = {**lifecycles, "/managed": Lifecycle(nodes["/managed"], "policy_server", feeding)}
     state = lambda ns: lifecycles[ns].state()  # noqa: E731
-    change = lambda ns, transition: lifecycles[ns].change(transition)  # noqa: E731
+    change = lambda ns, transition: changers[ns].change(transition)  # noqa: E731
     try:
         def acts(seconds):
             before = len(robot.chunks)
@@ -269,7 +274,9 @@ def test_a_managed_server_acts_only_while_active_and_its_watchdog_deactivates_it
         assert change("/managed", Transition.TRANSITION_CONFIGURE) and state("/managed") == State.PRIMARY_STATE_INACTIVE
         assert not acts(1.5) and robot.status["refused"]["inactive"] > 0 and not robot.status["active"]
         assert change("/managed", Transition.TRANSITION_ACTIVATE) and acts(5.0)
-        robot.spin(2.0)                                      # the state stops: the watchdog deactivates
+        deadline = time.monotonic() + 60.0                   # the state stops: the watchdog deactivates
+        while state("/managed") != State.PRIMARY_STATE_INACTIVE and time.monotonic() < deadline:
+            robot.spin(0.2)
         assert state("/managed") == State.PRIMARY_STATE_INACTIVE and not acts(1.5)
         assert change("/managed", Transition.TRANSITION_ACTIVATE) and acts(5.0)
         assert change("/managed", Transition.TRANSITION_DEACTIVATE) and not acts(1.5)
