@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from otpr_ros.core.agent import OTPRAgent
+from otpr_ros.core.agent import OTPRAgent, check_config
 from otpr_ros.core.config import OTPRConfig
 from otpr_ros.core.normalizer import MinMaxNormalizer
 
@@ -133,10 +133,13 @@ def read_info(path) -> tuple[ModelInfo, dict]:
 
 
 def read_config(path) -> OTPRConfig:
-    """The OTPR configuration a model directory was trained with (its ``config.yaml``)."""
+    """The OTPR configuration a model directory was trained with (its ``config.yaml``), checked
+    by the agent's own rules: what a bridge or a learner reads (gamma, execute_steps) is sound."""
     path = model_directory(path)
     try:
-        return OTPRConfig.from_yaml(path / "config.yaml")
+        config = OTPRConfig.from_yaml(path / "config.yaml")
+        check_config(config)
+        return config
     except (ValueError, OSError) as error:
         raise ModelError(f"{path}/config.yaml: {error}") from None
 

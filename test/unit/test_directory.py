@@ -80,3 +80,16 @@ def test_not_a_model_directory(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="missing model.json"):
         load_model(tmp_path / "empty")
+
+
+def test_a_config_the_agent_would_refuse_is_refused_where_it_is_read(model_dir, tmp_path):
+    """The bridge reads execute_steps from config.yaml without building an agent: a chunk
+    cannot be executed beyond its end, so read_config applies the agent's rules by name."""
+    from otpr_ros.model.directory import read_config
+    broken = copy_of(model_dir, tmp_path)
+    config = (broken / "config.yaml").read_text()
+    assert "execute_steps: 0" in config
+    (broken / "config.yaml").write_text(config.replace("execute_steps: 0", "execute_steps: 9"))
+    with pytest.raises(ModelError, match=r"copy/config.yaml: agent.execute_steps: expected 0 \(the whole chunk\) "
+                                         r"to chunk = 4, got 9"):
+        read_config(broken)
