@@ -179,16 +179,20 @@ class RobomimicDataset:
             chunks.append(d.actions[index].reshape(len(d.actions), -1))
         return np.concatenate(obs), np.concatenate(chunks)
 
-    def chunk_transitions(self, chunk: int, gamma: float):
+    def chunk_transitions(self, chunk: int, gamma: float, execute: int = 0):
         """Chunked transitions from every t, as the chunk runner would produce them online:
-        the reward is the discounted sum over the executed steps, which stop at a done;
-        ``mc_return``: the discounted return the demonstration earned from t on (to its next done)."""
+        the whole chunk from t, executed whole or its first ``execute`` actions (> 0: the
+        model's ``agent.execute_steps``), stopping at a done; the reward is the discounted sum
+        over the executed steps, ``next_obs`` the observation after them; ``mc_return``: the
+        discounted return the demonstration earned from t on (to its next done)."""
+        if not 0 <= execute <= chunk:
+            raise ValueError(f"execute: expected 0 (the whole chunk) to chunk = {chunk}, got {execute}")
         out = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminal", "steps", "mc_return")}
         for d in self.demos:
             length = len(d.actions)
             earned = d.earned_returns(gamma)
             for t in range(length):
-                end = min(t + chunk, length)
+                end = min(t + (execute or chunk), length)
                 done_at = np.flatnonzero(d.dones[t:end])
                 end = t + done_at[0] + 1 if done_at.size else end
                 steps = end - t

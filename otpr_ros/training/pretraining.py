@@ -38,7 +38,7 @@ def normalise_chunks(normalizer, chunks: np.ndarray, act_dim: int) -> np.ndarray
 
 
 def expert_buffer(dataset, config: OTPRConfig, obs_normalizer, action_normalizer, device) -> ReplayBuffer:
-    transitions = dataset.chunk_transitions(config.chunk, config.critic.gamma)
+    transitions = dataset.chunk_transitions(config.chunk, config.critic.gamma, config.agent.execute_steps)
     buffer = ReplayBuffer(config.obs_dim, config.action_dim, config.buffer_capacity,
                           max(config.expert_capacity, len(transitions["obs"])), device)
     buffer.add_expert(obs_normalizer.normalize(transitions["obs"]).astype(np.float32),

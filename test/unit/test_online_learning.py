@@ -256,3 +256,13 @@ def test_a_persons_chunks_join_the_demonstrations_and_survive_the_replay_log(tin
     third = learner_for(tiny)
     batches, report = ReplayLog(tmp_path / "old", TRANSITION_FIELDS).load()
     assert report["damaged"] == [] and third.restore(batches) == 3 and third.online_size == 3
+
+
+def test_the_demonstrations_execute_what_an_execute_steps_override_executes(tiny):
+    """Fine-tuning with agent.execute_steps 2 (chunks of 4): the demonstrations' transitions in
+    the learner's buffer step 2 actions, as the online ones will; without it they step 4."""
+    model_dir, _ = tiny
+    whole = OnlineLearner.for_task("lift", model_dir, "cpu").buffer.expert
+    two = OnlineLearner.for_task("lift", model_dir, "cpu", ["agent.execute_steps=2"]).buffer.expert
+    assert whole.size == two.size and set(whole.data["steps"][:whole.size].tolist()) == {1.0, 2.0, 3.0, 4.0}
+    assert set(two.data["steps"][:two.size].tolist()) == {1.0, 2.0}

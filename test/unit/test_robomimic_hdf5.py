@@ -71,6 +71,19 @@ def test_chunk_transitions_discount_and_stop_at_done(dataset_file):
     assert t["mc_return"][:6] == pytest.approx([0.5 ** (5 - k) for k in range(6)])
 
 
+def test_chunk_transitions_execute_what_the_model_executes(dataset_file):
+    """agent.execute_steps 2 of chunks of 4: the demonstrations' transitions step 2 actions, as
+    the online ones do (else the critic learns 4-step and 2-step values for the same input)."""
+    data = RobomimicDataset(dataset_file, KEYS)
+    whole, two = data.chunk_transitions(chunk=4, gamma=0.5), data.chunk_transitions(chunk=4, gamma=0.5, execute=2)
+    assert np.array_equal(two["action"], whole["action"]) and np.array_equal(two["mc_return"], whole["mc_return"])
+    assert two["steps"][0] == 2 and np.array_equal(two["next_obs"][0], data.demos[0].next_obs[1].astype(np.float32))
+    assert two["steps"][4] == 2 and two["terminal"][4] == 1 and two["reward"][4] == pytest.approx(0.5)
+    assert two["steps"][5] == 1 and two["reward"][5] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="execute: expected 0 \\(the whole chunk\\) to chunk = 4, got 5"):
+        data.chunk_transitions(chunk=4, gamma=0.5, execute=5)
+
+
 def test_normalizers_cover_the_data(dataset_file):
     obs_norm, act_norm = RobomimicDataset(dataset_file, KEYS).normalizers()
     assert obs_norm.dim == 19 and act_norm.dim == 7
