@@ -108,7 +108,7 @@ def test_the_replay_log_restores_the_buffer_and_the_sequence_numbers(tiny, tmp_p
     assert second.add({**transition(30), "stream": 3.0}) == "added" and second.counts.summary()["lost"] == 0
 
 
-@pytest.mark.parametrize("task", ["lift", "can", "square", "calvin_multi"])
+@pytest.mark.parametrize("task", ["lift", "can", "square", "calvin_multi", "kitchen_complete"])
 def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
     from otpr_ros.package_files import node_parameters, shipped_model
     from otpr_ros.training.online_learning import apply_overrides
@@ -119,14 +119,17 @@ def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
     # Can's actor learns only from stored chunks, weighted by advantage; its training episodes act by Q
     # (docs/experiments/2026-11-30-can-stored-action-updates.md): H guidance drifted it. CALVIN took it too.
     # Square's acts by the sample, its advantages from earned returns: nothing reads the critic's
-    # ranking of candidates (docs/experiments/2026-12-03-square-longer-pretraining.md).
+    # ranking of candidates (docs/experiments/2026-12-03-square-longer-pretraining.md). Kitchen's
+    # is Square's at an actor rate of 1e-4 and 1 update a transition (docs/kitchen.md).
     agent, critic = model.config.agent, model.config.critic
     recipe = {"lift": (True, "compatibility", "compatibility", 8, "critic", 1, "uniform"),
               "can": (False, "awr", "q", 8, "critic", 8, "fixed"),
               "calvin_multi": (False, "awr", "q", 8, "critic", 8, "fixed"),
-              "square": (False, "awr", "compatibility", 1, "return", 8, "fixed")}[task]
+              "square": (False, "awr", "compatibility", 1, "return", 8, "fixed"),
+              "kitchen_complete": (False, "awr", "compatibility", 1, "return", 8, "fixed")}[task]
     assert (model.config.transport.masked, agent.guidance, agent.acting_weights, agent.num_candidates,
             agent.advantage_source, critic.steps_per_update, critic.batch_mix) == recipe
+    assert model.config.diffusion.finetune_lr == (1e-4 if task.startswith("kitchen") else 1e-5)
 
 
 def test_keypoint_cost_settings_can_be_overridden_for_fine_tuning(tiny):
