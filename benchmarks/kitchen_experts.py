@@ -66,11 +66,11 @@ def main():
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--json")
-    parser.add_argument("--tasks", nargs="+", choices=[t.replace(" ", "_") for t in TASKS], metavar="TASK",
-                        help=f"only these rows (spaces as _): {', '.join(t.replace(' ', '_') for t in TASKS)}")
+    names = {t.replace(" ", "_"): t for t in TASKS}       # the rows' tasks as one word each
+    parser.add_argument("--tasks", nargs="+", choices=names, metavar="TASK",
+                        help=f"only these rows (spaces as _): {', '.join(names)}")
     args = parser.parse_args()
-    tasks = TASKS if args.tasks is None else [t.replace("_", " ") if t.startswith("kitchen:") else t
-                                               for t in args.tasks]
+    tasks = TASKS if args.tasks is None else [names[t] for t in args.tasks]
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "noise": args.noise, "tasks": {}}
     print("| task | targets | success | mean length | largest | episodes |\n| --- | --- | --- | --- | --- | --- |")
     for task in tasks:

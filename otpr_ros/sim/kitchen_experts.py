@@ -232,15 +232,14 @@ def demonstration_plans(task: str, episodes: int, rng) -> list:
     if task not in KITCHEN_TASKS:
         raise ValueError(f"task: expected one of {sorted(KITCHEN_TASKS)}, got {task!r}")
     targets = KITCHEN_TASKS[task]
-    scripted = list(IN_DEMONSTRATIONS)
-    others = [t for t in scripted if t not in targets]
+    others = [t for t in IN_DEMONSTRATIONS if t not in targets]
 
     def ordered(subtasks) -> tuple:
         return tuple(t for t in PLAN_ORDER if t in subtasks)
 
     def other_plan() -> tuple:
         while True:
-            plan = ordered(rng.choice(scripted, size=4, replace=False))
+            plan = ordered(rng.choice(IN_DEMONSTRATIONS, size=4, replace=False))
             if set(plan) != set(targets):
                 return plan
 
