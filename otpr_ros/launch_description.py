@@ -5,6 +5,7 @@ pip-only installs (where ``otpr-launch`` starts the same plan).
 """
 
 from otpr_ros.launch_plan import FINETUNE_ARGUMENTS, SERVE_ARGUMENTS, plan_from_arguments, prepare
+from otpr_ros.package_files import config_names
 
 ARGUMENTS = {"finetune": FINETUNE_ARGUMENTS, "serve": SERVE_ARGUMENTS}
 
@@ -19,7 +20,7 @@ def launch_description(kind: str):
     def nodes(context):
         values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS[kind]}
         share = f"{FindPackageShare('otpr_ros').perform(context)}/config"
-        configs = [f"{share}/nodes.yaml", f"{share}/{values['task']}.yaml"]      # a later value wins
+        configs = [f"{share}/{name}" for name in config_names(values["task"], share)]   # a later value wins
         plan = plan_from_arguments(kind, values)
         prepare(plan)                    # the run's update key
         return [Node(package="otpr_ros", executable=node.executable, name=node.name, namespace=node.namespace,

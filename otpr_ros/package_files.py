@@ -14,24 +14,25 @@ def share_dir(name: str) -> Path:
     raise FileNotFoundError(f"otpr_ros: no {name}/ directory in the source tree or under {sys.prefix}/share/otpr_ros")
 
 
-def task_config(task: str) -> Path:
-    """``config/<task>.yaml``: the task's node parameters that differ from ``config/nodes.yaml``
-    (``config/calvin.yaml`` for every ``calvin_<task>`` without a file of its own)."""
-    path = share_dir("config") / f"{task}.yaml"
-    if not path.is_file():
-        from otpr_ros.sim.tasks import is_calvin      # the tasks' modules import gymnasium
-        if is_calvin(task):
-            path = share_dir("config") / "calvin.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"otpr_ros: no config for task {task!r} ({path})")
-    return path
+def config_names(task: str | None, directory: Path) -> list[str]:
+    """The node parameter files of ``task`` in ``directory`` (a ``config/``), in the order they are
+    read (a later value wins): ``nodes.yaml`` (every task), ``<family>.yaml`` where the task is named
+    ``<family>_<name>`` and the file exists (``kitchen.yaml``: the three Kitchen variants' recipe;
+    ``calvin.yaml``: every CALVIN task), then ``<task>.yaml`` where it exists (the task's own
+    differences). Task None: ``nodes.yaml`` alone. FileNotFoundError when the task has neither file."""
+    if task is None:
+        return ["nodes.yaml"]
+    own = [name for name in (f"{task.split('_')[0]}.yaml" if "_" in task else None, f"{task}.yaml")
+           if name and (Path(directory) / name).is_file()]
+    if not own:
+        raise FileNotFoundError(f"otpr_ros: no config for task {task!r} ({Path(directory) / f'{task}.yaml'})")
+    return ["nodes.yaml", *own]
 
 
 def node_configs(task: str | None) -> list[Path]:
-    """The parameter files of a task's nodes, in the order they are read (a later value wins):
-    ``config/nodes.yaml`` (every task), then ``config/<task>.yaml`` (the task's differences;
-    task None: the shared file alone)."""
-    return [share_dir("config") / "nodes.yaml", *([task_config(task)] if task else [])]
+    """The parameter files of a task's nodes in the package's ``config/`` (``config_names``)."""
+    directory = share_dir("config")
+    return [directory / name for name in config_names(task, directory)]
 
 
 def node_parameters(task: str | None, node: str) -> dict:

@@ -144,7 +144,7 @@ def test_a_kitchen_model_is_fine_tuned_in_process_with_its_score_on_the_curve(ti
     assert len(rows) == 2 and int(rows[-1]["env_steps"]) >= 280 and int(rows[-1]["updates"]) > 0
     assert all(0.0 <= float(row["mean_return"]) <= 4.0 for row in rows)
     replay = json.loads((output / "summary.json").read_text())
-    assert replay["utd"] == 1.0 and replay["task"] == "kitchen_complete"          # config/kitchen_complete.yaml's
+    assert replay["utd"] == 1.0 and replay["task"] == "kitchen_complete"          # config/kitchen.yaml's
     assert "agent.advantage_source=return" in replay["overrides"]
 
 

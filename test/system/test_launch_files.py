@@ -16,6 +16,8 @@ import pytest
 
 from otpr_ros.launch_description import ARGUMENTS
 from otpr_ros.launch_plan import TASKS, plan_from_arguments
+from otpr_ros.package_files import config_names
+from otpr_ros.sim.tasks import SIM_TASKS
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_SOURCES = (".venv", ".git", "data", "runs", "build", "install", "log", "__pycache__", "*.egg-info",
@@ -51,8 +53,9 @@ def test_launch_files_start_the_packages_executables():
     for node in every_plan():
         assert f"from {node.module} import main" in ros_executable(ROOT / "ros_executables", node.executable)
         assert importlib.util.find_spec(node.module), node.module
-    for name in ("nodes", "otpr", *TASKS):
-        assert (ROOT / "config" / f"{name}.yaml").is_file(), name
+    assert (ROOT / "config" / "otpr.yaml").is_file()
+    for task in SIM_TASKS:       # the files the launch files give each task's nodes (calvin_<task>: calvin.yaml)
+        assert all((ROOT / "config" / name).is_file() for name in config_names(task, ROOT / "config")), task
     assert (ROOT / "setup.cfg").read_text().count("lib/otpr_ros") == 2   # scripts where ros2 run looks
 
 
@@ -99,8 +102,9 @@ def test_colcon_build_installs_what_the_launch_files_name(tmp_path):
     assert (share / "package.xml").is_file()
     for name in launch_kinds():
         assert (share / "launch" / name).is_file(), name
-    for name in ("nodes", "otpr", *TASKS):
-        assert (share / "config" / f"{name}.yaml").is_file(), name
+    assert (share / "config" / "otpr.yaml").is_file()
+    for task in SIM_TASKS:
+        assert all((share / "config" / name).is_file() for name in config_names(task, share / "config")), task
     for task in TASKS:
         manifest = json.loads((share / "models" / task / "model.json").read_text())
         for name in manifest["files"]:

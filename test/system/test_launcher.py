@@ -106,7 +106,7 @@ def test_ctrl_c_stops_every_node_and_the_learner_keeps_every_transition(tiny, tm
 
 
 def test_finetune_runs_a_kitchen_task_through_the_learner(tmp_path):
-    """Franka Kitchen through the launcher: config/kitchen_complete.yaml's server settings (the
+    """Franka Kitchen through the launcher: config/kitchen.yaml's server settings (the
     59-value observation, nine joints), the bridge's 280-step episode, the learner keeps it."""
     pytest.importorskip("gymnasium_robotics", reason="the kitchen extra is not installed")
     from model_fixtures import make_tiny_kitchen_model

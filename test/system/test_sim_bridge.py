@@ -282,7 +282,7 @@ def closed_loop_of_vector_task(model, task: str, namespace: str, episodes: int, 
 
 def test_closed_loop_kitchen(tmp_path):
     """Franka Kitchen over the bus: the bridge publishes the kitchen's 59-value observation, the
-    server (observation_source observation, config/kitchen_complete.yaml) answers with chunks of
+    server (observation_source observation, config/kitchen.yaml) answers with chunks of
     8 x 9 joint velocities, the bridge executes the model's agent.execute_steps (4) of each, and
     its transitions carry the whole chunks."""
     pytest.importorskip("gymnasium_robotics", reason="the kitchen extra is not installed")

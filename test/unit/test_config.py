@@ -78,8 +78,9 @@ def test_round_trip_through_dict():
     assert OTPRConfig.from_dict(config.to_dict()) == config
 
 
-@pytest.mark.parametrize("task", ["lift", "can", "square"])
-def test_node_sections_reach_nodes_in_any_namespace(task):
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")
+                                         if p.stem != "nodes" and not p.stem.startswith("otpr")))
+def test_node_sections_reach_nodes_in_any_namespace(name):
     """A plain ``learner:`` key only reaches a learner in the root namespace; launches put
     every node under a namespace, where such a section would be silently ignored. No node
     file holds algorithm settings: nodes read them from the model (no second copy)."""
@@ -87,7 +88,7 @@ def test_node_sections_reach_nodes_in_any_namespace(task):
     nodes = {f"/**/{node}" for node in ("policy_server", "sim_bridge", "learner", "transition_recorder",
                                         "sim_operator")}
     assert set(shared) == nodes
-    own = yaml.safe_load((CONFIG_DIR / f"{task}.yaml").read_text())
+    own = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
     assert set(own) <= {"/**", *nodes}
     for body in (*shared.values(), *own.values()):
         assert "otpr" not in body["ros__parameters"]
@@ -100,6 +101,23 @@ def test_a_task_file_overrides_the_shared_node_file():
     assert (can["task"], can["updates_per_transition"]) == ("can", 0.25)
     assert "transport.masked=false" in can["overrides"] and "transport.masked=false" not in lift["overrides"]
     assert node_parameters("square", "sim_bridge")["task"] == "square"
+
+
+def test_a_task_family_file_comes_between_the_shared_and_the_task_file():
+    """What otpr-launch and the ROS launch files both give the nodes: Kitchen's variants share
+    config/kitchen.yaml (the recipe) and add their own file; every CALVIN task reads
+    config/calvin.yaml alone (no config/calvin_<task>.yaml: a launch file naming one would fail)."""
+    from otpr_ros.package_files import config_names, node_parameters
+    assert config_names("kitchen_mixed", CONFIG_DIR) == ["nodes.yaml", "kitchen.yaml", "kitchen_mixed.yaml"]
+    assert config_names("calvin_open_drawer", CONFIG_DIR) == ["nodes.yaml", "calvin.yaml"]
+    assert config_names("can", CONFIG_DIR) == ["nodes.yaml", "can.yaml"] and config_names(None, CONFIG_DIR) == ["nodes.yaml"]
+    with pytest.raises(FileNotFoundError, match="no config for task 'robocasa_sink'"):
+        config_names("robocasa_sink", CONFIG_DIR)
+    for variant in ("complete", "partial", "mixed"):
+        learner = node_parameters(f"kitchen_{variant}", "learner")
+        assert (learner["task"], learner["output_dir"]) == (f"kitchen_{variant}", f"runs/finetune_kitchen_{variant}")
+        assert learner["updates_per_transition"] == 1.0 and "agent.advantage_source=return" in learner["overrides"]
+    assert node_parameters("kitchen_partial", "policy_server")["observation_source"] == "observation"
 
 
 def test_the_benchmarks_cpu_settings_are_the_shared_learner_overrides():
