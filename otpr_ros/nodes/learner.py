@@ -43,7 +43,7 @@ from otpr_ros.package_files import shipped_model
 from otpr_ros.sim.evaluation import SEEDS_PER_BRIDGE, check_validation_seed
 from otpr_ros.training.learner_store import Checkpoints, PolicySnapshots, ReplayLog, check_fresh_output, run_id
 from otpr_ros.training.loop import OnlineRun
-from otpr_ros.training.online_learning import OnlineLearner
+from otpr_ros.training.online_learning import OnlineLearner, overridden_config
 from otpr_ros.training.schedule import EvaluationSchedule
 
 SLICE_SECONDS = 0.2        # s of updates before the executor has its thread back
@@ -103,13 +103,14 @@ class Learner(Node):
         span = value("max_env_steps") or SEEDS_PER_BRIDGE        # a training episode takes >= 1 step
         check_validation_seed(validation, episodes, held_out, value("training_seeds"), span)
         model_dir = value("model_dir") or str(shipped_model(value("task")))
+        executed = read_config(model_dir).agent.execute_steps      # checked before the demonstrations load
+        overridden = overridden_config(read_config(model_dir), [o for o in value("overrides") if o])
+        if overridden.agent.execute_steps != executed:   # the bridge (or robot) reads model_dir's
+            raise ValueError(f"overrides: agent.execute_steps {overridden.agent.execute_steps} is not the model's "
+                             f"{executed}: over ROS 2 the bridge or the robot executes the chunks, as "
+                             f"{model_dir}/config.yaml says; set it there")
         self.core = OnlineLearner.for_task(value("task"), model_dir, value("device"), value("overrides"),
                                            value("datasets"), value("seed"))
-        executed = read_config(model_dir).agent.execute_steps
-        if self.core.model.config.agent.execute_steps != executed:    # the bridge (or robot) reads model_dir's
-            raise ValueError(f"overrides: agent.execute_steps {self.core.model.config.agent.execute_steps} is not "
-                             f"the model's {executed}: over ROS 2 the bridge or the robot executes the chunks, as "
-                             f"{model_dir}/config.yaml says; set it there")
         self.output = Path(value("output_dir"))
         self.publish_every, self.lead, self.checkpoint_every, self.flush_every = (value(name) for name in (
             "publish_every", "max_lead_transitions", "checkpoint_every", "replay_flush_every"))

@@ -37,17 +37,24 @@ TUNABLE = {"agent": ("num_candidates", "guidance", "actor_batch", "actor_batch_m
            "diffusion": ("finetune_lr", "finetune_lr_schedule", "sampler", "ddim_steps", "eta")}
 
 
-def apply_overrides(model: Model, overrides) -> None:
-    """``section.key=value`` settings (YAML values) for fine-tuning, e.g. the paper's
-    ablations (``agent.guidance=q``, ``transport.masked=false``) or a smaller actor batch on
-    a CPU. Only settings that leave the networks' shapes alone are accepted."""
+def overridden_config(config, overrides):
+    """``config`` with ``section.key=value`` settings (YAML values) for fine-tuning, e.g. the
+    paper's ablations (``agent.guidance=q``, ``transport.masked=false``) or a smaller actor
+    batch on a CPU. Only settings that leave the networks' shapes alone are accepted; a
+    ValueError names one that is not, or a value the agent refuses."""
     from otpr_ros.core.config import with_settings
-    config = with_settings(model.config, overrides, TUNABLE, "override")
+    config = with_settings(config, overrides, TUNABLE, "override")
     try:
         check_config(config)
     except ValueError as error:
         raise ValueError(f"overrides: {error}") from None
-    model.config = model.agent.config = config
+    return config
+
+
+def apply_overrides(model: Model, overrides) -> None:
+    """``overridden_config``'s settings applied to a loaded ``model`` (its agent's rates and
+    transport cost follow)."""
+    model.config = model.agent.config = overridden_config(model.config, overrides)
     model.agent.set_learning_rates()
     relation = model.agent.relation_cost
     if relation is not None:          # the transport cost holds beta
