@@ -103,12 +103,12 @@ class Learner(Node):
         span = value("max_env_steps") or SEEDS_PER_BRIDGE        # a training episode takes >= 1 step
         check_validation_seed(validation, episodes, held_out, value("training_seeds"), span)
         model_dir = value("model_dir") or str(shipped_model(value("task")))
-        executed = read_config(model_dir).agent.execute_steps      # checked before the demonstrations load
-        overridden = overridden_config(read_config(model_dir), [o for o in value("overrides") if o])
-        if overridden.agent.execute_steps != executed:   # the bridge (or robot) reads model_dir's
-            raise ValueError(f"overrides: agent.execute_steps {overridden.agent.execute_steps} is not the model's "
-                             f"{executed}: over ROS 2 the bridge or the robot executes the chunks, as "
-                             f"{model_dir}/config.yaml says; set it there")
+        config = read_config(model_dir)                  # checked before the demonstrations load
+        executed = overridden_config(config, [o for o in value("overrides") if o]).agent.execute_steps
+        if executed != config.agent.execute_steps:       # the bridge (or robot) reads model_dir's
+            raise ValueError(f"overrides: agent.execute_steps {executed} is not the model's "
+                             f"{config.agent.execute_steps}: over ROS 2 the bridge or the robot executes the "
+                             f"chunks, as {model_dir}/config.yaml says; set it there")
         self.core = OnlineLearner.for_task(value("task"), model_dir, value("device"), value("overrides"),
                                            value("datasets"), value("seed"))
         self.output = Path(value("output_dir"))
