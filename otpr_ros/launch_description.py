@@ -20,8 +20,8 @@ def launch_description(kind: str):
     def nodes(context):
         values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS[kind]}
         share = f"{FindPackageShare('otpr_ros').perform(context)}/config"
+        plan = plan_from_arguments(kind, values)       # a bad task is refused here, by name
         configs = [f"{share}/{name}" for name in config_names(values["task"], share)]   # a later value wins
-        plan = plan_from_arguments(kind, values)
         prepare(plan)                    # the run's update key
         return [Node(package="otpr_ros", executable=node.executable, name=node.name, namespace=node.namespace,
                      output="screen", parameters=[*configs, node.parameters],

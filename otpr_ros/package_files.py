@@ -22,8 +22,9 @@ def config_names(task: str | None, directory: Path) -> list[str]:
     differences). Task None: ``nodes.yaml`` alone. FileNotFoundError when the task has neither file."""
     if task is None:
         return ["nodes.yaml"]
-    own = [name for name in (f"{task.split('_')[0]}.yaml" if "_" in task else None, f"{task}.yaml")
-           if name and (Path(directory) / name).is_file()]
+    family = task.split("_")[0]
+    candidates = ([f"{family}.yaml"] if family != task else []) + [f"{task}.yaml"]
+    own = [name for name in candidates if (Path(directory) / name).is_file()]
     if not own:
         raise FileNotFoundError(f"otpr_ros: no config for task {task!r} ({Path(directory) / f'{task}.yaml'})")
     return ["nodes.yaml", *own]
