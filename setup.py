@@ -77,6 +77,7 @@ setup(
         "otpr-pretrain = otpr_ros.tools.pretrain:main",
         "otpr-evaluate = otpr_ros.tools.evaluate:main",
         "otpr-export-onnx = otpr_ros.tools.export_onnx:main",
+        "otpr-configure-model = otpr_ros.tools.configure_model:main",
         "otpr-finetune = otpr_ros.tools.finetune:main",
         "otpr-launch = otpr_ros.tools.launch:main",
         "otpr-keygen = otpr_ros.tools.keygen:main",

@@ -155,6 +155,27 @@ def summary_mode(config) -> str:
     return f"eval_mode argmax (arg-max of H over L = {config.agent.num_candidates})"
 
 
+def evaluation_lines(task, summary, first_seed, config) -> list:
+    """A model card's lines for an evaluation ``summary`` on seeds ``first_seed``.. (None: not evaluated)."""
+    if summary is None:
+        return ["Not evaluated."]
+    low, high = summary.ci95
+    lines = []
+    if is_kitchen(task):
+        lines.append(f"{score_cell(summary).capitalize()} (in brackets: the 95 % CI), mean sub-tasks done "
+                     f"{summary.mean_return:.2f} of 4, as the paper reports Kitchen. All four targets:")
+    lines.append(f"Success {summary.successes}/{summary.episodes} = {summary.success_rate:.0%} "
+                 f"(95 % CI {low:.0%}-{high:.0%}), mean episode length {summary.mean_length:.1f} steps, "
+                 f"on seeds {first_seed}-{first_seed + summary.episodes - 1} (not used for the "
+                 f"demonstrations), {summary_mode(config)}{executed(config)}, torch backend.")
+    return lines
+
+
+def executed(config) -> str:
+    steps = config.agent.execute_steps
+    return f", the first {steps} actions of each chunk of {config.chunk} executed" if steps else ""
+
+
 def model_card(args, command, info, config, summary) -> str:
     extra = info.extra
     lines = [f"# otpr_ros model: {args.task}", "",
@@ -172,17 +193,7 @@ def model_card(args, command, info, config, summary) -> str:
                  if check else "- critic: no held-out demonstrations to measure it on")
     lines += ["",
              "## Offline evaluation", ""]
-    if summary is None:
-        lines.append("Not evaluated.")
-    else:
-        low, high = summary.ci95
-        if is_kitchen(args.task):
-            lines.append(f"{score_cell(summary).capitalize()} (in brackets: the 95 % CI), mean sub-tasks done "
-                         f"{summary.mean_return:.2f} of 4, as the paper reports Kitchen. All four targets:")
-        lines.append(f"Success {summary.successes}/{summary.episodes} = {summary.success_rate:.0%} "
-                     f"(95 % CI {low:.0%}-{high:.0%}), mean episode length {summary.mean_length:.1f} steps, "
-                     f"on seeds {args.eval_seed}-{args.eval_seed + args.eval_episodes - 1} (not used for the "
-                     f"demonstrations), {summary_mode(config)}, torch backend.")
+    lines += evaluation_lines(args.task, summary, args.eval_seed, config)
     lines += ["", "## Reproduce", "", "```", *extra.get("dataset_commands", []), command, "```", ""]
     return "\n".join(lines)
 
