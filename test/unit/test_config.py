@@ -25,6 +25,22 @@ def test_the_pretraining_config_is_each_shipped_model_s(task, obs_dim, settings)
     assert config == shipped
 
 
+@pytest.mark.parametrize("task, execute_steps", [("kitchen_complete", 0), ("kitchen_partial", 4),
+                                                 ("kitchen_mixed", 4)])
+def test_the_kitchen_pretraining_config_is_each_shipped_kitchen_model_s(task, execute_steps):
+    """config/otpr_kitchen.yaml is what each Kitchen model was trained with; partial and mixed
+    then execute 4 of each chunk of 8 (otpr-configure-model, in the Makefile and their cards)."""
+    from otpr_ros.model.directory import read_config
+    from otpr_ros.package_files import shipped_model
+    config = OTPRConfig.from_yaml(CONFIG_DIR / "otpr_kitchen.yaml", defaults={"obs_dim": 59})
+    shipped = read_config(shipped_model(task))
+    assert shipped.agent.execute_steps == execute_steps
+    if execute_steps:
+        assert "--set agent.execute_steps=4" in (shipped_model(task) / "MODEL_CARD.md").read_text()
+    config.device, config.seed, config.agent.execute_steps = shipped.device, shipped.seed, execute_steps
+    assert config == shipped
+
+
 def test_unknown_keys_are_errors(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"otpr": {"obs_dim": 3, "transport": {"lamda": 0.1}}}))
@@ -132,5 +148,6 @@ def test_a_task_without_a_shipped_model_asks_for_a_model_directory():
     from otpr_ros.package_files import shipped_model
     assert (shipped_model("lift") / "weights.pt").is_file()
     with pytest.raises(FileNotFoundError, match=r"no shipped model for task 'calvin' \(shipped: calvin_multi, "
-                                                r"can, kitchen_complete, lift, square\): give a model directory"):
+                                                r"can, kitchen_complete, kitchen_mixed, kitchen_partial, lift, "
+                                                r"square\): give a model directory"):
         shipped_model("calvin")

@@ -108,7 +108,8 @@ def test_the_replay_log_restores_the_buffer_and_the_sequence_numbers(tiny, tmp_p
     assert second.add({**transition(30), "stream": 3.0}) == "added" and second.counts.summary()["lost"] == 0
 
 
-@pytest.mark.parametrize("task", ["lift", "can", "square", "calvin_multi", "kitchen_complete"])
+@pytest.mark.parametrize("task", ["lift", "can", "square", "calvin_multi", "kitchen_complete", "kitchen_partial",
+                                  "kitchen_mixed"])
 def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
     from otpr_ros.package_files import node_parameters, shipped_model
     from otpr_ros.training.online_learning import apply_overrides
@@ -126,7 +127,9 @@ def test_each_task_yaml_s_learner_overrides_apply_to_its_shipped_model(task):
               "can": (False, "awr", "q", 8, "critic", 8, "fixed"),
               "calvin_multi": (False, "awr", "q", 8, "critic", 8, "fixed"),
               "square": (False, "awr", "compatibility", 1, "return", 8, "fixed"),
-              "kitchen_complete": (False, "awr", "compatibility", 1, "return", 8, "fixed")}[task]
+              "kitchen_complete": (False, "awr", "compatibility", 1, "return", 8, "fixed"),
+              "kitchen_partial": (False, "awr", "compatibility", 1, "return", 8, "fixed"),
+              "kitchen_mixed": (False, "awr", "compatibility", 1, "return", 8, "fixed")}[task]
     assert (model.config.transport.masked, agent.guidance, agent.acting_weights, agent.num_candidates,
             agent.advantage_source, critic.steps_per_update, critic.batch_mix) == recipe
     assert model.config.diffusion.finetune_lr == (1e-4 if task.startswith("kitchen") else 1e-5)
