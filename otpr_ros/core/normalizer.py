@@ -86,11 +86,12 @@ class MinMaxNormalizer:
             q *= np.where(q @ reference < 0.0, -1.0, 1.0)[..., None]
         return x
 
-    def bounds(self, limit: float):
-        """The raw values whose normalised values lie in [-limit, limit] (low, high); a sign-free
-        quaternion's components in [-1, 1], since either sign is the same rotation."""
+    def bounds(self, limit: float, margin: float = 0.0):
+        """The raw values whose normalised values lie in [-limit, limit] (low, high), widened to at
+        least the centre +- ``margin`` (raw units: for components the data held nearly constant);
+        a sign-free quaternion's components in [-1, 1], since either sign is the same rotation."""
         low, high = (self.unnormalize(np.full(self.dim, v)) for v in (-limit, limit))
-        low, high = np.minimum(low, high), np.maximum(low, high)
+        low, high = np.minimum(low, self._centre - margin), np.maximum(high, self._centre + margin)
         for start, _ in self.quaternions:
             low[start:start + 4], high[start:start + 4] = -1.0, 1.0
         return low, high

@@ -68,6 +68,9 @@ PARAMETERS = (
      "max_obs_age; a fast-mode simulation that waits for its learner: longer)", (0.01, 3600.0), False),
     ("max_normalised_obs", 20.0, "observations whose normalised components exceed this are refused (training data: "
      "[-1, 1])", (1.0, 1000.0), True),
+    ("min_obs_margin", 0.0, "raw units; each component's plausible range is at least the training data's centre +- "
+     "this (components the demonstrations held nearly constant, e.g. objects they never moved); 0: none",
+     (0.0, 1000.0), True),
     ("max_decision_rate", 10.0, "Hz; at most this many chunks per second", (0.1, 1000.0), False),
     ("start_enabled", True, "publish from the start; false on hardware (enable with ~/enable)", None, True),
     ("intervention_hold", 0.5, "s after a teleop_action (a person has the arm) before the server acts again",
@@ -107,7 +110,7 @@ class PolicyServer(Node):
             raise ValueError(f"joint_names: {len(self.joint_names)} names for {self.policy.model.info.act_dim} "
                              "action dimensions")
         limit = value("max_normalised_obs")       # as far outside the training data's range as is plausible
-        low, high = self.policy.model.obs_normalizer.bounds(limit)
+        low, high = self.policy.model.obs_normalizer.bounds(limit, value("min_obs_margin"))
         self.starved_after = value("starved_after")
         self.gate = ObservationGate(self.policy.obs_dim, value("max_obs_age"), low, high)
         self.enabled = bool(value("start_enabled"))
@@ -202,7 +205,8 @@ class PolicyServer(Node):
         refusal = self.gate.check(obs, stamps, receive_time)
         if refusal == "out_of_range":
             self.get_logger().warning(f"observation refused, the arm is not moved: {self.gate.out_of_range} (the "
-                                      "limits: max_normalised_obs of the training data's range)",
+                                      "limits: max_normalised_obs of the training data's range, at least its "
+                                      "centre +- min_obs_margin)",
                                       throttle_duration_sec=10.0)
         if refusal is None:
             self.last_accepted_time = receive_time

@@ -289,3 +289,31 @@ def test_a_managed_server_acts_only_while_active_and_its_watchdog_deactivates_it
             process.terminate()
         outputs = [p.communicate(timeout=30)[0] for p in (managed, broken)]
     assert "configure failed" in outputs[1], outputs[1][-2000:]
+
+
+def test_a_margin_makes_plausible_what_the_data_s_range_refuses(server, tmp_path):
+    """A state far outside the training data's range is refused (out_of_range, never acted on);
+    a server with min_obs_margin around the data's centre acts on it (Kitchen: objects the
+    demonstrations never moved)."""
+    robot, _ = server
+    far = dict(eef=(100.0, 0.0, 1.0))              # the data's eef values: about +-3; 20 times that: refused
+    before = fresh_status(robot)
+    robot.publish_state(**far)
+    assert robot.wait_for(lambda: robot.status["refused"]["out_of_range"] > before["refused"]["out_of_range"])
+    assert fresh_status(robot)["accepted"] == before["accepted"]
+    margin = start_node("otpr_ros.nodes.policy_server", DOMAIN, "/margin", f"model_dir:={make_tiny_model(tmp_path)}",
+                        "max_decision_rate:=1000.0", "min_obs_margin:=200.0")
+    node = rclpy.create_node("robot", namespace="/margin")
+    wide = Robot(node)
+    try:
+        def answered():
+            wide.publish_state(**far)
+            wide.spin(0.1)
+            return len(wide.chunks) > 0
+        assert wide.wait_for(answered, timeout=60), f"not acted on with a margin: {wide.status}"
+        assert fresh_status(wide)["refused"]["out_of_range"] == 0
+    finally:
+        node.destroy_node()
+        margin.terminate()
+        output = margin.communicate(timeout=30)[0]
+    assert margin.returncode in (0, -15), output[-2000:]

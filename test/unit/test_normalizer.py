@@ -112,3 +112,14 @@ def test_pretraining_a_square_model_keeps_its_hand_quaternion_in_one_hemisphere(
     flipped[12:16] *= -1
     assert np.allclose(normalizer.normalize(flipped), normalizer.normalize(obs))
     assert load_model(make_tiny_model(tmp_path), device="cpu").obs_normalizer.quaternions == []      # Lift
+
+
+def test_bounds_widen_to_a_margin_around_the_centre_for_near_constant_components():
+    """A component the data held nearly constant (an object the demonstrations never moved) gets
+    the centre +- margin; one the data spans keeps its normalised limit."""
+    normalizer = MinMaxNormalizer([0.0, 1.0, -2.0], [1e-4, 1.0, 2.0])        # tiny, constant, wide
+    low, high = normalizer.bounds(20.0)
+    assert np.allclose(low, [-0.00095, -19.0, -40.0]) and np.allclose(high, [0.00105, 21.0, 40.0])
+    low, high = normalizer.bounds(20.0, margin=5.0)
+    assert np.allclose(low, [0.00005 - 5.0, -19.0, -40.0]) and np.allclose(high, [0.00005 + 5.0, 21.0, 40.0])
+    assert np.allclose(normalizer.bounds(20.0, margin=0.0)[0], normalizer.bounds(20.0)[0])
