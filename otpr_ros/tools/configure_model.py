@@ -16,12 +16,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from otpr_ros.core.agent import OTPRAgent
 from otpr_ros.model.directory import ModelError, amend_card, load_model, read_config, save_model
-from otpr_ros.sim.evaluation import EvalSettings, evaluate
-from otpr_ros.tools.pretrain import evaluation_lines
+from otpr_ros.tools.pretrain import card_evaluation, evaluation_lines
 from otpr_ros.training.online_learning import overridden_config
 
 
@@ -82,10 +79,7 @@ def main(argv=None) -> int:
     output = save_model(args.output, agent, info, model.obs_normalizer, model.action_normalizer, card)
     summary = None
     if args.eval_episodes:
-        with tqdm(total=args.eval_episodes, desc=f"evaluate {info.task}", unit="ep") as bar:
-            summary, _ = evaluate(EvalSettings(info.task, str(output)),
-                                  range(args.eval_seed, args.eval_seed + args.eval_episodes),
-                                  processes=args.processes, progress=lambda r: bar.update(1))
+        summary = card_evaluation(info.task, output, args.eval_seed, args.eval_episodes, args.processes)
         amend_card(output, "\n".join(["", "## Offline evaluation with these settings", "",
                                       *evaluation_lines(info.task, summary, args.eval_seed, config), ""]))
     if not args.no_onnx:

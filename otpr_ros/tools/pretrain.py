@@ -103,10 +103,7 @@ def main(argv=None) -> int:
     output = save_model(args.output, result.agent, info, result.obs_normalizer, result.action_normalizer, card)
     summary = None
     if args.eval_episodes:
-        with tqdm(total=args.eval_episodes, desc=f"evaluate {args.task}", unit="ep") as bar:
-            summary, _ = evaluate(EvalSettings(args.task, str(output)),
-                                  range(args.eval_seed, args.eval_seed + args.eval_episodes),
-                                  progress=lambda r: bar.update(1))
+        summary = card_evaluation(args.task, output, args.eval_seed, args.eval_episodes)
         output = save_model(args.output, result.agent, info, result.obs_normalizer, result.action_normalizer,
                             model_card(args, command, info, config, summary))
     if not args.no_onnx:
@@ -153,6 +150,15 @@ def summary_mode(config) -> str:
     if config.agent.eval_mode == "single":
         return "eval_mode single (L = 1: the diffusion policy alone)"
     return f"eval_mode argmax (arg-max of H over L = {config.agent.num_candidates})"
+
+
+def card_evaluation(task, model_dir, first_seed, episodes, processes=2):
+    """The model directory evaluated on seeds ``first_seed``.. with a progress bar: the summary a
+    card's ``evaluation_lines`` describe."""
+    with tqdm(total=episodes, desc=f"evaluate {task}", unit="ep") as bar:
+        summary, _ = evaluate(EvalSettings(task, str(model_dir)), range(first_seed, first_seed + episodes),
+                              processes=processes, progress=lambda r: bar.update(1))
+    return summary
 
 
 def evaluation_lines(task, summary, first_seed, config) -> list:

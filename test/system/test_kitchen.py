@@ -130,6 +130,20 @@ def test_a_kitchen_model_acts_in_chunks_of_8_reports_its_score_and_is_exported(t
     assert (tiny_kitchen_model / "onnx" / "decision.onnx").exists()
 
 
+def test_a_configured_kitchen_model_is_scored_again_with_its_new_setting(tiny_kitchen, tmp_path):
+    from otpr_ros.model.directory import load_model
+    from otpr_ros.tools.configure_model import main as configure
+    model, _ = tiny_kitchen
+    output = tmp_path / "k2"
+    assert configure(["--model", str(model), "--output", str(output), "--set", "agent.execute_steps=2",
+                      "--eval-episodes", "1", "--eval-seed", "100000", "--processes", "1", "--no-onnx"]) == 0
+    assert load_model(output).config.agent.execute_steps == 2
+    card = (output / "MODEL_CARD.md").read_text()
+    evaluation = card.split("## Offline evaluation with these settings")[1]
+    assert "Normalised score" in evaluation and "on seeds 100000-100000" in evaluation
+    assert "the first 2 actions of each chunk of 8 executed" in evaluation
+
+
 def test_a_kitchen_model_is_fine_tuned_in_process_with_its_score_on_the_curve(tiny_kitchen, tmp_path):
     import csv
     import json
