@@ -55,9 +55,10 @@ TINY_KITCHEN_CONFIG = {"otpr": {
     "agent": {"num_candidates": 4, "actor_batch": 32, "execute_steps": 4}}}   # 4 of each chunk of 8
 
 
-def make_tiny_kitchen_model(tmp_path):
+def make_tiny_kitchen_model(tmp_path, obs_keys=None):
     """One kitchen_complete demonstration by otpr-collect-demos (real MuJoCo), and a tiny model
-    pre-trained on it by otpr-pretrain and evaluated on one episode: (model, demonstrations)."""
+    pre-trained on it by otpr-pretrain and evaluated on one episode: (model, demonstrations).
+    ``obs_keys``: ``otpr-pretrain --obs-keys`` (None: the task's own observation)."""
     from otpr_ros.tools.collect_demos import main as collect_demos
     from otpr_ros.tools.pretrain import main as pretrain_main
 
@@ -69,7 +70,8 @@ def make_tiny_kitchen_model(tmp_path):
     output = tmp_path / "kitchen_model"
     assert pretrain_main(["--task", "kitchen_complete", "--dataset", str(demos), "--output", str(output),
                           "--config", str(config), "--policy-steps", "10", "--critic-steps", "10", "--batch-size",
-                          "16", "--device", "cpu", "--eval-episodes", "1", "--logdir", str(tmp_path / "tb")]) == 0
+                          "16", "--device", "cpu", "--eval-episodes", "1", "--logdir", str(tmp_path / "tb")]
+                         + (["--obs-keys", obs_keys] if obs_keys else [])) == 0
     return output, demos
 
 

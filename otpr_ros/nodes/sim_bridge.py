@@ -69,7 +69,7 @@ from std_msgs.msg import Float32, Float32MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from otpr_ros.model.directory import read_config
+from otpr_ros.model.directory import read_config, read_info
 from otpr_ros.nodes.bus_messages import ACTION_NAMES, EPISODE_QOS, episode_message
 from otpr_ros.nodes.learner_link import LearnerLink, link_parameters
 from otpr_ros.nodes.node_main import declare_parameters, percentiles, run_node, status_topic
@@ -128,9 +128,10 @@ class SimBridge(Node):
         self.task, self.mode = value("task"), value("mode")
         if self.mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
-        config = read_config(value("model_dir") or shipped_model(self.task))
+        model_dir = value("model_dir") or shipped_model(self.task)
+        config, (info, _) = read_config(model_dir), read_info(model_dir)
         self.gamma, self.execute_steps = config.critic.gamma, config.agent.execute_steps
-        env, observe = make_environment(self.task, value("horizon") or None)
+        env, observe = make_environment(self.task, value("horizon") or None, info.obs_keys)
         self.session = BridgeSession(env, observe, self.gamma, value("first_seed"))
         self.act_dim = env.action_space.shape[0]
         self.control_period = 1.0 / env.control_hz

@@ -30,12 +30,14 @@ TRANSITION_FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "truncat
                      "episode", "source", "stream", "expert")
 
 
-def make_environment(task: str, horizon: int | None):
+def make_environment(task: str, horizon: int | None, obs_keys=None):
     """(env, observe) for a task: robomimic observations are built from the published poses,
-    exactly as the policy server builds them; CALVIN and Franka Kitchen publish their own vector."""
-    from otpr_ros.sim.tasks import is_calvin, is_kitchen, make_env
+    exactly as the policy server builds them; CALVIN and Franka Kitchen publish their own vector,
+    the one the model takes (``obs_keys``: its ``model.json``'s; None: the task's own)."""
+    from otpr_ros.sim.tasks import is_calvin, is_kitchen, make_env, sim_task
     if is_kitchen(task) or is_calvin(task):
-        return make_env(task, horizon), None
+        return make_env(task, horizon, obs_keys=obs_keys), None
+    sim_task(task).observation(obs_keys)
     from otpr_ros.sim.robomimic_env import RobomimicEnv
     env = RobomimicEnv(task, horizon=horizon)
 

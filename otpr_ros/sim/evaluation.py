@@ -58,9 +58,9 @@ def _init_worker(settings: EvalSettings):
     from otpr_ros.model.policy import ChunkPolicy
     from otpr_ros.sim.tasks import make_env
     torch.set_num_threads(1)
-    _worker["env"] = make_env(settings.task, settings.horizon, settings.chain_length)
-    _worker["policy"] = ChunkPolicy(acting_model(settings), settings.backend, settings.num_candidates,
-                                    settings.selection)
+    policy = ChunkPolicy(acting_model(settings), settings.backend, settings.num_candidates, settings.selection)
+    _worker["policy"] = policy
+    _worker["env"] = make_env(settings.task, settings.horizon, settings.chain_length, policy.model.info.obs_keys)
 
 
 def run_policy_episode(seed: int) -> dict:

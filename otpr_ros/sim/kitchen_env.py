@@ -10,8 +10,9 @@ benchmarks, defined as D4RL defines the environments of its kitchen datasets.
 
 Observation: FrankaKitchen-v1's ``observation``, 59 float32: the robot's 9 joint positions and
 9 joint velocities, then the kitchen's 21 object positions and 20 object velocities (with its
-observation noise, drawn from the reset's seed; D4RL's 60 are the 9 + 21 positions and a
-30-value goal). Action: 9 joint velocities in [-1, 1] (times 2 rad/s; the fingers too), 12.5 Hz.
+observation noise, drawn from the reset's seed). ``positions``, 30 float32: the 9 + 21
+positions alone, D4RL's observation (its 60 are these and a 30-value goal, the same in every
+episode); a model takes one or the other (its ``obs_keys``), a demonstration file keeps both. Action: 9 joint velocities in [-1, 1] (times 2 rad/s; the fingers too), 12.5 Hz.
 Reward: at each step, the number of targets completed at that step for the first time (a
 target counts once, when its joints come within 0.3 of the goal: D4RL's); the return is the
 number of targets done, 0-4; the episode terminates when all four are done and truncates at
@@ -38,7 +39,9 @@ KITCHEN_TASKS = {
 }
 HORIZON = 280
 OBS_DIM, ACTION_DIM = 59, 9
-OBS_KEYS = ("observation",)     # a demonstration file's one observation key
+OBS_KEYS = ("observation",)     # the default observation: FrankaKitchen-v1's, velocities included
+POSITIONS = np.r_[0:9, 18:39]   # D4RL's observation within it: the robot's 9 and the objects' 21 positions
+OBS_KEY_DIMS = {"observation": OBS_DIM, "positions": len(POSITIONS)}    # what a model may take, and its size
 CONTROL_HZ = 12.5               # FrankaKitchen-v1: 40 MuJoCo steps of 2 ms per action
 INSTALL_HINT = "Franka Kitchen needs gymnasium-robotics: pip install -e '.[kitchen]' (gymnasium-robotics==1.4.2)"
 
@@ -56,6 +59,18 @@ def kitchen_targets(task: str) -> tuple:
     return targets
 
 
+def observation_keys(obs_keys) -> tuple:
+    """A model's observation keys checked: ``observation`` or ``positions`` (``OBS_KEY_DIMS``)."""
+    keys = tuple(obs_keys)
+    if len(keys) != 1 or keys[0] not in OBS_KEY_DIMS:
+        raise ValueError(f"obs_keys: a Franka Kitchen model takes one of {sorted(OBS_KEY_DIMS)}, got {list(keys)}")
+    return keys
+
+
+def observation_dim(obs_keys) -> int:
+    return sum(OBS_KEY_DIMS[k] for k in observation_keys(obs_keys))
+
+
 def normalised_score(returns) -> float:
     """D4RL's normalised score of episode returns (sub-tasks done, 0-4): 100 x mean / 4."""
     returns = np.asarray(returns, dtype=np.float64)
@@ -68,7 +83,7 @@ class KitchenEnv(gym.Env):
     metadata = {"render_modes": []}
     control_hz = CONTROL_HZ
 
-    def __init__(self, task: str = "kitchen_complete", horizon: int = HORIZON):
+    def __init__(self, task: str = "kitchen_complete", horizon: int = HORIZON, obs_keys=OBS_KEYS):
         try:
             # its import prints a notice about the Adroit hand's rewards, nothing to do with the kitchen
             with contextlib.redirect_stderr(io.StringIO()):
@@ -78,11 +93,12 @@ class KitchenEnv(gym.Env):
         if horizon < 1:
             raise ValueError(f"horizon: expected >= 1, got {horizon}")
         self.task, self.targets, self.horizon = task, kitchen_targets(task), horizon
+        self.obs_keys = observation_keys(obs_keys)
         gym.register_envs(gymnasium_robotics)
         # the horizon is this wrapper's; the kitchen itself neither truncates nor drops finished targets early
         self.kitchen = gym.make("FrankaKitchen-v1", tasks_to_complete=list(self.targets),
                                 remove_task_when_completed=True, terminate_on_tasks_completed=True).unwrapped
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (observation_dim(self.obs_keys),), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         from gymnasium_robotics.envs.franka_kitchen.kitchen_env import BONUS_THRESH, OBS_ELEMENT_GOALS, \
             OBS_ELEMENT_INDICES
@@ -104,7 +120,8 @@ class KitchenEnv(gym.Env):
         super().reset(seed=seed)
         obs, _ = self.kitchen.reset(seed=seed)
         self.completed, self.achieved, self.elapsed = [], [], 0
-        self._obs = self._flat(obs)
+        self._stored = self._observations(obs)
+        self._obs = np.concatenate([self._stored[k] for k in self.obs_keys])
         return self._obs, {"success": False, "completed": ()}
 
     def step(self, action):
@@ -118,7 +135,8 @@ class KitchenEnv(gym.Env):
         qpos = self.data.qpos
         self.achieved += [t for t, (index, goal) in self._goals.items() if t not in self.achieved and
                           np.linalg.norm(qpos[index] - goal) < self._threshold]
-        self._obs = self._flat(obs)
+        self._stored = self._observations(obs)
+        self._obs = np.concatenate([self._stored[k] for k in self.obs_keys])
         success = len(self.completed) == len(self.targets)
         truncated = not success and self.elapsed >= self.horizon
         return self._obs, float(len(new)), success, truncated, {"success": success,
@@ -130,7 +148,7 @@ class KitchenEnv(gym.Env):
 
     def stored_observation(self) -> dict:
         """The observation as a demonstration file keeps it (robomimic layout: key -> values)."""
-        return {"observation": self._obs.astype(np.float64)}
+        return {key: values.astype(np.float64) for key, values in self._stored.items()}
 
     @staticmethod
     def hold_action(gripper_command: float) -> np.ndarray:
@@ -138,8 +156,9 @@ class KitchenEnv(gym.Env):
         return np.zeros(ACTION_DIM)
 
     @staticmethod
-    def _flat(obs: dict) -> np.ndarray:
-        return np.asarray(obs["observation"], dtype=np.float32)
+    def _observations(obs: dict) -> dict:
+        full = np.asarray(obs["observation"], dtype=np.float32)
+        return {"observation": full, "positions": full[POSITIONS]}
 
     def close(self):
         self.kitchen.close()

@@ -25,6 +25,16 @@ class SimTask:
     control_hz: float
     horizon: int             # control steps per episode (Franka Kitchen reports the normalised score)
     quaternions: tuple = ()  # starts of quaternions in the observation whose sign is a convention (normalizer.py)
+    other_observations: tuple = ()   # (obs_keys, obs_dim) a model may take instead (Franka Kitchen: positions)
+
+    def observation(self, obs_keys=None) -> tuple:
+        """(obs_keys, obs_dim): the task's own observation (None) or one of its others, by keys."""
+        keys = self.obs_keys if obs_keys is None else tuple(obs_keys)
+        choices = dict(((self.obs_keys, self.obs_dim),) + self.other_observations)
+        if keys not in choices:
+            raise ValueError(f"obs_keys: {self.name} observes " + " or ".join(",".join(k) for k in choices)
+                             + f", got {','.join(keys)}")
+        return keys, choices[keys]
 
 
 def _tasks() -> dict:
@@ -32,8 +42,10 @@ def _tasks() -> dict:
     tasks = {name: SimTask(name, robomimic_env.OBS_KEYS, spec.obs_dim, robomimic_env.ACTION_DIM,
                            robomimic_env.CONTROL_HZ, spec.horizon, spec.quaternions)
              for name, spec in robomimic_env.TASKS.items()}
+    positions = (("positions",), kitchen_env.OBS_KEY_DIMS["positions"])
     tasks.update({name: SimTask(name, kitchen_env.OBS_KEYS, kitchen_env.OBS_DIM, kitchen_env.ACTION_DIM,
-                                kitchen_env.CONTROL_HZ, kitchen_env.HORIZON) for name in kitchen_env.KITCHEN_TASKS})
+                                kitchen_env.CONTROL_HZ, kitchen_env.HORIZON, other_observations=(positions,))
+                  for name in kitchen_env.KITCHEN_TASKS})
     tasks.update({f"calvin_{name}": SimTask(f"calvin_{name}", calvin_env.OBS_KEYS,
                                             calvin_env.ROBOT_OBS_DIM + calvin_env.SCENE_OBS_DIM, calvin_env.ACTION_DIM,
                                             calvin_env.CONTROL_HZ, calvin_env.HORIZON)
@@ -75,16 +87,18 @@ def calvin_env_kwargs(name: str) -> dict:
     return {"tasks": [name.removeprefix("calvin_")]}
 
 
-def make_env(name: str, horizon: int | None = None, chain_length: int = 1):
+def make_env(name: str, horizon: int | None = None, chain_length: int = 1, obs_keys=None):
     """A fresh environment of the task (``horizon``: None for the task's own, per instruction of a
     chain). ``chain_length``: ``calvin_multi`` episodes of that many instructions in a row
-    (CALVIN's long-horizon evaluation: five)."""
+    (CALVIN's long-horizon evaluation: five). ``obs_keys``: the observation the model takes (None:
+    the task's own; ``SimTask.observation``)."""
     task = sim_task(name)
+    obs_keys, _ = task.observation(obs_keys)
     if chain_length != 1 and name != CALVIN_MULTI:
         raise ValueError(f"chain_length {chain_length}: only {CALVIN_MULTI} draws chains of instructions, not {name}")
     if is_kitchen(task.name):
         from otpr_ros.sim.kitchen_env import KitchenEnv
-        return KitchenEnv(name, horizon=horizon or task.horizon)
+        return KitchenEnv(name, horizon=horizon or task.horizon, obs_keys=obs_keys)
     if is_calvin(task.name):
         from otpr_ros.sim.calvin_env import CalvinEnv
         kwargs = calvin_env_kwargs(name)

@@ -172,7 +172,7 @@ def run(argv=None) -> int:
     writer = SummaryWriter(str(output / "tensorboard"))
     model = learner.model
     config = model.config
-    env, observe = make_environment(args.task, None)
+    env, observe = make_environment(args.task, None, model.info.obs_keys)
     session = BridgeSession(env, observe, config.critic.gamma, args.train_seed)
     policy = ChunkPolicy(model, "torch", "train", "sample", seed=args.seed)
     run = OnlineRun(learner, utd, args.warmup, writer, args.env_steps)

@@ -40,6 +40,9 @@ def parse_args(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a setting over the configuration, e.g. diffusion.pretrain_lr=1e-4 (kept in the "
                              "model's config.yaml and in its card's command)")
+    parser.add_argument("--obs-keys", help="the observation the model takes, as keys of the demonstration file "
+                        "(default the task's own; Franka Kitchen: positions, D4RL's observation without "
+                        "velocities; docs/kitchen.md)")
     parser.add_argument("--policy-steps", type=int, default=6000)
     parser.add_argument("--critic-steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -61,7 +64,8 @@ def main(argv=None) -> int:
     task = sim_task(args.task)
     config_path = Path(args.config) if args.config else pretraining_config(args.task)
     try:
-        config = with_settings(OTPRConfig.from_yaml(config_path, defaults={"obs_dim": task.obs_dim}), args.set,
+        obs_keys, obs_dim = task.observation(args.obs_keys.split(",") if args.obs_keys else None)
+        config = with_settings(OTPRConfig.from_yaml(config_path, defaults={"obs_dim": obs_dim}), args.set,
                                where="--set")
     except ValueError as error:
         print(f"otpr-pretrain: {error}", file=sys.stderr)
@@ -72,7 +76,7 @@ def main(argv=None) -> int:
               f"{task.act_dim}", file=sys.stderr)
         return 2
     try:
-        dataset = RobomimicDataset(args.dataset, task.obs_keys, act_dim=config.act_dim, split="train")
+        dataset = RobomimicDataset(args.dataset, obs_keys, act_dim=config.act_dim, split="train")
     except (ValueError, OSError) as error:
         print(f"otpr-pretrain: {error} (demonstrations: otpr-collect-demos --task {args.task} ... --output <file>)",
               file=sys.stderr)
@@ -88,11 +92,11 @@ def main(argv=None) -> int:
         result = pretrain(dataset, config, args.policy_steps, args.critic_steps, args.batch_size,
                           log=writer.add_scalar, progress=bar.update, quaternions=task.quaternions)
     writer.close()
-    critic_check = critic_diagnostic(args.dataset, task.obs_keys, config, result)
+    critic_check = critic_diagnostic(args.dataset, obs_keys, config, result)
     if critic_check:
         print(f"otpr-pretrain: critic on {critic_check['episodes']} held-out demonstrations: "
               f"{describe_critic(critic_check)}")
-    info = ModelInfo(task=args.task, obs_keys=list(task.obs_keys), obs_dim=config.obs_dim, act_dim=config.act_dim,
+    info = ModelInfo(task=args.task, obs_keys=list(obs_keys), obs_dim=config.obs_dim, act_dim=config.act_dim,
                      chunk=config.chunk, action_low=[-1.0] * config.act_dim, action_high=[1.0] * config.act_dim,
                      control_hz=task.control_hz,
                      extra={"datasets": [str(p) for p in args.dataset], "demos": len(dataset.demos),

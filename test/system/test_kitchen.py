@@ -29,6 +29,23 @@ def test_a_reset_gives_the_kitchens_state_and_a_seed_only_its_observation_noise(
     assert 0 < np.abs(first - other).max() < 0.01         # the same scene, other noise
 
 
+def test_positions_are_d4rls_observation_within_the_full_one_and_a_file_keeps_both():
+    full, positions = KitchenEnv("kitchen_mixed"), KitchenEnv("kitchen_mixed", obs_keys=("positions",))
+    first, _ = full.reset(seed=3)
+    obs, _ = positions.reset(seed=3)
+    assert obs.shape == positions.observation_space.shape == (30,)
+    np.testing.assert_array_equal(obs, np.concatenate([first[:9], first[18:39]]))    # robot's 9, objects' 21
+    np.testing.assert_allclose(obs[:9], positions.data.qpos[:9], atol=0.01)         # positions (with the noise)
+    step, *_ = positions.step(np.full(9, 0.5))
+    stored = positions.stored_observation()
+    assert stored["positions"].shape == (30,) and stored["observation"].shape == (59,)
+    np.testing.assert_array_equal(stored["positions"], step)
+    with pytest.raises(ValueError, match="one of \\['observation', 'positions'\\], got \\['qvel'\\]"):
+        KitchenEnv("kitchen_mixed", obs_keys=("qvel",))
+    full.close()
+    positions.close()
+
+
 def test_a_target_counts_once_and_all_four_end_the_episode(complete):
     """Each target's joints set to D4RL's goal: reward 1 at that step only; the fourth ends it."""
     complete.reset(seed=0)
@@ -128,6 +145,37 @@ def test_a_kitchen_model_acts_in_chunks_of_8_reports_its_score_and_is_exported(t
     card = (tiny_kitchen_model / "MODEL_CARD.md").read_text()
     assert "Normalised score" in card and "as the paper reports Kitchen" in card
     assert (tiny_kitchen_model / "onnx" / "decision.onnx").exists()
+
+
+def test_a_model_of_d4rls_positions_is_trained_scored_and_fine_tuned_on_them(tiny_kitchen, tmp_path):
+    """--obs-keys positions: the model takes 30 values, and its evaluation and fine-tuning make the
+    kitchen give it those (a 59-value observation would be refused by shape)."""
+    import json
+
+    from otpr_ros.model.directory import load_model
+    from otpr_ros.sim.bridge_session import make_environment
+    from otpr_ros.tools.finetune import main as finetune
+    from otpr_ros.tools.pretrain import main as pretrain_main
+    model, demos = tiny_kitchen
+    output = tmp_path / "positions_model"
+    assert pretrain_main(["--task", "kitchen_complete", "--dataset", str(demos), "--output", str(output),
+                          "--config", str(demos.parent / "tiny_kitchen.yaml"), "--obs-keys", "positions", "--policy-steps", "10",
+                          "--critic-steps", "10", "--batch-size", "16", "--device", "cpu", "--eval-episodes", "1",
+                          "--logdir", str(tmp_path / "tb"), "--no-onnx"]) == 0
+    info = load_model(output).info
+    assert (info.obs_keys, info.obs_dim) == (["positions"], 30)
+    assert "`positions` (30 dims)" in (output / "MODEL_CARD.md").read_text()
+    assert "Normalised score" in (output / "MODEL_CARD.md").read_text()        # scored on a 30-value kitchen
+    env, _ = make_environment("kitchen_complete", None, info.obs_keys)
+    assert env.reset(seed=0)[0].shape == (30,)
+    env.close()
+    run = tmp_path / "run"
+    assert finetune(["--task", "kitchen_complete", "--model", str(output), "--output", str(run), "--env-steps", "40",
+                     "--eval-every", "40", "--eval-episodes", "1", "--warmup", "8", "--device", "cpu",
+                     "--set", "agent.actor_batch=16", "--processes", "1"]) == 0
+    assert json.loads((run / "summary.json").read_text())["task"] == "kitchen_complete"
+    assert pretrain_main(["--task", "kitchen_complete", "--dataset", str(demos), "--output", str(tmp_path / "x"),
+                          "--obs-keys", "qvel", "--policy-steps", "1", "--critic-steps", "1"]) == 2
 
 
 def test_a_configured_kitchen_model_is_scored_again_with_its_new_setting(tiny_kitchen, tmp_path):

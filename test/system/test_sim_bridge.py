@@ -280,17 +280,18 @@ def closed_loop_of_vector_task(model, task: str, namespace: str, episodes: int, 
     return seen["episode"], transitions, seen["chunk"]
 
 
-def test_closed_loop_kitchen(tmp_path):
-    """Franka Kitchen over the bus: the bridge publishes the kitchen's 59-value observation, the
-    server (observation_source observation, config/kitchen.yaml) answers with chunks of
-    8 x 9 joint velocities, the bridge executes the model's agent.execute_steps (4) of each, and
-    its transitions carry the whole chunks."""
+@pytest.mark.parametrize("obs_keys, obs_dim", [(None, 59), ("positions", 30)])
+def test_closed_loop_kitchen(tmp_path, obs_keys, obs_dim):
+    """Franka Kitchen over the bus: the bridge publishes the observation the model takes (the
+    kitchen's 59 values, or D4RL's 30 positions), the server (observation_source observation,
+    config/kitchen.yaml) answers with chunks of 8 x 9 joint velocities, the bridge executes the
+    model's agent.execute_steps (4) of each, and its transitions carry the whole chunks."""
     pytest.importorskip("gymnasium_robotics", reason="the kitchen extra is not installed")
     from model_fixtures import make_tiny_kitchen_model
-    model, _ = make_tiny_kitchen_model(tmp_path)
+    model, _ = make_tiny_kitchen_model(tmp_path, obs_keys)
     episodes, horizon = 2, 40
     seen, transitions, chunks = closed_loop_of_vector_task(model, "kitchen_complete", "/kitchen", episodes, horizon,
-                                                           obs_dim=59, action_size=72)
+                                                           obs_dim=obs_dim, action_size=72)
     assert [e["length"] for e in seen] == [horizon] * episodes
     for e in seen:
         mine = [t for t in transitions if t["episode"] == e["episode"]]
