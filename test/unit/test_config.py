@@ -25,11 +25,11 @@ def test_the_pretraining_config_is_each_shipped_model_s(task, obs_dim, settings)
     assert config == shipped
 
 
-@pytest.mark.parametrize("task, execute_steps", [("kitchen_complete", 0), ("kitchen_partial", 4),
+@pytest.mark.parametrize("task, execute_steps", [("kitchen_complete", 4), ("kitchen_partial", 4),
                                                  ("kitchen_mixed", 4)])
 def test_the_kitchen_pretraining_config_is_each_shipped_kitchen_model_s(task, execute_steps):
-    """config/otpr_kitchen.yaml is what each Kitchen model was trained with; partial and mixed
-    then execute 4 of each chunk of 8 (otpr-configure-model, in the Makefile and their cards)."""
+    """config/otpr_kitchen.yaml is what each Kitchen model was trained with; each then executes 4
+    of each chunk of 8 (otpr-configure-model, in the Makefile and their cards)."""
     from otpr_ros.model.directory import read_config
     from otpr_ros.package_files import shipped_model
     config = OTPRConfig.from_yaml(CONFIG_DIR / "otpr_kitchen.yaml", defaults={"obs_dim": 59})
