@@ -12,7 +12,8 @@ Observation: FrankaKitchen-v1's ``observation``, 59 float32: the robot's 9 joint
 9 joint velocities, then the kitchen's 21 object positions and 20 object velocities (with its
 observation noise, drawn from the reset's seed). ``positions``, 30 float32: the 9 + 21
 positions alone, D4RL's observation (its 60 are these and a 30-value goal, the same in every
-episode); a model takes one or the other (its ``obs_keys``), a demonstration file keeps both. Action: 9 joint velocities in [-1, 1] (times 2 rad/s; the fingers too), 12.5 Hz.
+episode); a model takes one or the other (its ``obs_keys``), a demonstration file keeps both.
+Action: 9 joint velocities in [-1, 1] (times 2 rad/s; the fingers too), 12.5 Hz.
 Reward: at each step, the number of targets completed at that step for the first time (a
 target counts once, when its joints come within 0.3 of the goal: D4RL's); the return is the
 number of targets done, 0-4; the episode terminates when all four are done and truncates at

@@ -159,9 +159,9 @@ def test_a_model_of_d4rls_positions_is_trained_scored_and_fine_tuned_on_them(tin
     model, demos = tiny_kitchen
     output = tmp_path / "positions_model"
     assert pretrain_main(["--task", "kitchen_complete", "--dataset", str(demos), "--output", str(output),
-                          "--config", str(demos.parent / "tiny_kitchen.yaml"), "--obs-keys", "positions", "--policy-steps", "10",
-                          "--critic-steps", "10", "--batch-size", "16", "--device", "cpu", "--eval-episodes", "1",
-                          "--logdir", str(tmp_path / "tb"), "--no-onnx"]) == 0
+                          "--config", str(demos.parent / "tiny_kitchen.yaml"), "--obs-keys", "positions",
+                          "--policy-steps", "10", "--critic-steps", "10", "--batch-size", "16", "--device", "cpu",
+                          "--eval-episodes", "1", "--logdir", str(tmp_path / "tb"), "--no-onnx"]) == 0
     info = load_model(output).info
     assert (info.obs_keys, info.obs_dim) == (["positions"], 30)
     assert "`positions` (30 dims)" in (output / "MODEL_CARD.md").read_text()

@@ -22,7 +22,8 @@ def test_every_task_says_its_observation_action_and_horizon():
     assert (kitchen.obs_keys, kitchen.obs_dim, kitchen.act_dim, kitchen.control_hz, kitchen.horizon) == \
         (("observation",), 59, 9, 12.5, 280)
     # a Kitchen model may take D4RL's observation instead (positions, no velocities); others only their own
-    assert kitchen.observation() == (("observation",), 59) and kitchen.observation(["positions"]) == (("positions",), 30)
+    assert kitchen.observation() == (("observation",), 59)
+    assert kitchen.observation(["positions"]) == (("positions",), 30)
     with pytest.raises(ValueError, match="kitchen_mixed observes observation or positions, got velocities"):
         kitchen.observation(["velocities"])
     with pytest.raises(ValueError, match="can observes robot0_eef_pos,"):
