@@ -51,9 +51,10 @@ class Observer:
         self.node = node
         self.episodes, self.transitions, self.chunks, self.status = [], [], [], {}
         deep = QoSProfile(depth=10000, reliability=ReliabilityPolicy.RELIABLE)
-        node.create_subscription(String, "episode", lambda m: self.episodes.append(json.loads(m.data)), deep)
-        # as the learner takes them (transient local): transitions published before this reader
-        # was matched to the bridge's writer (a loaded machine) come too
+        # episodes and transitions transient local, as the learner takes them: those published
+        # before this reader was matched to the bridge's writer (a loaded machine) come too
+        node.create_subscription(String, "episode", lambda m: self.episodes.append(json.loads(m.data)),
+                                 EPISODE_QOS)
         node.create_subscription(Float32MultiArray, "transition", self.transitions.append, TRANSITION_QOS)
         node.create_subscription(JointTrajectory, "action_chunk", self.chunks.append, deep)
         node.create_subscription(String, "sim_bridge/status", lambda m: self.status.update(json.loads(m.data)), 10)
