@@ -9,6 +9,7 @@ without hearing each other's nodes. A slot is a lock file held while the suite r
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -65,12 +66,28 @@ def start_node(module: str, domain: int, namespace: str, *parameters: str, task:
 def stopped(process, timeout: float = 30.0) -> str:
     """The output of a node process after its stop: SIGTERM, then SIGKILL (exit -9, which no
     test accepts) when it has not ended within ``timeout`` s."""
-    process.terminate()
-    try:
-        return process.communicate(timeout=timeout)[0]
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.communicate()[0] + f"\n(killed: not stopped {timeout:g} s after SIGTERM)"
+    return stopped_all([process], timeout)[0]
+
+
+def stopped_all(processes, timeout: float = 30.0) -> list[str]:
+    """``stopped`` for several node processes, all sent SIGTERM first (the order of a launch's
+    stop). One still running ``timeout`` s later is asked for its threads' stacks (SIGUSR1:
+    ``node_main``'s faulthandler), which end its output, then killed."""
+    for process in processes:
+        process.terminate()
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=timeout)[0])
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGUSR1)
+            try:
+                output = process.communicate(timeout=5)[0]
+            except subprocess.TimeoutExpired:
+                process.kill()
+                output = process.communicate()[0]
+            outputs.append(f"{output}\n(killed: not stopped {timeout:g} s after SIGTERM; its stacks above)")
+    return outputs
 
 
 class PrivateNode:

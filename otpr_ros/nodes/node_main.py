@@ -3,11 +3,19 @@
 Exit codes: 0 after Ctrl-C / SIGTERM or when the node says it is finished, 2 when the node
 cannot start (bad parameters or model: the message names the problem).
 
-A node with a ``stop()`` method (the bridge: transitions still on their way to the learner)
-is asked to stop on the first Ctrl-C / SIGTERM and ends when its ``finished`` Future is
-done; a second signal stops it at once. Other nodes stop on the first signal.
+Stopping is the main thread's own work: rclpy's signal handlers are not installed (they shut
+the context down from a thread of their own while a callback may still be running), the
+signals are noted and the spin loop, which wakes at least every ``SPIN_PERIOD`` s, leaves;
+then the node is destroyed and rclpy shut down, in that order, in the main thread. A node with
+a ``stop()`` method (the bridge: transitions still on their way to the learner) is asked to stop
+on the first Ctrl-C / SIGTERM and ends when its ``finished`` Future is done; a second signal
+stops it at once. Other nodes stop on the first signal.
+
+``kill -USR1 <pid>`` prints every thread's stack to stderr (the process goes on): where a node
+that does not stop is stuck.
 """
 
+import faulthandler
 import json
 import signal
 import sys
@@ -16,46 +24,55 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import String
 
+SPIN_PERIOD = 0.1       # s: the longest the spin loop waits before it looks at the stop signals
+
 
 def run_node(name: str, make_node, args=None, startup_errors=(ValueError,), stops_gracefully=False) -> int:
-    """``stops_gracefully``: the node has ``stop()`` and ``finished`` (rclpy's own signal
-    handlers would shut the context down before it could finish)."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO if stops_gracefully else None)
+    """``stops_gracefully``: the node has ``stop()`` and ``finished``, and the first signal
+    asks it to stop instead of stopping it."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    signals, nodes = [], []
+
+    def on_signal(number, frame):
+        signals.append(number)
+        if stops_gracefully and len(signals) == 1 and nodes:
+            nodes[0].stop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, on_signal)
     try:
         node = make_node()
     except startup_errors as error:
         print(f"{name}: {error}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    if stops_gracefully:
-        signals = []
+    nodes.append(node)
+    if signals and stops_gracefully:            # a signal while it started: ask it now
+        node.stop()
+    finished = getattr(node, "finished", None)            # a Future set when the node's work is done
+    # a node with callbacks that must run beside long ones (the learner's updates) says so
+    threads = getattr(node, "executor_threads", 1)
+    executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+    executor.add_node(node)
 
-        def on_signal(number, frame):
-            signals.append(number)
-            if len(signals) > 1:
-                raise KeyboardInterrupt
-            node.stop()
-        for number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(number, on_signal)
+    def running() -> bool:
+        if finished is not None and finished.done():
+            return False
+        return rclpy.ok() and len(signals) < (2 if stops_gracefully else 1)
     try:
-        finished = getattr(node, "finished", None)        # a Future set when the node's work is done
-        # a node with callbacks that must run beside long ones (the learner's updates) says so
-        threads = getattr(node, "executor_threads", 1)
-        executor = rclpy.executors.MultiThreadedExecutor(num_threads=threads) if threads > 1 else None
-        if finished is None:
-            rclpy.spin(node, executor=executor)
-        else:
-            rclpy.spin_until_future_complete(node, finished, executor=executor)
+        while running():
+            executor.spin_once(timeout_sec=SPIN_PERIOD)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RCLError:
         if rclpy.ok():                  # not a shutdown racing the executor: a real failure
             raise
     finally:
+        executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import time
 
 import numpy as np
@@ -17,7 +18,7 @@ from std_srvs.srv import SetBool  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from model_fixtures import make_tiny_model  # noqa: E402
-from ros_fixtures import Lifecycle, domain, start_node  # noqa: E402
+from ros_fixtures import Lifecycle, domain, start_node, stopped  # noqa: E402
 
 DOMAIN = domain(61)
 
@@ -34,9 +35,8 @@ def server(tmp_path_factory):
     yield robot, process
     node.destroy_node()
     rclpy.shutdown()
-    process.terminate()
-    output = process.communicate(timeout=20)[0]
-    assert process.returncode in (0, -15), output
+    output = stopped(process)
+    assert process.returncode == 0, output[-3000:]
 
 
 class Robot:
@@ -317,3 +317,26 @@ def test_a_margin_makes_plausible_what_the_data_s_range_refuses(server, tmp_path
         margin.terminate()
         output = margin.communicate(timeout=30)[0]
     assert margin.returncode in (0, -15), output[-2000:]
+
+
+def test_a_server_acting_on_a_stream_of_states_stops_at_once_and_shows_its_stacks_on_request(server, tmp_path):
+    """SIGUSR1 prints every thread's stack and the server goes on serving; SIGTERM while states
+    keep arriving ends it, exit 0 (a CI run once saw a server still running 30 s after SIGTERM,
+    where rclpy's own handler shut the context down from its thread during a decision)."""
+    process = start_node("otpr_ros.nodes.policy_server", DOMAIN, "/stopping", f"model_dir:={make_tiny_model(tmp_path)}",
+                         "max_decision_rate:=1000.0")
+    robot = Robot(rclpy.create_node("robot", namespace="/stopping"))
+    try:
+        assert answered_again(robot, timeout=60), "the server never acted"
+        process.send_signal(signal.SIGUSR1)
+        assert answered_again(robot), "the server stopped serving after SIGUSR1"
+        for _ in range(5):                          # states in flight while it stops
+            robot.publish_state()
+            robot.spin(0.02)
+        output = stopped(process)                   # SIGKILL (exit -9) after 30 s
+    finally:
+        robot.node.destroy_node()
+        if process.poll() is None:
+            stopped(process)
+    assert process.returncode == 0, output[-3000:]
+    assert "most recent call first" in output and "node_main.py" in output, output[-3000:]   # the stacks

@@ -19,7 +19,8 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from otpr_ros.nodes.bus_messages import (TRANSITION_QOS, refused_as_running, still_running,  # noqa: E402
                                          transition_fields)
-from ros_fixtures import Lifecycle, PrivateNode, call_service, domain, start_node, stopped  # noqa: E402
+from ros_fixtures import (Lifecycle, PrivateNode, call_service, domain, start_node, stopped,  # noqa: E402
+                          stopped_all)
 
 DOMAIN = domain(74)
 NAMESPACE = "/arm"
@@ -55,11 +56,8 @@ def robot():
         observer.node.create_subscription(String, topic, lambda m, t=topic: seen[t].append(json.loads(m.data)), 10)
     yield observer, seen, nodes
     observer.close()
-    for process in nodes:
-        process.terminate()
-    for process in nodes:
-        output = process.communicate(timeout=30)[0]
-        assert process.returncode in (0, -15), output[-3000:]
+    for process, output in zip(nodes, stopped_all(nodes)):
+        assert process.returncode == 0, output[-3000:]
 
 
 def test_before_an_operator_starts_an_episode_nothing_acts(robot):
@@ -143,10 +141,8 @@ def test_an_intervention_reaches_the_learner_as_expert_chunks_and_the_server_hol
         observer.spin(1.5)                      # the last status
     finally:
         observer.close()
-        for process in nodes:
-            process.terminate()
-        outputs = [process.communicate(timeout=30)[0] for process in nodes]
-    assert all(p.returncode in (0, -15) for p in nodes), [o[-2000:] for o in outputs]
+        outputs = stopped_all(nodes)
+    assert all(p.returncode == 0 for p in nodes), [o[-2000:] for o in outputs]
     recorded = [transition_fields(m, obs_dim=19, action_size=28) for m in seen["transition"]]
     commands = [np.array(m.points[0].positions) for m in seen["teleop_action"]]
     stamp = lambda m: m.header.stamp.sec + m.header.stamp.nanosec * 1e-9  # noqa: E731
