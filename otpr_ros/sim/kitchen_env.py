@@ -121,8 +121,7 @@ class KitchenEnv(gym.Env):
         super().reset(seed=seed)
         obs, _ = self.kitchen.reset(seed=seed)
         self.completed, self.achieved, self.elapsed = [], [], 0
-        self._stored = self._observations(obs)
-        self._obs = np.concatenate([self._stored[k] for k in self.obs_keys])
+        self._observe(obs)
         return self._obs, {"success": False, "completed": ()}
 
     def step(self, action):
@@ -136,8 +135,7 @@ class KitchenEnv(gym.Env):
         qpos = self.data.qpos
         self.achieved += [t for t, (index, goal) in self._goals.items() if t not in self.achieved and
                           np.linalg.norm(qpos[index] - goal) < self._threshold]
-        self._stored = self._observations(obs)
-        self._obs = np.concatenate([self._stored[k] for k in self.obs_keys])
+        self._observe(obs)
         success = len(self.completed) == len(self.targets)
         truncated = not success and self.elapsed >= self.horizon
         return self._obs, float(len(new)), success, truncated, {"success": success,
@@ -156,10 +154,11 @@ class KitchenEnv(gym.Env):
         """Holding still: every joint's velocity (the fingers' too) zero."""
         return np.zeros(ACTION_DIM)
 
-    @staticmethod
-    def _observations(obs: dict) -> dict:
+    def _observe(self, obs: dict) -> None:
+        """Keep FrankaKitchen-v1's observation as the file stores it and as the model takes it."""
         full = np.asarray(obs["observation"], dtype=np.float32)
-        return {"observation": full, "positions": full[POSITIONS]}
+        self._stored = {"observation": full, "positions": full[POSITIONS]}
+        self._obs = np.concatenate([self._stored[k] for k in self.obs_keys])
 
     def close(self):
         self.kitchen.close()
