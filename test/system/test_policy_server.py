@@ -321,8 +321,8 @@ def test_a_margin_makes_plausible_what_the_data_s_range_refuses(server, tmp_path
 
 def test_a_server_acting_on_a_stream_of_states_stops_at_once_and_shows_its_stacks_on_request(server, tmp_path):
     """SIGUSR1 prints every thread's stack and the server goes on serving; SIGTERM while states
-    keep arriving ends it, exit 0 (a CI run once saw a server still running 30 s after SIGTERM,
-    where rclpy's own handler shut the context down from its thread during a decision)."""
+    keep arriving ends it, exit 0 (a CI run once saw a server still running 30 s after SIGTERM
+    with rclpy's own handlers; where it was stuck is not known)."""
     process = start_node("otpr_ros.nodes.policy_server", DOMAIN, "/stopping", f"model_dir:={make_tiny_model(tmp_path)}",
                          "max_decision_rate:=1000.0")
     robot = Robot(rclpy.create_node("robot", namespace="/stopping"))
