@@ -125,9 +125,11 @@ def test_a_killed_learner_resumes_and_loses_nothing(system):
         # acting goes on without the learner, on the last model it published
         executed = watcher.bridge.get("chunks_executed", 0)
         assert watcher.wait_for(lambda: watcher.bridge.get("chunks_executed", 0) > executed + 2, 30), watcher.bridge
-        # read after spinning: an update the learner sent just before it died can reach the
-        # server before the watcher has taken it (seen once: served 11, watcher's newest 10)
-        assert watcher.server["model_version"] <= max(watcher.versions), "only what the learner published"
+        # the learner writes each version before it publishes it; the watcher's own record can
+        # miss the last ones: a killed writer cannot resend what the watcher's reader lost (seen
+        # in CI: served 9, the watcher's newest 7; once: served 11, the watcher's newest 10)
+        written = max(int(p.name[1:]) for p in (runs / "policy").glob("v*") if p.name[1:].isdigit())
+        assert watcher.server["model_version"] <= written, "only what the learner wrote and published"
         watcher.learner.clear()
         started = time.monotonic()
         processes["learner"] = start_learner(model_dir, runs)
