@@ -21,6 +21,7 @@ from std_msgs.msg import Float32MultiArray, String  # noqa: E402
 from model_fixtures import make_tiny_model  # noqa: E402
 from otpr_ros.nodes.bus_messages import (LATCHED, TRANSITION_QOS, learner_progress_fields,  # noqa: E402
                                          policy_update_fields, transition_fields)
+from otpr_ros.training.learner_store import PolicySnapshots  # noqa: E402
 from ros_fixtures import PrivateNode, domain, start_node, stopped  # noqa: E402
 
 DOMAIN = domain(69)
@@ -128,7 +129,7 @@ def test_a_killed_learner_resumes_and_loses_nothing(system):
         # the learner writes each version before it publishes it; the watcher's own record can
         # miss the last ones: a killed writer cannot resend what the watcher's reader lost (seen
         # in CI: served 9, the watcher's newest 7; once: served 11, the watcher's newest 10)
-        written = max(int(p.name[1:]) for p in (runs / "policy").glob("v*") if p.name[1:].isdigit())
+        written = PolicySnapshots(runs / "policy").resume(0)        # the newest version on disk
         assert watcher.server["model_version"] <= written, "only what the learner wrote and published"
         watcher.learner.clear()
         started = time.monotonic()
