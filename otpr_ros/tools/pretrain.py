@@ -8,6 +8,11 @@ The configuration is config/otpr.yaml (Franka Kitchen: config/otpr_kitchen.yaml;
 --config is given; --set changes single settings over it (diffusion.pretrain_lr=1e-4). TensorBoard scalars go to
 --logdir (default runs/pretrain_<task>). With --eval-episodes, the model is evaluated on
 seeds --eval-seed.. (keep them apart from the demonstrations' seeds) and the card says so.
+
+--init MODEL goes on from a model directory: its policy (weights and EMA weights), normalisers,
+observation keys and configuration (config.yaml, with --set over it) are the start, the policy
+steps are added to its own, and the critic and potentials are trained afresh (more policy steps
+for a shipped model: otpr-pretrain --task kitchen_complete --init models/kitchen_complete ...).
 """
 
 import argparse
@@ -22,7 +27,7 @@ from tqdm import tqdm
 from otpr_ros.core.config import OTPRConfig, with_settings
 from otpr_ros.core.critic import CONVERGED_ERROR, value_error
 from otpr_ros.data.robomimic_hdf5 import RobomimicDataset
-from otpr_ros.model.directory import ModelInfo, save_model
+from otpr_ros.model.directory import ModelError, ModelInfo, load_model, save_model
 from otpr_ros.package_files import pretraining_config
 from otpr_ros.sim.evaluation import EvalSettings, evaluate, score_cell
 from otpr_ros.sim.tasks import SIM_TASKS, is_kitchen, sim_task
@@ -52,9 +57,14 @@ def parse_args(argv=None):
     parser.add_argument("--eval-episodes", type=int, default=0)
     parser.add_argument("--eval-seed", type=int, default=100_000)
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
+    parser.add_argument("--init", metavar="MODEL", help="a model directory of the same task to go on from: its "
+                        "policy, normalisers, observation keys and config.yaml (not with --config or --obs-keys)")
     args = parser.parse_args(argv)
     if min(args.policy_steps, args.critic_steps, args.eval_episodes) < 0 or args.batch_size < 1:
         parser.error("step and episode counts must be >= 0, --batch-size >= 1")
+    if args.init and (args.config or args.obs_keys):
+        parser.error("--init takes the model's own config.yaml and observation keys: leave out --config and "
+                     "--obs-keys")
     return args
 
 
@@ -63,8 +73,20 @@ def main(argv=None) -> int:
     command = "otpr-pretrain " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     task = sim_task(args.task)
     config_path = Path(args.config) if args.config else pretraining_config(args.task)
+    init = None
+    if args.init:
+        try:
+            init = load_model(args.init, device=args.device)
+        except ModelError as error:
+            print(f"otpr-pretrain: --init: {error}", file=sys.stderr)
+            return 2
+        if init.info.task != args.task:
+            print(f"otpr-pretrain: --init {args.init} is a {init.info.task} model, not {args.task}", file=sys.stderr)
+            return 2
+        config_path = Path(args.init) / "config.yaml"
     try:
-        obs_keys, obs_dim = task.observation(args.obs_keys.split(",") if args.obs_keys else None)
+        obs_keys, obs_dim = task.observation(init.info.obs_keys if init else
+                                             args.obs_keys.split(",") if args.obs_keys else None)
         config = with_settings(OTPRConfig.from_yaml(config_path, defaults={"obs_dim": obs_dim}), args.set,
                                where="--set")
     except ValueError as error:
@@ -90,7 +112,7 @@ def main(argv=None) -> int:
     total = args.policy_steps + args.critic_steps + config.transport.warmup_steps
     with tqdm(total=total, desc=f"pretrain {args.task}", unit="step") as bar:
         result = pretrain(dataset, config, args.policy_steps, args.critic_steps, args.batch_size,
-                          log=writer.add_scalar, progress=bar.update, quaternions=task.quaternions)
+                          log=writer.add_scalar, progress=bar.update, quaternions=task.quaternions, init=init)
     writer.close()
     critic_check = critic_diagnostic(args.dataset, obs_keys, config, result)
     if critic_check:
@@ -102,6 +124,8 @@ def main(argv=None) -> int:
                      extra={"datasets": [str(p) for p in args.dataset], "demos": len(dataset.demos),
                             "dataset_commands": dataset_commands(dataset),
                             "seed": args.seed, "torch": torch.__version__, **result.stats,
+                            "init": init and {"model": str(args.init), "weights_sha256": init.weights_sha256,
+                                              "policy_steps": init.info.extra.get("policy_steps")},
                             "critic_diagnostic": critic_check})
     card = model_card(args, command, info, config, None)
     output = save_model(args.output, result.agent, info, result.obs_normalizer, result.action_normalizer, card)
@@ -198,6 +222,11 @@ def model_card(args, command, info, config, summary) -> str:
              f"- steps: {extra['policy_steps']} policy (noise matching), {extra['critic_steps']} critic (IQL), "
              f"{extra['dual_steps']} dual (potentials)",
              f"- seed {extra['seed']}, torch {extra['torch']}"]
+    start = extra.get("init")
+    if start:
+        lines.append(f"- policy and normalisers started from {start['model']} (weights.pt sha256 "
+                     f"{start['weights_sha256'][:12]}, {start['policy_steps']} policy steps of its own; its card "
+                     f"says how it was made): {extra['policy_steps'] + (start['policy_steps'] or 0)} in all")
     check = extra.get("critic_diagnostic")
     lines.append(f"- critic on {check['episodes']} held-out demonstrations (valid split): {describe_critic(check)}"
                  if check else "- critic: no held-out demonstrations to measure it on")

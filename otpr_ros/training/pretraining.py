@@ -60,12 +60,18 @@ def held_out_episodes(dataset, config: OTPRConfig, obs_normalizer, action_normal
 
 
 def pretrain(dataset, config: OTPRConfig, policy_steps: int, critic_steps: int, batch_size: int = 256,
-             log=None, progress=None, quaternions=()) -> PretrainResult:
+             log=None, progress=None, quaternions=(), init=None) -> PretrainResult:
     """``log(tag, value, step)`` receives scalars; ``progress(n)`` is called once per step;
-    ``quaternions``: starts of sign-free quaternions in the observation (the task's)."""
+    ``quaternions``: starts of sign-free quaternions in the observation (the task's);
+    ``init``: a loaded model (``load_model``) whose policy (its weights and EMA weights) and
+    normalisers the policy's steps go on from (the critic and potentials start afresh)."""
     agent = OTPRAgent(config)
     device, generator = agent.device, agent.generator
-    obs_normalizer, action_normalizer = dataset.normalizers(quaternions)
+    if init is None:
+        obs_normalizer, action_normalizer = dataset.normalizers(quaternions)
+    else:
+        obs_normalizer, action_normalizer = init.obs_normalizer, init.action_normalizer
+        agent.policy.load_state_dict(init.agent.policy.state_dict())
     obs, chunks = dataset.imitation_pairs(config.chunk)
     obs_t = torch.as_tensor(obs_normalizer.normalize(obs), dtype=torch.float32, device=device)
     chunks_t = torch.as_tensor(normalise_chunks(action_normalizer, chunks, config.act_dim), dtype=torch.float32,
