@@ -125,7 +125,7 @@ def main(argv=None) -> int:
                             "dataset_commands": dataset_commands(dataset),
                             "seed": args.seed, "torch": torch.__version__, **result.stats,
                             "init": init and {"model": str(args.init), "weights_sha256": init.weights_sha256,
-                                              "policy_steps": init.info.extra.get("policy_steps")},
+                                              "policy_steps": policy_steps_in_all(init.info.extra)},
                             "critic_diagnostic": critic_check})
     card = model_card(args, command, info, config, None)
     output = save_model(args.output, result.agent, info, result.obs_normalizer, result.action_normalizer, card)
@@ -205,6 +205,12 @@ def evaluation_lines(task, summary, first_seed, config) -> list:
     return lines
 
 
+def policy_steps_in_all(extra: dict):
+    """A model's policy steps, those of the model it went on from (``--init``) included."""
+    start = extra.get("init")
+    return extra.get("policy_steps", 0) + (start["policy_steps"] or 0 if start else 0)
+
+
 def executed(config) -> str:
     steps = config.agent.execute_steps
     return f", the first {steps} actions of each chunk of {config.chunk} executed" if steps else ""
@@ -226,7 +232,7 @@ def model_card(args, command, info, config, summary) -> str:
     if start:
         lines.append(f"- policy and normalisers started from {start['model']} (weights.pt sha256 "
                      f"{start['weights_sha256'][:12]}, {start['policy_steps']} policy steps of its own; its card "
-                     f"says how it was made): {extra['policy_steps'] + (start['policy_steps'] or 0)} in all")
+                     f"says how it was made): {policy_steps_in_all(extra)} in all")
     check = extra.get("critic_diagnostic")
     lines.append(f"- critic on {check['episodes']} held-out demonstrations (valid split): {describe_critic(check)}"
                  if check else "- critic: no held-out demonstrations to measure it on")

@@ -67,6 +67,9 @@ def test_new_steps_start_where_the_model_stands(base, other_demos, tmp_path):
     apart = max((new[k] - start[k]).abs().max().item() for k in start)
     assert 0 < moved < 1e-3 < apart
     assert "30 in all" in (tmp_path / "more" / "MODEL_CARD.md").read_text()
+    assert go_on(tmp_path / "more", other_demos, tmp_path / "again", "--policy-steps", "5") == 0   # counts carry on
+    assert "30 policy steps of its own" in (tmp_path / "again" / "MODEL_CARD.md").read_text()
+    assert "35 in all" in (tmp_path / "again" / "MODEL_CARD.md").read_text()
 
 
 def test_a_model_of_another_task_a_missing_one_and_init_with_config_are_refused(base, other_demos, tmp_path,
