@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     command = "otpr-pretrain " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     task = sim_task(args.task)
     config_path = Path(args.config) if args.config else pretraining_config(args.task)
-    init = None
+    init = start_card = None
     if args.init:
         try:
             init = load_model(args.init, device=args.device)
@@ -84,6 +84,7 @@ def main(argv=None) -> int:
             print(f"otpr-pretrain: --init {args.init} is a {init.info.task} model, not {args.task}", file=sys.stderr)
             return 2
         config_path = Path(args.init) / "config.yaml"
+        start_card = (Path(args.init) / "MODEL_CARD.md").read_text()      # before --output may replace it
     try:
         obs_keys, obs_dim = task.observation(init.info.obs_keys if init else
                                              args.obs_keys.split(",") if args.obs_keys else None)
@@ -127,13 +128,13 @@ def main(argv=None) -> int:
                             "init": init and {"model": str(args.init), "weights_sha256": init.weights_sha256,
                                               "policy_steps": policy_steps_in_all(init.info.extra)},
                             "critic_diagnostic": critic_check})
-    card = model_card(args, command, info, config, None)
+    card = model_card(args, command, info, config, None, start_card)
     output = save_model(args.output, result.agent, info, result.obs_normalizer, result.action_normalizer, card)
     summary = None
     if args.eval_episodes:
         summary = card_evaluation(args.task, output, args.eval_seed, args.eval_episodes)
         output = save_model(args.output, result.agent, info, result.obs_normalizer, result.action_normalizer,
-                            model_card(args, command, info, config, summary))
+                            model_card(args, command, info, config, summary, start_card))
     if not args.no_onnx:
         from otpr_ros.model.onnx_export import export_onnx
         export_onnx(output)
@@ -216,7 +217,16 @@ def executed(config) -> str:
     return f", the first {steps} actions of each chunk of {config.chunk} executed" if steps else ""
 
 
-def model_card(args, command, info, config, summary) -> str:
+def started_from(model, card: str) -> list:
+    """A card's lines for the model a policy went on from (``--init``): its card, headings one level down."""
+    fenced, lines = False, []
+    for line in card.rstrip("\n").splitlines():
+        fenced = fenced != line.startswith("```")
+        lines.append("#" + line if line.startswith("#") and not fenced else line)
+    return ["## The model it started from", "", f"{model}'s card when this one was made:", "", *lines, ""]
+
+
+def model_card(args, command, info, config, summary, start_card=None) -> str:
     extra = info.extra
     lines = [f"# otpr_ros model: {args.task}", "",
              f"Diffusion policy (DDPM, chunks of {info.chunk} x {info.act_dim}), IQL critic and OT potentials,",
@@ -240,6 +250,8 @@ def model_card(args, command, info, config, summary) -> str:
              "## Offline evaluation", ""]
     lines += evaluation_lines(args.task, summary, args.eval_seed, config)
     lines += ["", "## Reproduce", "", "```", *extra.get("dataset_commands", []), command, "```", ""]
+    if start_card is not None:
+        lines += started_from(args.init, start_card)
     return "\n".join(lines)
 
 
