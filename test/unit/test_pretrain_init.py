@@ -45,9 +45,10 @@ def policy_tensors(model):
 def test_no_new_steps_keep_the_policy_normalisers_and_config_of_the_model(base, other_demos, tmp_path):
     assert go_on(base, other_demos, tmp_path / "same", "--policy-steps", "0") == 0
     before, after = load_model(base), load_model(tmp_path / "same")
-    assert before.agent.policy.state_dict().keys() == after.agent.policy.state_dict().keys()
-    for name, tensor in policy_tensors(before).items():      # the net's and the EMA net's
-        assert torch.equal(tensor, policy_tensors(after)[name]), name
+    start, now = policy_tensors(before), policy_tensors(after)
+    assert start.keys() == now.keys()
+    for name, tensor in start.items():                       # the net's and the EMA net's
+        assert torch.equal(tensor, now[name]), name
     for kind in ("obs_normalizer", "action_normalizer"):     # the model's, not the new data's
         assert getattr(after, kind).to_dict() == getattr(before, kind).to_dict()
     assert after.config.agent.execute_steps == 2 and after.info.obs_keys == before.info.obs_keys
