@@ -25,6 +25,7 @@ publishes versions above every one it published before.
 import json
 import os
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -95,6 +96,10 @@ class Learner(Node):
     def __init__(self):
         super().__init__("learner")
         self.core = self.schedule = None     # destroy_node runs also when construction fails
+        # _learn's slices run on an executor thread while the main thread may destroy the node
+        # (finished, or stopped): destroy_node waits for the slice in flight, and later ones do
+        # nothing (a CI run lost a replay chunk's file to both writing it at once)
+        self.working, self.destroyed = threading.Lock(), False
         declare_parameters(self, PARAMETERS)
         apply_cpu_threads(self)
         value = lambda name: self.get_parameter(name).value  # noqa: E731
@@ -179,10 +184,12 @@ class Learner(Node):
         return f"{report}; version {self.snapshots.resume(learner['version'] if learner else 0)}"
 
     def destroy_node(self) -> None:
-        if self.core is not None and self.core.log is not None:
-            self.core.log.flush()            # stopped (Ctrl-C, SIGTERM): what arrived is kept
-        if self.schedule is not None:
-            self.schedule.stop()
+        with self.working:
+            self.destroyed = True
+            if self.core is not None and self.core.log is not None:
+                self.core.log.flush()            # stopped (Ctrl-C, SIGTERM): what arrived is kept
+            if self.schedule is not None:
+                self.schedule.stop()
         super().destroy_node()
 
     def _publish_progress(self) -> None:
@@ -224,6 +231,11 @@ class Learner(Node):
                                    throttle_duration_sec=PROGRESS_PERIOD)
 
     def _learn(self) -> None:
+        with self.working:
+            if not self.destroyed:
+                self._learn_slice()
+
+    def _learn_slice(self) -> None:
         self._periodic()
         end = time.perf_counter() + SLICE_SECONDS
         while not self.schedule.finishing and self.run.update_due and time.perf_counter() < end:

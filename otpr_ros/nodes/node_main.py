@@ -6,9 +6,9 @@ cannot start (bad parameters or model: the message names the problem).
 Stopping is the main thread's own work: rclpy's signal handlers are not installed (they shut
 the context down from a thread of their own while a callback may still be running), the
 signals are noted and the spin loop, which wakes at least every ``SPIN_PERIOD`` s, leaves;
-then the executor is shut down (callbacks still running on its threads end first: a learner's
-update slice that writes the replay log while ``destroy_node`` writes it too lost a chunk's
-file in CI), the node destroyed and rclpy shut down, in that order, in the main thread. A node with
+then the node is destroyed and rclpy shut down, in that order, in the main thread. A node that
+runs callbacks on several executor threads (the learner) makes its ``destroy_node`` wait for
+the one still running: the loop leaves without waiting for them. A node with
 a ``stop()`` method (the bridge: transitions still on their way to the learner) is asked to stop
 on the first Ctrl-C / SIGTERM and ends when its ``finished`` Future is done; a second signal
 stops it at once. Other nodes stop on the first signal.
@@ -75,7 +75,6 @@ def run_node(name: str, make_node, args=None, startup_errors=(ValueError,), stop
             raise
     finally:
         executor.remove_node(node)
-        executor.shutdown()             # waits for the callbacks still running on its threads
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
