@@ -54,11 +54,11 @@ def test_no_new_steps_keep_the_policy_normalisers_and_config_of_the_model(base, 
     assert after.config.agent.execute_steps == 2 and after.info.obs_keys == before.info.obs_keys
     card = (tmp_path / "same" / "MODEL_CARD.md").read_text()
     assert f"started from {base}" in card and "20 policy steps of its own" in card and "20 in all" in card
-    own, start = card.split("## The model it started from")     # the model's card follows, one level down
+    own, started = card.split("## The model it started from")     # the model's card follows, one level down
     base_card = (base / "MODEL_CARD.md").read_text()
-    assert "\n### Training\n" in start and "\n## Training\n" not in start and "\n## Training\n" in own
+    assert "\n### Training\n" in started and "\n## Training\n" not in started and "\n## Training\n" in own
     command = next(line for line in base_card.splitlines() if line.startswith("otpr-pretrain"))
-    assert command in start and f"--init {base}" in own
+    assert command in started and f"--init {base}" in own
 
 
 def test_new_steps_start_where_the_model_stands(base, other_demos, tmp_path):
